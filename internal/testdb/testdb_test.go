@@ -1,0 +1,46 @@
+package testdb_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func TestURLGivesFreshDatabasesDroppedAtCleanup(t *testing.T) {
+	ctx := context.Background()
+	var first string
+	t.Run("inner", func(t *testing.T) {
+		first = testdb.URL(t)
+		second := testdb.URL(t)
+		require.NotEqual(t, first, second)
+
+		conn, err := pgx.Connect(ctx, first)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		var tables int
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables))
+		require.Zero(t, tables, "database must start empty")
+		_, err = conn.Exec(ctx, "CREATE TABLE t (x int)")
+		require.NoError(t, err)
+	})
+
+	// After the subtest's cleanup its databases are gone.
+	u, err := url.Parse(first)
+	require.NoError(t, err)
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	conn, err := pgx.Connect(ctx, u.String())
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var exists bool
+	require.NoError(t, conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists))
+	require.False(t, exists, "database %s should have been dropped", name)
+}
