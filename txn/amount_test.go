@@ -91,7 +91,7 @@ func TestParseAmount(t *testing.T) {
 		{in: "--12", err: ErrInvalidAmount},
 		{in: "+-12", err: ErrInvalidAmount},
 		{in: "12-", err: ErrInvalidAmount},
-		{in: "١٢", err: ErrInvalidAmount}, // Arabic-Indic digits
+		{in: "١٢", err: ErrInvalidAmount},  // Arabic-Indic digits
 		{in: "−12", err: ErrInvalidAmount}, // U+2212 MINUS SIGN
 		{in: "12_000", err: ErrInvalidAmount},
 	}
