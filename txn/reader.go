@@ -227,8 +227,8 @@ func Read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onReject
 // decode runs gocsv over src in a goroutine, receiving the decoded rows on a
 // buffered channel and handing them to emit in order. When emit fails, src
 // is told to stop and the channel is drained so that the goroutine ends.
-func decode[A amountCellType](src *rowSource, emit func(metaCell, string, string, amountCell) error) error {
-	rows := make(chan csvRow[A], 1024)
+func decode[A any, PA amountField[A]](src *rowSource, emit func(metaCell, string, string, amountCell) error) error {
+	rows := make(chan csvRow[A, PA], 1024)
 	done := make(chan error, 1)
 	go func() {
 		done <- gocsv.UnmarshalDecoderToChan(gocsv.NewSimpleDecoderFromCSVReader(src), rows)
@@ -244,7 +244,7 @@ func decode[A amountCellType](src *rowSource, emit func(metaCell, string, string
 		if cbErr != nil {
 			continue
 		}
-		if err := emit(row.Meta, row.ID, row.Wording, row.Amount.cell()); err != nil {
+		if err := emit(row.Meta, row.ID, row.Wording, PA(&row.Amount).cell()); err != nil {
 			cbErr = err
 			src.stop.Store(true)
 		}
@@ -290,12 +290,34 @@ func deliver(stats *Stats, opts ReaderOptions, m metaCell, id, wording string, a
 }
 
 // csvRow is what gocsv decodes each row into. The columns are the ones
-// rowSource produces, not the file's own.
-type csvRow[A amountCellType] struct {
+// rowSource produces (rowHeader), not the file's own. A is the amount field
+// type, which decides whether a decimal comma is allowed.
+//
+// csvRow implements gocsv.TypeUnmarshalCSVWithFields and hands each column
+// to its field's UnmarshalCSV itself: gocsv then skips its reflection-based
+// field setting, which boxes every field of every row and would double the
+// cost of a read.
+type csvRow[A any, PA amountField[A]] struct {
 	Meta    metaCell `csv:"meta"`
 	ID      string   `csv:"id"`
 	Amount  A        `csv:"amount"`
 	Wording string   `csv:"wording"`
+}
+
+// UnmarshalCSVWithFields sets the column named key. It never fails, so
+// that gocsv never aborts the stream.
+func (r *csvRow[A, PA]) UnmarshalCSVWithFields(key, value string) error {
+	switch key {
+	case "meta":
+		return r.Meta.UnmarshalCSV(value)
+	case "id":
+		r.ID = value
+	case "amount":
+		return PA(&r.Amount).UnmarshalCSV(value)
+	case "wording":
+		r.Wording = value
+	}
+	return nil
 }
 
 // rowHeader is the header rowSource hands to gocsv.
@@ -325,14 +347,19 @@ type amountCell struct {
 	err   error
 }
 
-func (c amountCell) cell() amountCell { return c }
+func (c *amountCell) cell() amountCell { return *c }
 
 func (c *amountCell) parse(s string, decimalComma bool) {
 	c.raw = s
 	c.value, c.err = ParseAmount(s, decimalComma)
 }
 
-type amountCellType interface{ cell() amountCell }
+// amountField is satisfied by *dotAmount and *commaAmount.
+type amountField[A any] interface {
+	*A
+	gocsv.TypeUnmarshaller
+	cell() amountCell
+}
 
 // dotAmount is an amount in a comma-separated file: dot decimals only.
 type dotAmount struct{ amountCell }
