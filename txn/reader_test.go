@@ -49,15 +49,15 @@ func readFrom(t *testing.T, r io.Reader, opts ReaderOptions) result {
 	return res
 }
 
-// brief renders a record as "line id amount wording" for compact assertions.
-func (r Record) brief() string {
+// summary renders a record as "line id amount wording" for compact assertions.
+func (r Record) summary() string {
 	return fmt.Sprintf("%d %s %s %q", r.Line, r.ID, r.Amount.StringFixed(2), r.Wording)
 }
 
-func briefs(recs []Record) []string {
+func summaries(recs []Record) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
-		out[i] = r.brief()
+		out[i] = r.summary()
 	}
 	return out
 }
@@ -99,7 +99,7 @@ func TestReadAcceptedFiles(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			res := readFile(t, tt.file, ReaderOptions{})
 			require.NoError(t, res.err)
-			assert.Equal(t, tt.want, briefs(res.records))
+			assert.Equal(t, tt.want, summaries(res.records))
 			assert.Empty(t, res.rejected)
 			assert.Equal(t, tt.delim, res.stats.Delimiter)
 			assert.Equal(t, tt.encoding, res.stats.Encoding)
@@ -128,7 +128,7 @@ func TestReadTrimsID(t *testing.T) {
 func TestReadDecimalComma(t *testing.T) {
 	res := readFile(t, "semicolon_decimal_comma.csv", ReaderOptions{})
 	require.NoError(t, res.err)
-	assert.Equal(t, []string{`2 1 1234.50 "VIR"`, `3 2 -12.00 "AVOIR"`, `4 3 12.50 "DOT STILL OK"`}, briefs(res.records))
+	assert.Equal(t, []string{`2 1 1234.50 "VIR"`, `3 2 -12.00 "AVOIR"`, `4 3 12.50 "DOT STILL OK"`}, summaries(res.records))
 	require.Len(t, res.rejected, 1)
 	assert.Equal(t, int64(5), res.rejected[0].Line)
 	assert.Equal(t, ReasonInvalidAmount, res.rejected[0].Reason)
@@ -138,7 +138,7 @@ func TestReadDecimalComma(t *testing.T) {
 func TestReadCommaDelimiterRefusesDecimalComma(t *testing.T) {
 	res := readString(t, "id,amount,wording\n1,\"12,50\",X\n2,\"1,234.50\",Y\n", ReaderOptions{})
 	require.NoError(t, res.err)
-	assert.Equal(t, []string{`3 2 1234.50 "Y"`}, briefs(res.records))
+	assert.Equal(t, []string{`3 2 1234.50 "Y"`}, summaries(res.records))
 	require.Len(t, res.rejected, 1)
 	assert.Equal(t, Rejected{Line: 2, ID: "1", Amount: "12,50", Wording: "X", Reason: ReasonInvalidAmount,
 		Detail: "invalid amount: misplaced thousands separator"}, res.rejected[0])
@@ -152,7 +152,7 @@ func TestReadRejections(t *testing.T) {
 		`7 6 7.00 "multi\nline\nwording"`,
 		`14 10 -2.00 "after blank line"`,
 		`15 11 1234.50 "quoted, comma"`,
-	}, briefs(res.records))
+	}, summaries(res.records))
 
 	type rej struct {
 		line   int64
@@ -217,7 +217,7 @@ func TestReadInvalidUTF8AfterSniffedPrefix(t *testing.T) {
 	assert.Equal(t, Rejected{Line: int64(line), ID: fmt.Sprint(line), Amount: "3.00", Wording: "NULBYTE",
 		Reason: ReasonMalformedRow, Detail: "NUL byte in field"}, res.rejected[1])
 	last := res.records[len(res.records)-1]
-	assert.Equal(t, fmt.Sprintf(`%d %d 4.00 "OK"`, line+1, line+1), last.brief())
+	assert.Equal(t, fmt.Sprintf(`%d %d 4.00 "OK"`, line+1, line+1), last.summary())
 	assert.Equal(t, int64(line-1), res.stats.Accepted+res.stats.Rejected-1)
 }
 
@@ -366,7 +366,7 @@ func TestReadHeaderVariants(t *testing.T) {
 			res := readString(t, "\n\n"+tt.header+"\n1,2.00,W\n", ReaderOptions{})
 			require.NoError(t, res.err)
 			assert.Equal(t, int64(3), res.stats.HeaderLine)
-			assert.Equal(t, []string{`4 1 2.00 "W"`}, briefs(res.records))
+			assert.Equal(t, []string{`4 1 2.00 "W"`}, summaries(res.records))
 		})
 	}
 }
