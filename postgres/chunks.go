@@ -1,0 +1,186 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/shopspring/decimal"
+)
+
+// ChunkCounts reports the work of TagChunk or AnnotateChunk.
+type ChunkCounts struct {
+	Lines    int64 // run lines with from <= seq < to
+	Computed int64 // results newly written by this call
+}
+
+// resultTable describes tags or annotations.
+type resultTable struct {
+	name   string // table
+	column string // result column
+	// pending selects (transaction id, input) of the lines in range whose
+	// transaction has no result yet; $1 run id, $2 from, $3 to.
+	pending string
+}
+
+var (
+	tagsTable = resultTable{
+		name:   "tags",
+		column: "tag",
+		pending: `
+SELECT rl.id, rl.wording
+FROM run_lines rl
+WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.transaction_id = rl.id)`,
+	}
+	annotationsTable = resultTable{
+		name:   "annotations",
+		column: "annotation",
+		pending: `
+SELECT rl.id, (rl.amount * 100)::bigint
+FROM run_lines rl
+WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
+  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.transaction_id = rl.id)`,
+	}
+)
+
+// TagChunk computes tags for the run_lines of runID with from <= seq < to
+// whose transaction has no row in tags yet: it reads (id, wording) in one
+// query, calls tag(wording) for each, and writes the results with one COPY
+// ("" is stored as NULL: tagged, no tag word). If a concurrent run wrote some
+// of the same ids first, it retries through a staging table and INSERT ... ON
+// CONFLICT DO NOTHING. It is idempotent: a second call computes nothing.
+// It returns ErrRunNotFound or ErrRunNotIngested (wrapped) for a run that is
+// unknown or not settled by FinishIngest, and the wrapped connection or SQL
+// error.
+func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, any, error) {
+		var id, wording string
+		if err := rows.Scan(&id, &wording); err != nil {
+			return "", nil, err
+		}
+		return id, nullIfEmpty(tag(wording)), nil
+	})
+	if err != nil {
+		return ChunkCounts{}, db.wrap(fmt.Sprintf("tag chunk [%d,%d) of run %s", from, to, runID), err)
+	}
+	return c, nil
+}
+
+// AnnotateChunk computes annotations, like TagChunk, for the run_lines of
+// runID with from <= seq < to that have no error and whose transaction has no
+// row in annotations yet, calling annotate(amount) for each ("" is stored as
+// NULL: annotated, no annotation). Lines counts every line in range, errors
+// included. It is idempotent and returns the same errors as TagChunk.
+func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, any, error) {
+		var id string
+		var cents int64 // numeric(18,2) in cents always fits; decoding numeric is much slower
+		if err := rows.Scan(&id, &cents); err != nil {
+			return "", nil, err
+		}
+		return id, nullIfEmpty(annotate(decimal.New(cents, -2))), nil
+	})
+	if err != nil {
+		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)
+	}
+	return c, nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// computeChunk reads the pending lines of a chunk, computes their results
+// with compute and writes them to t.
+func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
+	compute func(pgx.Rows) (id string, result any, err error)) (ChunkCounts, error) {
+	var c ChunkCounts
+	var results [][]any
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var ingested bool
+		err := tx.QueryRow(ctx, `
+			SELECT r.ingested_at IS NOT NULL,
+			       (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND seq >= $2 AND seq < $3)
+			FROM runs r WHERE r.run_id = $1`, runID, from, to).Scan(&ingested, &c.Lines)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrRunNotFound
+		case err != nil:
+			return fmt.Errorf("count lines: %w", err)
+		case !ingested:
+			return ErrRunNotIngested
+		case c.Lines == 0:
+			return nil
+		}
+		// Probe the result table's primary key for each line of the chunk:
+		// hashing the whole (ever growing) result table for every chunk is
+		// what the planner picks when its statistics lag behind.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
+		rows, err := tx.Query(ctx, t.pending, runID, from, to)
+		if err != nil {
+			return fmt.Errorf("read pending: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			id, result, err := compute(rows)
+			if err != nil {
+				return fmt.Errorf("read pending: %w", err)
+			}
+			results = append(results, []any{id, result, runID})
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read pending: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	if len(results) == 0 {
+		return c, nil
+	}
+	columns := []string{"transaction_id", t.column, "run_id"}
+	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, pgx.CopyFromRows(results))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		// Another run stored some of these ids since the read.
+		n, err = insertSkippingExisting(ctx, db, t, results)
+	}
+	if err != nil {
+		return c, fmt.Errorf("write %s: %w", t.name, err)
+	}
+	c.Computed = n
+	return c, nil
+}
+
+// insertSkippingExisting writes results through a temporary staging table
+// and INSERT ... ON CONFLICT DO NOTHING; it returns the rows inserted.
+func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results [][]any) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE txflow_stage
+			(transaction_id text, result text, run_id text) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txflow_stage"},
+			[]string{"transaction_id", "result", "run_id"}, pgx.CopyFromRows(results)); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, fmt.Sprintf(`
+			INSERT INTO %[1]s (transaction_id, %[2]s, run_id)
+			SELECT DISTINCT ON (transaction_id) transaction_id, result, run_id FROM txflow_stage
+			ON CONFLICT (transaction_id) DO NOTHING`,
+			pgx.Identifier{t.name}.Sanitize(), pgx.Identifier{t.column}.Sanitize()))
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
+}

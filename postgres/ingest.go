@@ -1,0 +1,240 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txflow/txflow/txn"
+)
+
+// Run identifies an ingested file.
+type Run struct {
+	ID     string // run id, unique per ingestion of a file
+	File   string // file name as received
+	SHA256 string // hex SHA-256 of the file content
+}
+
+// IngestCounts are the totals of a run after FinishIngest.
+type IngestCounts struct {
+	Accepted   int64 // lines kept in the run (including lines in error)
+	New        int64 // transactions inserted by this call
+	Rejected   int64 // rejected rows of the run (parser rejections, duplicates, conflicts)
+	Duplicates int64 // rejected rows with reason duplicate_id
+	Conflicts  int64 // rejected rows with reason id_conflict
+	Errors     int64 // accepted lines flagged with an error (e.g. amount_too_high)
+	MaxSeq     int64 // highest seq still in the run; 0 when it has no line
+}
+
+// BeginIngest (re)starts ingestion of a run: upserts the runs row and deletes
+// any run_lines / rejected_rows left by an earlier attempt of the same run id
+// (so a retried ingest never duplicates). Transactions, tags and annotations
+// already stored are kept. It returns an error for an empty run id and the
+// wrapped connection or SQL error.
+func (db *DB) BeginIngest(ctx context.Context, run Run) error {
+	if run.ID == "" {
+		return errors.New("begin ingest: empty run id")
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO runs (run_id, file, sha256) VALUES ($1, $2, $3)
+			ON CONFLICT (run_id) DO UPDATE
+			SET file = excluded.file, sha256 = excluded.sha256, started_at = now(), ingested_at = NULL`,
+			run.ID, run.File, run.SHA256); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM run_lines WHERE run_id = $1", run.ID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM rejected_rows WHERE run_id = $1", run.ID)
+		return err
+	})
+	if err != nil {
+		return db.wrap("begin ingest "+run.ID, err)
+	}
+	return nil
+}
+
+// LoadBatch appends one batch in a single transaction with COPY (pgx
+// CopyFrom): recs become run_lines with seq = firstSeq, firstSeq+1, ...;
+// rejected become rejected_rows. Text that PostgreSQL cannot store (invalid
+// UTF-8, NUL bytes) is stored with U+FFFD in its place. Loading the same
+// seq or rejected line twice for a run fails with a unique violation
+// (*pgconn.PgError code 23505); amounts beyond numeric(18,2) fail with a
+// numeric overflow. Nothing of the batch is stored on error.
+func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
+	if len(recs) == 0 && len(rejected) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if len(recs) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
+				[]string{"run_id", "seq", "line", "id", "amount", "raw_amount", "wording", "error"},
+				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
+					r := &recs[i]
+					var reason any
+					if r.Error != "" {
+						reason = string(r.Error)
+					}
+					return []any{runID, firstSeq + int64(i), r.Line, cleanText(r.ID), r.Amount,
+						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
+				}))
+			if err != nil {
+				return fmt.Errorf("copy run_lines: %w", err)
+			}
+		}
+		if len(rejected) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"rejected_rows"},
+				[]string{"run_id", "line", "id", "amount", "wording", "reason", "detail"},
+				pgx.CopyFromSlice(len(rejected), func(i int) ([]any, error) {
+					r := &rejected[i]
+					return []any{runID, r.Line, cleanText(r.ID), cleanText(r.Amount), cleanText(r.Wording),
+						string(r.Reason), cleanText(r.Detail)}, nil
+				}))
+			if err != nil {
+				return fmt.Errorf("copy rejected_rows: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return db.wrap(fmt.Sprintf("load batch of run %s at seq %d", runID, firstSeq), err)
+	}
+	return nil
+}
+
+// cleanText makes s storable in a PostgreSQL text column: invalid UTF-8
+// sequences and NUL bytes become U+FFFD.
+func cleanText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// Set-based statements of FinishIngest; $1 is the run id, $2 the reason.
+const (
+	// In-file duplicates: every line whose id appeared at a smaller seq of
+	// the run moves to rejected_rows; the first occurrence stays.
+	sqlMoveDuplicates = `
+WITH ranked AS (
+    SELECT seq, first_value(line) OVER w AS first_line, row_number() OVER w AS n
+    FROM run_lines
+    WHERE run_id = $1
+    WINDOW w AS (PARTITION BY id ORDER BY seq)
+), moved AS (
+    DELETE FROM run_lines rl
+    USING ranked r
+    WHERE rl.run_id = $1 AND rl.seq = r.seq AND r.n > 1
+    RETURNING rl.line, rl.id, rl.raw_amount, rl.wording, r.first_line
+)
+INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
+SELECT $1, line, id, raw_amount, wording, $2, 'id already on line ' || first_line
+FROM moved`
+
+	// Conflicts: lines whose id is stored with another amount or wording.
+	sqlMoveConflicts = `
+WITH moved AS (
+    DELETE FROM run_lines rl
+    USING transactions t
+    WHERE rl.run_id = $1 AND t.id = rl.id AND (t.amount <> rl.amount OR t.wording <> rl.wording)
+    RETURNING rl.line, rl.id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
+)
+INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
+SELECT $1, line, id, raw_amount, wording, $2,
+       format('id already stored with amount %s and wording %L', stored_amount, stored_wording)
+FROM moved`
+
+	// New transactions: anti-join, no ON CONFLICT (FinishIngest holds a lock
+	// serialising it across runs, so no concurrent insert can race).
+	sqlInsertNew = `
+INSERT INTO transactions (id, amount, wording, first_run_id)
+SELECT rl.id, rl.amount, rl.wording, rl.run_id
+FROM run_lines rl
+WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = rl.id)`
+)
+
+// FinishIngest settles the run, in one transaction, set-based:
+//  1. in-file duplicates: every run_line whose id appeared at a smaller seq
+//     of the same run moves to rejected_rows as duplicate_id (the first is
+//     kept);
+//  2. id conflicts: a run_line whose id exists in transactions with a
+//     different amount or wording moves to rejected_rows as id_conflict
+//     (detail names the stored values);
+//  3. new transactions: run_lines whose id is not in transactions are
+//     inserted; identical existing ones are untouched and keep their tags
+//     and annotations.
+//
+// FinishIngest calls are serialised across runs (advisory lock). Calling it
+// twice for the same run is harmless: the second call moves and inserts
+// nothing and returns the same totals, except New, which counts only the
+// transactions inserted by that call and is then 0. It returns
+// ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or
+// SQL error otherwise; on error nothing is changed.
+func (db *DB) FinishIngest(ctx context.Context, runID string) (IngestCounts, error) {
+	var c IngestCounts
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
+			return fmt.Errorf("set work_mem: %w", err)
+		}
+		// Fresh statistics: the run's lines were just loaded and the previous
+		// run may have grown transactions a lot; stale estimates give plans
+		// that are orders of magnitude off.
+		if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		tag, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = now() WHERE run_id = $1", runID)
+		if err != nil {
+			return fmt.Errorf("mark run: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrRunNotFound
+		}
+		if _, err := tx.Exec(ctx, sqlMoveDuplicates, runID, string(txn.ReasonDuplicateID)); err != nil {
+			return fmt.Errorf("move duplicates: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sqlMoveConflicts, runID, string(txn.ReasonIDConflict)); err != nil {
+			return fmt.Errorf("move conflicts: %w", err)
+		}
+		// The anti-join must not scan transactions sequentially from a nested
+		// loop: the statement grows the table it scans, which is quadratic
+		// (and the planner picks it when transactions looked empty at the
+		// last ANALYZE). Index probes or a hash join are both fine.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
+		tag, err = tx.Exec(ctx, sqlInsertNew, runID)
+		if err != nil {
+			return fmt.Errorf("insert transactions: %w", err)
+		}
+		c.New = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = on"); err != nil {
+			return fmt.Errorf("reset plan options: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `
+			SELECT count(*), count(error), coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1`,
+			runID).Scan(&c.Accepted, &c.Errors, &c.MaxSeq); err != nil {
+			return fmt.Errorf("count lines: %w", err)
+		}
+		if err := tx.QueryRow(ctx, `
+			SELECT count(*),
+			       count(*) FILTER (WHERE reason = $2),
+			       count(*) FILTER (WHERE reason = $3)
+			FROM rejected_rows WHERE run_id = $1`,
+			runID, string(txn.ReasonDuplicateID), string(txn.ReasonIDConflict)).Scan(&c.Rejected, &c.Duplicates, &c.Conflicts); err != nil {
+			return fmt.Errorf("count rejected: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return IngestCounts{}, db.wrap("finish ingest "+runID, err)
+	}
+	return c, nil
+}

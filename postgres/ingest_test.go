@@ -1,0 +1,199 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/txn"
+)
+
+// ingest runs BeginIngest, one LoadBatch and FinishIngest.
+func ingest(t *testing.T, db *postgres.DB, runID string, recs []txn.Record, rejected []txn.Rejected) postgres.IngestCounts {
+	t.Helper()
+	ctx := context.Background()
+	require.NoError(t, db.BeginIngest(ctx, postgres.Run{ID: runID, File: runID + ".csv", SHA256: "00"}))
+	require.NoError(t, db.LoadBatch(ctx, runID, 1, recs, rejected))
+	c, err := db.FinishIngest(ctx, runID)
+	require.NoError(t, err)
+	return c
+}
+
+func tagWord(w string) string { return txn.DefaultRules().Tag(w) }
+
+func annotate(a decimal.Decimal) string { return string(txn.DefaultRules().Annotate(a)) }
+
+func TestFinishIngestDuplicatesConflictsAndIdempotence(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+
+	tooHigh := rec(7, "C", "2000000.00", "TOTO big")
+	tooHigh.Error = txn.ReasonAmountTooHigh
+	run1 := []txn.Record{
+		rec(2, "A", "10.00", "coffee TAXI"),
+		rec(4, "B", "-3.00", "lunch"),
+		rec(5, "A", "99.00", "second A"), // in-file duplicate: moved, first kept
+		rec(6, "B", "-3.00", "lunch"),    // identical duplicate: moved too
+		tooHigh,
+	}
+	rejected1 := []txn.Rejected{{Line: 3, ID: "", Amount: "1", Wording: "x", Reason: txn.ReasonMissingID, Detail: "empty id"}}
+
+	c := ingest(t, db, "run1", run1, rejected1)
+	require.Equal(t, postgres.IngestCounts{Accepted: 3, New: 3, Rejected: 3, Duplicates: 2, Conflicts: 0, Errors: 1, MaxSeq: 5}, c)
+	require.Equal(t, "id already on line 2",
+		queryValue[string](t, dbURL, "SELECT detail FROM rejected_rows WHERE run_id = 'run1' AND line = 5 AND reason = 'duplicate_id'"))
+	require.Equal(t, "10.00",
+		queryValue[string](t, dbURL, "SELECT amount::text FROM transactions WHERE id = 'A'"), "first occurrence is kept")
+	require.Equal(t, "99.00",
+		queryValue[string](t, dbURL, "SELECT amount FROM rejected_rows WHERE run_id = 'run1' AND line = 5"), "raw amount as read")
+
+	// A second FinishIngest moves and inserts nothing.
+	again, err := db.FinishIngest(ctx, "run1")
+	require.NoError(t, err)
+	c.New = 0
+	require.Equal(t, c, again)
+
+	tags, err := db.TagChunk(ctx, "run1", 1, c.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, tags)
+	anns, err := db.AnnotateChunk(ctx, "run1", 1, c.MaxSeq+1, annotate)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 2}, anns, "the line in error is not annotated")
+	require.False(t, queryValue[bool](t, dbURL, "SELECT EXISTS (SELECT 1 FROM annotations WHERE transaction_id = 'C')"))
+
+	counts, err := db.RunCounts(ctx, "run1")
+	require.NoError(t, err)
+	require.Equal(t, postgres.RunCounts{Accepted: 3, Rejected: 3, Errors: 1, Tagged: 2, Annotated: 2}, counts)
+
+	// Second run: A identical (not new, keeps its results), B with another
+	// amount and C with another wording conflict, D is new.
+	run2 := []txn.Record{
+		rec(2, "A", "10.00", "coffee TAXI"),
+		rec(3, "B", "-4.00", "lunch"),
+		rec(4, "C", "2000000.00", "TOTO huge"),
+		rec(5, "D", "1.00", "TUTU"),
+	}
+	c2 := ingest(t, db, "run2", run2, nil)
+	require.Equal(t, postgres.IngestCounts{Accepted: 2, New: 1, Rejected: 2, Conflicts: 2, MaxSeq: 4}, c2)
+	require.Equal(t, `id already stored with amount -3.00 and wording 'lunch'`,
+		queryValue[string](t, dbURL, "SELECT detail FROM rejected_rows WHERE run_id = 'run2' AND id = 'B'"))
+	require.Equal(t, `id already stored with amount 2000000.00 and wording 'TOTO big'`,
+		queryValue[string](t, dbURL, "SELECT detail FROM rejected_rows WHERE run_id = 'run2' AND id = 'C'"))
+
+	tags, err = db.TagChunk(ctx, "run2", 1, c2.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 2, Computed: 1}, tags, "only D is computed")
+	require.Equal(t, "run1", queryValue[string](t, dbURL, "SELECT run_id FROM tags WHERE transaction_id = 'A'"))
+	counts, err = db.RunCounts(ctx, "run2")
+	require.NoError(t, err)
+	require.Equal(t, postgres.RunCounts{Accepted: 2, Rejected: 2, Tagged: 2, Annotated: 1}, counts, "A keeps the results computed by run1")
+
+	// The same data again adds nothing.
+	before := queryValue[int64](t, dbURL, "SELECT count(*) FROM transactions")
+	c3 := ingest(t, db, "run3", run1, rejected1)
+	require.Equal(t, postgres.IngestCounts{Accepted: 3, New: 0, Rejected: 3, Duplicates: 2, Errors: 1, MaxSeq: 5}, c3)
+	require.Equal(t, before, queryValue[int64](t, dbURL, "SELECT count(*) FROM transactions"))
+	tags, err = db.TagChunk(ctx, "run3", 1, 6, tagWord)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 0}, tags)
+}
+
+func TestBeginIngestRestartsRun(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	run := postgres.Run{ID: "r", File: "f.csv", SHA256: "ab"}
+	recs := []txn.Record{rec(2, "A", "1.00", "a"), rec(3, "B", "2.00", "b")}
+	rejected := []txn.Rejected{{Line: 4, ID: "Z", Amount: "x", Wording: "w", Reason: txn.ReasonInvalidAmount, Detail: "d"}}
+
+	require.NoError(t, db.BeginIngest(ctx, run))
+	require.NoError(t, db.LoadBatch(ctx, "r", 1, recs, rejected))
+	// The same batch twice is refused, and leaves nothing behind.
+	err := db.LoadBatch(ctx, "r", 2, recs[1:], nil)
+	var pgErr *pgconn.PgError
+	require.True(t, errors.As(err, &pgErr) && pgErr.Code == "23505", "want unique violation, got %v", err)
+
+	// A retried ingest starts over.
+	require.NoError(t, db.BeginIngest(ctx, run))
+	require.NoError(t, db.LoadBatch(ctx, "r", 1, recs[:1], nil))
+	require.NoError(t, db.LoadBatch(ctx, "r", 2, recs[1:], rejected))
+	c, err := db.FinishIngest(ctx, "r")
+	require.NoError(t, err)
+	require.Equal(t, postgres.IngestCounts{Accepted: 2, New: 2, Rejected: 1, MaxSeq: 2}, c)
+	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines"))
+}
+
+func TestLoadBatchStoresUnstorableTextReplaced(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	require.NoError(t, db.BeginIngest(ctx, postgres.Run{ID: "r", File: "f", SHA256: "s"}))
+	require.NoError(t, db.LoadBatch(ctx, "r", 1, nil, []txn.Rejected{
+		{Line: 2, ID: "a\x00b", Amount: "\xff1", Wording: "ok", Reason: txn.ReasonMalformedRow, Detail: "bad bytes"},
+	}))
+	require.Equal(t, "a\uFFFDb", queryValue[string](t, dbURL, "SELECT id FROM rejected_rows"))
+	require.Equal(t, "\uFFFD1", queryValue[string](t, dbURL, "SELECT amount FROM rejected_rows"))
+}
+
+func TestChunksRespectBoundsAndWriteOnce(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	var recs []txn.Record
+	for i := range 10 {
+		recs = append(recs, rec(int64(i+2), string(rune('a'+i)), "1.00", "w"+string(rune('a'+i))))
+	}
+	c := ingest(t, db, "r", recs, nil)
+	require.Equal(t, int64(10), c.MaxSeq)
+
+	var seen []string
+	tags, err := db.TagChunk(ctx, "r", 3, 6, func(w string) string { seen = append(seen, w); return "" })
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, tags)
+	require.ElementsMatch(t, []string{"wc", "wd", "we"}, seen)
+	require.Equal(t, "c,d,e", queryValue[string](t, dbURL, "SELECT string_agg(transaction_id, ',' ORDER BY transaction_id) FROM tags"))
+	require.True(t, queryValue[bool](t, dbURL, "SELECT bool_and(tag IS NULL) FROM tags"), `"" is stored as NULL`)
+
+	seen = nil
+	tags, err = db.TagChunk(ctx, "r", 1, 11, func(w string) string { seen = append(seen, w); return "T" })
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 10, Computed: 7}, tags)
+	require.Len(t, seen, 7, "already tagged lines are not recomputed")
+
+	anns, err := db.AnnotateChunk(ctx, "r", 8, 100, annotate)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, anns)
+	anns, err = db.AnnotateChunk(ctx, "r", 8, 100, annotate)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 0}, anns)
+	anns, err = db.AnnotateChunk(ctx, "r", 11, 20, annotate)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{}, anns)
+}
+
+// TestTagChunkConcurrentRunWroteFirst makes another run tag a shared id
+// between the read and the write of a chunk: the write must fall back to
+// skipping the ids already stored.
+func TestTagChunkConcurrentRunWroteFirst(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	ingest(t, db, "r1", []txn.Record{rec(2, "X", "1.00", "TATA")}, nil)
+	ingest(t, db, "r2", []txn.Record{rec(2, "X", "1.00", "TATA"), rec(3, "Y", "2.00", "TOTO")}, nil)
+
+	interleaved := false
+	tags, err := db.TagChunk(ctx, "r2", 1, 3, func(w string) string {
+		if !interleaved {
+			interleaved = true
+			c, err := db.TagChunk(ctx, "r1", 1, 2, tagWord)
+			require.NoError(t, err)
+			require.Equal(t, postgres.ChunkCounts{Lines: 1, Computed: 1}, c)
+		}
+		return tagWord(w)
+	})
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 2, Computed: 1}, tags)
+	require.Equal(t, "r1", queryValue[string](t, dbURL, "SELECT run_id FROM tags WHERE transaction_id = 'X'"))
+	require.Equal(t, "TOTO", queryValue[string](t, dbURL, "SELECT tag FROM tags WHERE transaction_id = 'Y'"))
+}
