@@ -3,6 +3,8 @@ package testdb_test
 import (
 	"context"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -43,4 +45,22 @@ func TestURLGivesFreshDatabasesDroppedAtCleanup(t *testing.T) {
 	var exists bool
 	require.NoError(t, conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists))
 	require.False(t, exists, "database %s should have been dropped", name)
+}
+
+// TestURLFailsWithoutServer runs this test binary again with no PostgreSQL
+// binaries reachable and no TXFLOW_TEST_DATABASE_URL: URL must fail the test
+// (not skip it) with instructions.
+func TestURLFailsWithoutServer(t *testing.T) {
+	if os.Getenv("TESTDB_CHILD") == "1" {
+		testdb.URL(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestURLFailsWithoutServer$", "-test.v")
+	cmd.Env = append(os.Environ(), "TESTDB_CHILD=1", "PG_BINDIR="+t.TempDir(), testdb.EnvURL+"=")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "child must fail:\n%s", out)
+	require.Contains(t, string(out), "--- FAIL: TestURLFailsWithoutServer")
+	require.NotContains(t, string(out), "SKIP")
+	require.Contains(t, string(out), "apt-get install postgresql")
+	require.Contains(t, string(out), testdb.EnvURL)
 }
