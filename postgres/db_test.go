@@ -134,6 +134,8 @@ func TestUnknownRun(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 	_, err = db.TagChunk(ctx, "nope", 1, 10, tagWord)
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
+	err = db.LoadBatch(ctx, "nope", 1, []txn.Record{rec(2, "A", "1.00", "TAXI")}, nil)
+	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 
 	// Results are computed only for settled runs.
 	require.NoError(t, db.BeginIngest(ctx, postgres.Run{ID: "loading", File: "f", SHA256: "s"}))
@@ -142,6 +144,12 @@ func TestUnknownRun(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotIngested)
 	_, err = db.AnnotateChunk(ctx, "loading", 1, 10, annotate)
 	require.ErrorIs(t, err, postgres.ErrRunNotIngested)
+
+	// A settled run takes no more lines until BeginIngest restarts it.
+	_, err = db.FinishIngest(ctx, "loading")
+	require.NoError(t, err)
+	err = db.LoadBatch(ctx, "loading", 2, []txn.Record{rec(3, "B", "1.00", "TAXI")}, nil)
+	require.ErrorContains(t, err, "already finished")
 }
 
 type discard struct{}

@@ -65,12 +65,27 @@ func (db *DB) BeginIngest(ctx context.Context, run Run) error {
 // UTF-8, NUL bytes) is stored with U+FFFD in its place. Loading the same
 // seq or rejected line twice for a run fails with a unique violation
 // (*pgconn.PgError code 23505); amounts beyond numeric(18,2) fail with a
-// numeric overflow. Nothing of the batch is stored on error.
+// numeric overflow. It returns ErrRunNotFound (wrapped) for a run BeginIngest
+// did not record, and an error for a run FinishIngest already settled.
+// Nothing of the batch is stored on error.
 func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
 	if len(recs) == 0 && len(rejected) == 0 {
 		return nil
 	}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Lines may only be added while the run is being ingested: results
+		// are computed for settled runs on the assumption that all their ids
+		// are in transactions. FOR SHARE orders this against FinishIngest.
+		var loading bool
+		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL FROM runs WHERE run_id = $1 FOR SHARE", runID).Scan(&loading)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrRunNotFound
+		case err != nil:
+			return fmt.Errorf("lock run: %w", err)
+		case !loading:
+			return errors.New("run already finished; BeginIngest restarts it")
+		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
 				[]string{"run_id", "seq", "line", "id", "amount", "raw_amount", "wording", "error"},
