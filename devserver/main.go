@@ -1,0 +1,106 @@
+// Command devserver runs a local Temporal server with its Web UI for txflow
+// development, with the namespace and the search attributes txflow needs.
+//
+// Usage:
+//
+//	go run ./devserver [flags]
+//
+// It persists to .txflow/temporal.db under the current directory unless
+// --in-memory is given, and runs until interrupted (SIGINT or SIGTERM).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/txflow/txflow/devserver/devtemporal"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "devserver: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("devserver", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: go run ./devserver [flags]
+
+Runs a Temporal server and its Web UI in one process, for local txflow runs.
+The namespace is registered with the txflow search attributes (TxflowFile,
+TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). Stop with Ctrl+C.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	ip := fs.String("ip", "127.0.0.1", "IP `address` the frontend and UI listen on")
+	port := fs.Int("port", 7233, "frontend gRPC `port`")
+	uiPort := fs.Int("ui-port", 0, "Web UI `port` (default --port + 1000, i.e. 8233)")
+	headless := fs.Bool("headless", false, "do not start the Web UI")
+	dbFile := fs.String("db-filename", filepath.Join(".txflow", "temporal.db"),
+		"SQLite database `file`; its directory is created if needed")
+	inMemory := fs.Bool("in-memory", false, "keep all state in memory instead of --db-filename")
+	namespace := fs.String("namespace", "default", "`namespace` to register")
+	logLevel := fs.String("log-level", "warn", "server log `level`: debug, info, warn, error or off")
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on failure and for --help
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	opts := devtemporal.Options{
+		IP:               *ip,
+		Port:             *port,
+		UIPort:           *uiPort,
+		Namespace:        *namespace,
+		SearchAttributes: devtemporal.TxflowSearchAttributes,
+		LogLevel:         *logLevel,
+	}
+	if *headless {
+		opts.UIPort = -1
+	}
+	if !*inMemory {
+		if *dbFile == "" {
+			return fmt.Errorf("--db-filename is empty; use --in-memory for a database in memory")
+		}
+		if err := os.MkdirAll(filepath.Dir(*dbFile), 0o755); err != nil {
+			return fmt.Errorf("create database directory: %w", err)
+		}
+		opts.DBFilename = *dbFile
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	srv, err := devtemporal.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("Temporal: %s (namespace %q)\n", srv.FrontendHostPort(), srv.Namespace())
+	if u := srv.UIURL(); u != "" {
+		fmt.Printf("Web UI:   %s\n", u)
+	}
+	if opts.DBFilename != "" {
+		fmt.Printf("Database: %s\n", opts.DBFilename)
+	} else {
+		fmt.Println("Database: in memory")
+	}
+	fmt.Println("Press Ctrl+C to stop.")
+
+	<-ctx.Done()
+	stop() // a second signal now kills the process the default way
+	fmt.Println("Stopping...")
+	if err := srv.Stop(); err != nil {
+		return err
+	}
+	fmt.Println("Stopped.")
+	return nil
+}
