@@ -22,6 +22,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -77,6 +78,7 @@ type Server struct {
 
 	temporal temporal.Server
 	ui       *uiServer
+	stopping *atomic.Bool // set when Stop begins; quietens the server's logs
 
 	stopOnce sync.Once
 	stopErr  error
@@ -112,13 +114,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 
-	ts, err := newTemporalServer(o)
+	stopping := new(atomic.Bool)
+	ts, err := newTemporalServer(o, stopping)
 	if err != nil {
 		closeUIListener()
 		return nil, err
 	}
 	if err := ts.Start(); err != nil {
 		closeUIListener()
+		stopping.Store(true)
 		_ = ts.Stop()
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
@@ -127,6 +131,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		frontendHostPort: net.JoinHostPort(dialIP(o.IP), strconv.Itoa(o.Port)),
 		namespace:        o.Namespace,
 		temporal:         ts,
+		stopping:         stopping,
 	}
 	if err := s.waitReady(ctx, o); err != nil {
 		closeUIListener()
@@ -159,6 +164,7 @@ func (s *Server) Namespace() string { return s.namespace }
 // idempotent: later calls return the result of the first.
 func (s *Server) Stop() error {
 	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
 		var errs []error
 		if s.ui != nil {
 			errs = append(errs, s.ui.stop())

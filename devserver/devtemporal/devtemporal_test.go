@@ -1,6 +1,7 @@
 package devtemporal_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,4 +281,37 @@ func TestStartErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestLogLevel(t *testing.T) {
+	run := func(level string) string {
+		var out syncBuffer
+		logger := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		s := devtemporal.StartForTest(t, devtemporal.Options{Logger: logger, LogLevel: level})
+		require.NoError(t, s.Stop())
+		return out.String()
+	}
+	// The default keeps the server quiet: the logger's own level is not enough
+	// to let info records through.
+	assert.NotContains(t, run(""), "level=INFO")
+	assert.Contains(t, run("info"), "level=INFO")
+	assert.Empty(t, run("off"))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -30,8 +31,20 @@ func parseLogLevel(s string) (slog.Level, error) {
 }
 
 // serverLogger adapts a *slog.Logger to the Temporal server's log.Logger.
+//
+// It drops warnings that are expected in this setup, and once stopping is set
+// it drops everything below error: while shutting down, the server's internal
+// clients and workers warn about every connection their peers close.
 type serverLogger struct {
-	log *slog.Logger
+	log      *slog.Logger
+	stopping *atomic.Bool
+}
+
+// expectedWarnings are prefixes of server warnings that describe this
+// deliberate configuration rather than a problem.
+var expectedWarnings = []string{
+	// The frontend HTTP API (and with it Nexus) is not enabled.
+	"HTTP API port has not been set.",
 }
 
 var (
@@ -55,8 +68,15 @@ func (l serverLogger) SLog() *slog.Logger { return l.log }
 
 func (l serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
 	ctx := context.Background()
-	if !l.log.Enabled(ctx, level) {
+	if !l.log.Enabled(ctx, level) || level < slog.LevelError && l.stopping.Load() {
 		return
+	}
+	if level == slog.LevelWarn {
+		for _, p := range expectedWarnings {
+			if strings.HasPrefix(msg, p) {
+				return
+			}
+		}
 	}
 	attrs := make([]slog.Attr, len(tags))
 	for i, t := range tags {

@@ -34,8 +34,8 @@ const (
 var memoryDBSeq atomic.Int64
 
 // newTemporalServer prepares the database and builds (without starting) a
-// server for o.
-func newTemporalServer(o settings) (temporal.Server, error) {
+// server for o, whose logger drops warnings once stopping is set.
+func newTemporalServer(o settings, stopping *atomic.Bool) (temporal.Server, error) {
 	internalPorts := map[primitives.ServiceName]int{}
 	for _, svc := range []primitives.ServiceName{
 		primitives.HistoryService, primitives.MatchingService, primitives.WorkerService,
@@ -53,7 +53,7 @@ func newTemporalServer(o settings) (temporal.Server, error) {
 	}
 	conf := serverConfig(o, sqlConf, internalPorts)
 
-	logger := serverLogger{log: slogWithMinLevel(o.Logger, o.level)}
+	logger := serverLogger{log: slogWithMinLevel(o.Logger, o.level), stopping: stopping}
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("create authorizer: %w", err)
