@@ -37,7 +37,7 @@ Runs a Temporal server and its Web UI in one process, for local txflow runs.
 The namespace is registered with the txflow search attributes (TxflowFile,
 TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). Stop with Ctrl+C.
 
-Flags:
+Flags (one or two dashes):
 `)
 		fs.PrintDefaults()
 	}
@@ -71,10 +71,14 @@ Flags:
 		if *dbFile == "" {
 			return fmt.Errorf("--db-filename is empty; use --in-memory for a database in memory")
 		}
-		if err := os.MkdirAll(filepath.Dir(*dbFile), 0o755); err != nil {
+		path, err := filepath.Abs(*dbFile)
+		if err != nil {
+			return fmt.Errorf("database path: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return fmt.Errorf("create database directory: %w", err)
 		}
-		opts.DBFilename = *dbFile
+		opts.DBFilename = path
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
