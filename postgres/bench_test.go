@@ -78,7 +78,7 @@ func BenchmarkIngest1M(b *testing.B) {
 			require.NoError(b, err)
 		}
 		phase("annotate")
-		n, err := db.WriteOutput(ctx, runID, io.Discard)
+		n, err := db.WriteOutput(ctx, runID, postgres.OutputOptions{}, io.Discard)
 		require.NoError(b, err)
 		require.Equal(b, int64(rows), n)
 		phase("output")

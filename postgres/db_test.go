@@ -128,7 +128,7 @@ func TestUnknownRun(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 	_, err = db.RunCounts(ctx, "nope")
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
-	_, err = db.WriteOutput(ctx, "nope", new(discard))
+	_, err = db.WriteOutput(ctx, "nope", postgres.OutputOptions{}, new(discard))
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 	_, err = db.WriteErrorReport(ctx, "nope", new(discard))
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -17,12 +18,11 @@ const (
     SELECT txflow_safe_cell(NULLIF(rl.id, '')) AS id,
            rl.amount::text AS amount,
            txflow_safe_cell(NULLIF(rl.wording, '')) AS wording,
-           txflow_safe_cell(NULLIF(tg.tag, '')) AS tag,
-           CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END AS annotation,
+           %s AS tag,
+           %s AS annotation,
            txflow_safe_cell(NULLIF(rl.error, '')) AS error
     FROM run_lines rl
-    LEFT JOIN tags tg ON tg.transaction_id = rl.id
-    LEFT JOIN annotations an ON an.transaction_id = rl.id
+    %s
     WHERE rl.run_id = current_setting('txflow.run_id')
     ORDER BY rl.seq
 ) TO STDOUT (FORMAT csv, HEADER true)`
@@ -30,7 +30,8 @@ const (
 	sqlErrorReport = `COPY (
     SELECT line,
            txflow_safe_cell(NULLIF(id, '')) AS id,
-           txflow_safe_cell(NULLIF(amount, '')) AS amount,
+           CASE WHEN amount ~ '^[-+]?[0-9][0-9.,'' ]*$' THEN amount
+                ELSE txflow_safe_cell(NULLIF(amount, '')) END AS amount,
            txflow_safe_cell(NULLIF(wording, '')) AS wording,
            txflow_safe_cell(NULLIF(reason, '')) AS reason
     FROM (
@@ -53,20 +54,39 @@ const (
 // the annotation is empty on a line in error; text cells go through the
 // txn.SafeCell rule (SQL function txflow_safe_cell). Rows end with "\n";
 // fields are quoted only when they hold a comma, a quote or a line break.
-// It returns the number of data rows, ErrRunNotFound (wrapped) for an unknown
-// run, and the wrapped connection, SQL or w.Write error.
-func (db *DB) WriteOutput(ctx context.Context, runID string, w io.Writer) (int64, error) {
-	n, err := db.copyOut(ctx, runID, sqlOutput, w)
+// opts.OmitTags (OmitAnnotations) leaves the tag (annotation) column empty:
+// the workflow asks for it when that stage failed, so that no partial column
+// is exported. It returns the number of data rows, ErrRunNotFound (wrapped)
+// for an unknown run, and the wrapped connection, SQL or w.Write error.
+func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions, w io.Writer) (int64, error) {
+	tag, annotation := "txflow_safe_cell(NULLIF(tg.tag, ''))", "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
+	joins := []string{"LEFT JOIN tags tg ON tg.transaction_id = rl.id", "LEFT JOIN annotations an ON an.transaction_id = rl.id"}
+	if opts.OmitTags {
+		tag, joins[0] = "NULL::text", ""
+	}
+	if opts.OmitAnnotations {
+		annotation, joins[1] = "NULL::text", ""
+	}
+	query := fmt.Sprintf(sqlOutput, tag, annotation, strings.Join(joins, "\n    "))
+	n, err := db.copyOut(ctx, runID, query, w)
 	if err != nil {
 		return n, db.wrap("write output of run "+runID, err)
 	}
 	return n, nil
 }
 
+// OutputOptions leave columns of output_transactions.csv empty.
+type OutputOptions struct {
+	OmitTags        bool
+	OmitAnnotations bool
+}
+
 // WriteErrorReport streams the run's error_report.csv to w: header
 // line,id,amount,wording,reason; every rejected row of the run and every run
 // line with an error (amount as read from the file), ordered by line, with
-// the txn.SafeCell rule applied to text cells (amount included). It returns
+// the txn.SafeCell rule applied to text cells; an amount cell made only of a
+// sign, digits and separators (e.g. -2500000.00) cannot carry a formula and
+// is written as read. It returns
 // the number of data rows, ErrRunNotFound (wrapped) for an unknown run, and
 // the wrapped connection, SQL or w.Write error.
 func (db *DB) WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/txn"
 )
 
@@ -43,7 +44,7 @@ func TestOutputFilesExactBytes(t *testing.T) {
 	require.NoError(t, err)
 
 	var out bytes.Buffer
-	n, err := db.WriteOutput(ctx, "out", &out)
+	n, err := db.WriteOutput(ctx, "out", postgres.OutputOptions{}, &out)
 	require.NoError(t, err)
 	require.Equal(t, int64(7), n)
 	want, err := os.ReadFile("testdata/output_transactions.csv")
@@ -62,12 +63,36 @@ func TestOutputFilesExactBytes(t *testing.T) {
 		queryValue[string](t, dbURL, "SELECT wording FROM transactions WHERE id = 'T5'"))
 }
 
+func TestWriteOutputOmitsFailedColumns(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	c := ingest(t, db, "omit", []txn.Record{rec(2, "O1", "350", "TAXI"), rec(3, "O2", "-5", "TOTO")}, nil)
+	_, err := db.TagChunk(ctx, "omit", 1, c.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	_, err = db.AnnotateChunk(ctx, "omit", 1, c.MaxSeq+1, annotate)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		opts postgres.OutputOptions
+		want string
+	}{
+		{postgres.OutputOptions{}, "O1,350.00,TAXI,TAXI,LARGE SALE,\nO2,-5.00,TOTO,TOTO,SMALL EXPENSE,\n"},
+		{postgres.OutputOptions{OmitTags: true}, "O1,350.00,TAXI,,LARGE SALE,\nO2,-5.00,TOTO,,SMALL EXPENSE,\n"},
+		{postgres.OutputOptions{OmitAnnotations: true}, "O1,350.00,TAXI,TAXI,,\nO2,-5.00,TOTO,TOTO,,\n"},
+		{postgres.OutputOptions{OmitTags: true, OmitAnnotations: true}, "O1,350.00,TAXI,,,\nO2,-5.00,TOTO,,,\n"},
+	} {
+		var out bytes.Buffer
+		_, err := db.WriteOutput(ctx, "omit", tc.opts, &out)
+		require.NoError(t, err)
+		require.Equal(t, "id,amount,wording,tag,annotation,error\n"+tc.want, out.String(), "%+v", tc.opts)
+	}
+}
+
 func TestWriteOutputEmptyRun(t *testing.T) {
 	db, _ := openDB(t)
 	ctx := context.Background()
 	ingest(t, db, "empty", nil, nil)
 	var out bytes.Buffer
-	n, err := db.WriteOutput(ctx, "empty", &out)
+	n, err := db.WriteOutput(ctx, "empty", postgres.OutputOptions{}, &out)
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Equal(t, "id,amount,wording,tag,annotation,error\n", out.String())
