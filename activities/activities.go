@@ -1,0 +1,208 @@
+// Package activities holds the steps of the txflow pipeline. Each exported method of Activities
+// is one Temporal activity; they exchange only references (run id, chunk bounds, paths): the rows
+// themselves stay in PostgreSQL and in the input and output roots.
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/shopspring/decimal"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/txn"
+)
+
+// Error types of the non-retryable application errors the activities return. A retry cannot fix
+// any of them: the workflow lists them in its retry policies and fails the run with their message.
+const (
+	ErrTypeBadFile     = "BadFileError"     // the file is not a readable transaction file
+	ErrTypeBadPath     = "BadPathError"     // the path is outside the root, or no such file
+	ErrTypeFileChanged = "FileChangedError" // the file's content differs from the one the run was started for
+)
+
+// NonRetryableErrorTypes lists every error type above, for retry policies.
+var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged}
+
+// DefaultBatchSize is the number of rows Ingest loads per COPY batch.
+const DefaultBatchSize = 50_000
+
+// Activities are the pipeline's steps, bound to their dependencies.
+type Activities struct {
+	DB         *postgres.DB
+	Rules      txn.Rules
+	Reader     txn.ReaderOptions
+	InputRoot  string // files are read only below this directory
+	OutputRoot string // outputs are written only below this directory
+	BatchSize  int    // rows per COPY batch; DefaultBatchSize when 0
+}
+
+// IngestInput names the file of a run.
+type IngestInput struct {
+	RunID  string
+	File   string // relative to the input root
+	SHA256 string // optional: the content hash the run was started for
+}
+
+// IngestResult counts what the ingestion did.
+type IngestResult struct {
+	SHA256   string
+	RowsRead int64 // data records in the file
+	Accepted int64 // records kept for this run
+	New      int64 // accepted records not stored before
+	Rejected int64 // records rejected (unreadable, duplicate, conflicting)
+	Errors   int64 // accepted records in error (amount too high)
+	MaxSeq   int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
+}
+
+// Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
+// accepted, then settles duplicates, conflicts and new transactions.
+//
+// It returns a non-retryable ErrTypeBadPath error when the file is outside the input root or
+// missing, ErrTypeBadFile when it has no usable header, ErrTypeFileChanged when its content no
+// longer matches the hash given; database errors are returned as they are, for a retry.
+func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, error) {
+	path, err := ResolveInput(a.InputRoot, in.File)
+	if err != nil {
+		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+			return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+		}
+		return IngestResult{}, fmt.Errorf("open input: %w", err)
+	}
+	defer f.Close()
+
+	if err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}); err != nil {
+		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
+	}
+
+	hash := sha256.New()
+	counter := &countingReader{r: io.TeeReader(f, hash)}
+	batchSize := a.BatchSize
+	if batchSize <= 0 {
+		batchSize = DefaultBatchSize
+	}
+	var (
+		recs     = make([]txn.Record, 0, batchSize)
+		rejected []txn.Rejected
+		nextSeq  = int64(1)
+		lines    int64
+	)
+	flush := func() error {
+		if len(recs) == 0 && len(rejected) == 0 {
+			return nil
+		}
+		if err := a.DB.LoadBatch(ctx, in.RunID, nextSeq, recs, rejected); err != nil {
+			return fmt.Errorf("load batch: %w", err)
+		}
+		nextSeq += int64(len(recs))
+		lines += int64(len(recs) + len(rejected))
+		recs, rejected = recs[:0], rejected[:0]
+		activity.RecordHeartbeat(ctx, IngestProgress{Records: lines, Bytes: counter.n})
+		return ctx.Err()
+	}
+	stats, err := txn.Read(counter, a.Reader,
+		func(r txn.Record) error {
+			r.Error = a.Rules.Check(r.Amount)
+			recs = append(recs, r)
+			if len(recs)+len(rejected) >= batchSize {
+				return flush()
+			}
+			return nil
+		},
+		func(r txn.Rejected) error {
+			rejected = append(rejected, r)
+			if len(recs)+len(rejected) >= batchSize {
+				return flush()
+			}
+			return nil
+		})
+	if err != nil {
+		var fe *txn.FileError
+		if errors.As(err, &fe) {
+			return IngestResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: %s", in.File, fe.Error()), ErrTypeBadFile, err)
+		}
+		return IngestResult{}, fmt.Errorf("read %s: %w", in.File, err)
+	}
+	if err := flush(); err != nil {
+		return IngestResult{}, err
+	}
+	sum := hex.EncodeToString(hash.Sum(nil))
+	if in.SHA256 != "" && in.SHA256 != sum {
+		err := fmt.Errorf("%s changed since the run was started: sha256 %s, expected %s", in.File, sum, in.SHA256)
+		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFileChanged, err)
+	}
+	counts, err := a.DB.FinishIngest(ctx, in.RunID)
+	if err != nil {
+		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
+	}
+	return IngestResult{
+		SHA256:   sum,
+		RowsRead: stats.Records,
+		Accepted: counts.Accepted,
+		New:      counts.New,
+		Rejected: counts.Rejected,
+		Errors:   counts.Errors,
+		MaxSeq:   counts.MaxSeq,
+	}, nil
+}
+
+// IngestProgress is Ingest's heartbeat detail.
+type IngestProgress struct {
+	Records int64 // data records committed
+	Bytes   int64 // bytes of the file read
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ChunkInput names a chunk of a run's lines: From <= seq < To.
+type ChunkInput struct {
+	RunID    string
+	From, To int64
+}
+
+// ChunkResult counts what a chunk activity did.
+type ChunkResult struct {
+	Lines    int64 // lines of the run in the chunk
+	Computed int64 // results newly computed (lines whose transaction had none yet)
+}
+
+// Tag computes the tag of every transaction of the chunk that has none yet.
+func (a *Activities) Tag(ctx context.Context, in ChunkInput) (ChunkResult, error) {
+	c, err := a.DB.TagChunk(ctx, in.RunID, in.From, in.To, a.Rules.Tag)
+	if err != nil {
+		return ChunkResult{}, fmt.Errorf("tag chunk [%d,%d): %w", in.From, in.To, err)
+	}
+	return ChunkResult{Lines: c.Lines, Computed: c.Computed}, nil
+}
+
+// Annotate computes the annotation of every transaction of the chunk that has none yet; lines in
+// error get none.
+func (a *Activities) Annotate(ctx context.Context, in ChunkInput) (ChunkResult, error) {
+	annotate := func(amount decimal.Decimal) string { return string(a.Rules.Annotate(amount)) }
+	c, err := a.DB.AnnotateChunk(ctx, in.RunID, in.From, in.To, annotate)
+	if err != nil {
+		return ChunkResult{}, fmt.Errorf("annotate chunk [%d,%d): %w", in.From, in.To, err)
+	}
+	return ChunkResult{Lines: c.Lines, Computed: c.Computed}, nil
+}

@@ -1,0 +1,166 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/txflow/txflow/activities"
+)
+
+// These tests are about orchestration only: the activities are mocked. The end-to-end tests run
+// the real activities against a real Temporal server and PostgreSQL.
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(ProcessFile)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+var a *activities.Activities
+
+func ingestOK(maxSeq int64) activities.IngestResult {
+	return activities.IngestResult{SHA256: "abc", RowsRead: maxSeq + 2, Accepted: maxSeq, New: maxSeq, Rejected: 2, Errors: 1, MaxSeq: maxSeq}
+}
+
+func TestChunks(t *testing.T) {
+	require.Empty(t, Chunks(0, 10))
+	require.Equal(t, []activities.ChunkInput{{From: 1, To: 11}}, Chunks(10, 10))
+	require.Equal(t, []activities.ChunkInput{{From: 1, To: 4}, {From: 4, To: 7}, {From: 7, To: 8}}, Chunks(7, 3))
+}
+
+func TestProcessFileSuccess(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, activities.IngestInput{RunID: "default-test-workflow-id", File: "in.csv"}).
+		Return(ingestOK(25), nil).Once()
+	var tagged, annotated []activities.ChunkInput
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		tagged = append(tagged, c)
+		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
+	})
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		annotated = append(annotated, c)
+		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
+	})
+	env.OnActivity(a.ReportErrors, mock.Anything, activities.ReportInput{RunID: "default-test-workflow-id"}).
+		Return(activities.FileResult{Path: "/out/r/error_report.csv", Rows: 3}, nil).Once()
+	env.OnActivity(a.Dump, mock.Anything, activities.DumpInput{RunID: "default-test-workflow-id"}).
+		Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 25, Tagged: 9, Annotated: 20}, nil).Once()
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil).Once()
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 2})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var s Summary
+	require.NoError(t, env.GetWorkflowResult(&s))
+	require.Equal(t, StatusCompleted, s.Status)
+	require.EqualValues(t, 27, s.RowsRead)
+	require.EqualValues(t, 25, s.Ingested)
+	require.EqualValues(t, 9, s.Tagged)
+	require.EqualValues(t, 20, s.Annotated)
+	require.Equal(t, "/out/r/summary.json", s.Outputs.Summary)
+	want := []activities.ChunkInput{
+		{RunID: "default-test-workflow-id", From: 1, To: 11},
+		{RunID: "default-test-workflow-id", From: 11, To: 21},
+		{RunID: "default-test-workflow-id", From: 21, To: 26},
+	}
+	require.ElementsMatch(t, want, tagged)
+	require.ElementsMatch(t, want, annotated)
+	for _, st := range s.Stages {
+		require.Equal(t, StatusCompleted, st.Status, st.Name)
+	}
+	require.EqualValues(t, 25, s.stage(StageTag).Done)
+	env.AssertExpectations(t)
+}
+
+func TestProcessFileTagFailsStillReportsAndDumps(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(25), nil).Once()
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).
+		Return(activities.ChunkResult{}, temporal.NewNonRetryableApplicationError("tag words table is gone", "Boom", nil))
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
+	}).Times(3)
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil).Once()
+	// The dump is written with the failed stage's column left empty.
+	env.OnActivity(a.Dump, mock.Anything, activities.DumpInput{RunID: "default-test-workflow-id", OmitTags: true}).
+		Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 25, Annotated: 20}, nil).Once()
+	var written []byte
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SummaryInput) (string, error) {
+		written = in.Summary
+		return "/out/r/summary.json", nil
+	}).Once()
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 1})
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	require.Equal(t, ErrTypeStageFailed, appErr.Type())
+	require.Contains(t, appErr.Error(), "tag failed: tag words table is gone")
+	require.Contains(t, string(written), `"status":"failed"`)
+	require.Contains(t, string(written), "tag words table is gone")
+
+	// The progress query still answers with the final summary.
+	v, qerr := env.QueryWorkflow(ProgressQuery)
+	require.NoError(t, qerr)
+	var s Summary
+	require.NoError(t, v.Get(&s))
+	require.Equal(t, StatusFailed, s.Status)
+	require.Equal(t, StatusFailed, s.stage(StageTag).Status)
+	require.Equal(t, StatusCompleted, s.stage(StageAnnotate).Status)
+	require.Equal(t, StatusCompleted, s.stage(StageDump).Status)
+	require.Zero(t, s.Tagged)
+	env.AssertExpectations(t)
+}
+
+func TestProcessFileUnreadableFileFailsFast(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.IngestInput) (activities.IngestResult, error) {
+		calls++
+		// Returned as the real activity does: typed, and listed as non-retryable.
+		return activities.IngestResult{}, temporal.NewApplicationError("in.csv: no usable header", activities.ErrTypeBadFile)
+	})
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv"})
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "no usable header")
+	require.Equal(t, 1, calls, "a bad file must not be retried")
+	env.AssertNotCalled(t, "Tag", mock.Anything, mock.Anything)
+	env.AssertNotCalled(t, "ReportErrors", mock.Anything, mock.Anything)
+	env.AssertNotCalled(t, "Dump", mock.Anything, mock.Anything)
+}
+
+func TestProcessFileRetriesInfrastructureErrors(t *testing.T) {
+	env := newEnv(t)
+	calls := 0
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(func(_ context.Context, _ activities.IngestInput) (activities.IngestResult, error) {
+		calls++
+		if calls < 3 {
+			return activities.IngestResult{}, errors.New("connection refused")
+		}
+		return ingestOK(5), nil
+	})
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 5}, nil)
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 5}, nil)
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/o/r/error_report.csv"}, nil)
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/o/r/output_transactions.csv"}, nil)
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/o/r/summary.json", nil)
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv"})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 3, calls)
+}
+
+func TestRunID(t *testing.T) {
+	require.Equal(t, "txflow-0123456789abcdef", RunID("0123456789abcdef0123456789abcdef"))
+}

@@ -1,0 +1,144 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/txflow/txflow/activities"
+)
+
+// Summary is what a run did: its counts, outputs and the status of each stage. The progress
+// query returns it while the run goes on; the run returns it and writes it as summary.json.
+type Summary struct {
+	RunID      string     `json:"run_id"`
+	File       string     `json:"file"`
+	SHA256     string     `json:"sha256,omitempty"`
+	Status     string     `json:"status"` // running, completed or failed
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+
+	RowsRead  int64 `json:"rows_read"` // data records in the file
+	Ingested  int64 `json:"ingested"`  // records accepted for this run
+	New       int64 `json:"new"`       // accepted records not stored before
+	Rejected  int64 `json:"rejected"`  // records rejected, listed in the error report
+	InError   int64 `json:"in_error"`  // accepted records in error (amount too high)
+	Tagged    int64 `json:"tagged"`    // accepted records with a tag
+	Annotated int64 `json:"annotated"` // accepted records with an annotation
+
+	Outputs Outputs  `json:"outputs"`
+	Stages  []*Stage `json:"stages"`
+}
+
+// Outputs are the paths of the files a run writes, on the worker's file system.
+type Outputs struct {
+	Dir          string `json:"dir,omitempty"`
+	Transactions string `json:"transactions,omitempty"`
+	ErrorReport  string `json:"error_report,omitempty"`
+	Summary      string `json:"summary,omitempty"`
+}
+
+// Stage is the status of one step of the pipeline.
+type Stage struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Error    string `json:"error,omitempty"`
+	Done     int64  `json:"done,omitempty"`     // lines processed (tag, annotate)
+	Total    int64  `json:"total,omitempty"`    // lines to process (tag, annotate)
+	Computed int64  `json:"computed,omitempty"` // results newly computed (tag, annotate)
+}
+
+func newSummary(runID, file string, now time.Time) *Summary {
+	s := &Summary{RunID: runID, File: file, Status: StatusRunning, StartedAt: now}
+	for _, name := range []string{StageIngest, StageTag, StageAnnotate, StageReport, StageDump, StageSummary} {
+		s.Stages = append(s.Stages, &Stage{Name: name, Status: StatusPending})
+	}
+	return s
+}
+
+func (s *Summary) stage(name string) *Stage {
+	for _, st := range s.Stages {
+		if st.Name == name {
+			return st
+		}
+	}
+	panic("unknown stage " + name)
+}
+
+func (s *Summary) start(name string)    { s.stage(name).Status = StatusRunning }
+func (s *Summary) complete(name string) { s.stage(name).Status = StatusCompleted }
+
+func (s *Summary) fail(name string, err error) {
+	st := s.stage(name)
+	st.Status = StatusFailed
+	st.Error = rootCause(err)
+}
+
+// finish closes the summary: stages never reached are skipped, the status says whether any failed.
+func (s *Summary) finish(now time.Time) {
+	s.FinishedAt = &now
+	s.Status = StatusCompleted
+	for _, st := range s.Stages {
+		switch st.Status {
+		case StatusPending, StatusRunning:
+			st.Status = StatusSkipped
+		case StatusFailed:
+			s.Status = StatusFailed
+		}
+	}
+	if s.Status == StatusFailed {
+		s.Error = s.failureText()
+	}
+}
+
+// failureText says which stages failed and why, in one line.
+func (s *Summary) failureText() string {
+	var parts []string
+	for _, st := range s.Stages {
+		if st.Status == StatusFailed {
+			parts = append(parts, fmt.Sprintf("%s failed: %s", st.Name, st.Error))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (s *Summary) ingested(r activities.IngestResult) {
+	s.complete(StageIngest)
+	s.SHA256 = r.SHA256
+	s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError = r.RowsRead, r.Accepted, r.New, r.Rejected, r.Errors
+	st := s.stage(StageIngest)
+	st.Done, st.Total = r.RowsRead, r.RowsRead
+}
+
+func (s *Summary) reported(r activities.FileResult) {
+	s.complete(StageReport)
+	s.Outputs.ErrorReport = r.Path
+	s.Outputs.Dir = path.Dir(r.Path)
+}
+
+func (s *Summary) dumped(r activities.DumpResult) {
+	s.complete(StageDump)
+	s.Outputs.Transactions = r.Path
+	s.Tagged, s.Annotated = r.Tagged, r.Annotated
+}
+
+// rootCause is the innermost message of an activity failure, without Temporal's wrapping.
+func rootCause(err error) string {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			break
+		}
+		err = u.Unwrap()
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
+}
