@@ -1,0 +1,160 @@
+// Package config reads txflow's settings from the environment, the same way for the worker and
+// the starter. Temporal's client settings follow the SDK's TEMPORAL_* conventions
+// (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and
+// the TOML profile file); PostgreSQL's come from DATABASE_URL or the libpq PG* variables.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/shopspring/decimal"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+
+	"github.com/txflow/txflow/txn"
+)
+
+// Env is where settings are read from: the process environment (envconfig.EnvLookupOS) or, in
+// tests, a Map.
+type Env = envconfig.EnvLookup
+
+// Map is an environment given as a map.
+type Map map[string]string
+
+// LookupEnv implements Env.
+func (m Map) LookupEnv(key string) (string, bool) { v, ok := m[key]; return v, ok }
+
+// Environ implements Env.
+func (m Map) Environ() []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// Defaults.
+const (
+	DefaultInputDir     = "data/input"
+	DefaultOutputDir    = "data/output"
+	DefaultUIURL        = "http://localhost:8233"
+	DefaultHTTPAddr     = ":8080"
+	DefaultConcurrency  = 4
+	DefaultBatchSize    = 50_000
+	DefaultMaxFieldSize = 4096
+)
+
+// Config is everything the worker and the starter read from the environment.
+type Config struct {
+	Temporal    client.Options // from TEMPORAL_* (and the optional TOML profile)
+	DatabaseURL string         // DATABASE_URL; "" lets pgx use the PG* variables
+	InputDir    string         // TXFLOW_INPUT_DIR
+	OutputDir   string         // TXFLOW_OUTPUT_DIR
+	UIURL       string         // TXFLOW_UI_URL: base address of the Temporal Web UI, for links
+	Rules       txn.Rules      // TXFLOW_TAG_WORDS, TXFLOW_LARGE_SALE_ABOVE, TXFLOW_EXPENSE_BELOW, TXFLOW_AMOUNT_LIMIT
+	Reader      txn.ReaderOptions
+	BatchSize   int    // TXFLOW_BATCH_SIZE: rows per COPY batch during ingestion
+	Concurrency int    // TXFLOW_WORKER_CONCURRENCY: activities one worker runs at once
+	LogLevel    string // TXFLOW_LOG_LEVEL: debug, info, warn, error
+	HTTPAddr    string // TXFLOW_HTTP_ADDR: the worker's /healthz, /readyz and /metrics; "off" disables
+}
+
+// Variables lists every TXFLOW_* variable Load reads, with its meaning, for docs and checks.
+var Variables = []struct{ Name, Default, Meaning string }{
+	{"TXFLOW_INPUT_DIR", DefaultInputDir, "input root: the worker reads files only below it"},
+	{"TXFLOW_OUTPUT_DIR", DefaultOutputDir, "output root: each run writes to <root>/<run id>/"},
+	{"TXFLOW_UI_URL", DefaultUIURL, "Temporal Web UI address, for the links the starter prints"},
+	{"TXFLOW_TAG_WORDS", "TATA,TOTO,TUTU,TAXI", "tag words, comma-separated, case-sensitive"},
+	{"TXFLOW_LARGE_SALE_ABOVE", "300", "amounts above it are LARGE SALE"},
+	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE"},
+	{"TXFLOW_AMOUNT_LIMIT", "1000000.00", "amounts whose absolute value exceeds it are in error (amount_too_high)"},
+	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id or wording accepted, in bytes (field_too_long)"},
+	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
+	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once"},
+	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"TXFLOW_HTTP_ADDR", DefaultHTTPAddr, "worker's HTTP address for /healthz, /readyz and /metrics (\"off\" to disable)"},
+}
+
+// Load reads the configuration. It returns an error naming the variable when a value is invalid.
+func Load(env Env) (Config, error) {
+	if env == nil {
+		env = envconfig.EnvLookupOS
+	}
+	lookup := env.LookupEnv
+	get := func(key, def string) string {
+		if v, ok := lookup(key); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return def
+	}
+	var c Config
+	var err error
+	c.Temporal, err = envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{
+		EnvLookup: env,
+	})
+	if err != nil {
+		return Config{}, fmt.Errorf("temporal client settings: %w", err)
+	}
+	if c.Temporal.Namespace == "" {
+		c.Temporal.Namespace = "default"
+	}
+	c.DatabaseURL = get("DATABASE_URL", "")
+	c.InputDir = get("TXFLOW_INPUT_DIR", DefaultInputDir)
+	c.OutputDir = get("TXFLOW_OUTPUT_DIR", DefaultOutputDir)
+	c.UIURL = strings.TrimRight(get("TXFLOW_UI_URL", DefaultUIURL), "/")
+	c.LogLevel = get("TXFLOW_LOG_LEVEL", "info")
+	c.HTTPAddr = get("TXFLOW_HTTP_ADDR", DefaultHTTPAddr)
+	if c.HTTPAddr == "off" {
+		c.HTTPAddr = ""
+	}
+
+	c.Rules = txn.DefaultRules()
+	if v, ok := lookup("TXFLOW_TAG_WORDS"); ok && strings.TrimSpace(v) != "" {
+		if c.Rules.TagWords, err = txn.ParseTagWords(v); err != nil {
+			return Config{}, fmt.Errorf("TXFLOW_TAG_WORDS: %w", err)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		dst *decimal.Decimal
+	}{
+		{"TXFLOW_LARGE_SALE_ABOVE", &c.Rules.LargeSaleAbove},
+		{"TXFLOW_EXPENSE_BELOW", &c.Rules.ExpenseBelow},
+		{"TXFLOW_AMOUNT_LIMIT", &c.Rules.AmountLimit},
+	} {
+		if v := get(d.key, ""); v != "" {
+			if *d.dst, err = decimal.NewFromString(v); err != nil {
+				return Config{}, fmt.Errorf("%s: %q is not a decimal number", d.key, v)
+			}
+		}
+	}
+	if err := c.Rules.Validate(); err != nil {
+		return Config{}, fmt.Errorf("rules: %w", err)
+	}
+	for _, n := range []struct {
+		key string
+		dst *int
+		def int
+	}{
+		{"TXFLOW_MAX_FIELD_BYTES", &c.Reader.MaxFieldBytes, DefaultMaxFieldSize},
+		{"TXFLOW_BATCH_SIZE", &c.BatchSize, DefaultBatchSize},
+		{"TXFLOW_WORKER_CONCURRENCY", &c.Concurrency, DefaultConcurrency},
+	} {
+		*n.dst = n.def
+		if v := get(n.key, ""); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil || i <= 0 {
+				return Config{}, fmt.Errorf("%s: %q is not a positive whole number", n.key, v)
+			}
+			*n.dst = i
+		}
+	}
+	return c, nil
+}
+
+// WorkflowURL returns the Web UI address of a workflow.
+func (c Config) WorkflowURL(workflowID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", c.UIURL, c.Temporal.Namespace, workflowID)
+}

@@ -1,0 +1,67 @@
+package config
+
+import (
+	"os"
+	"testing"
+
+	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/txn"
+)
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull})
+	require.NoError(t, err)
+	require.Equal(t, "default", c.Temporal.Namespace)
+	require.Equal(t, "", c.Temporal.HostPort, "the SDK default (localhost:7233) applies")
+	require.Equal(t, DefaultInputDir, c.InputDir)
+	require.Equal(t, DefaultOutputDir, c.OutputDir)
+	require.Equal(t, txn.DefaultRules(), c.Rules)
+	require.Equal(t, DefaultBatchSize, c.BatchSize)
+	require.Equal(t, DefaultMaxFieldSize, c.Reader.MaxFieldBytes)
+	require.Equal(t, "http://localhost:8233/namespaces/default/workflows/w1", c.WorkflowURL("w1"))
+}
+
+func TestLoadOverrides(t *testing.T) {
+	c, err := Load(Map{
+		"TEMPORAL_CONFIG_FILE":    os.DevNull,
+		"TEMPORAL_ADDRESS":        "temporal.prod:7233",
+		"TEMPORAL_NAMESPACE":      "payments",
+		"TEMPORAL_API_KEY":        "secret-key",
+		"DATABASE_URL":            "postgres://u:p@db/txflow",
+		"TXFLOW_INPUT_DIR":        "/in",
+		"TXFLOW_OUTPUT_DIR":       "/out",
+		"TXFLOW_UI_URL":           "https://ui.example/",
+		"TXFLOW_TAG_WORDS":        "FOO, BAR",
+		"TXFLOW_LARGE_SALE_ABOVE": "1000",
+		"TXFLOW_EXPENSE_BELOW":    "-50.5",
+		"TXFLOW_AMOUNT_LIMIT":     "5000",
+		"TXFLOW_BATCH_SIZE":       "100",
+	})
+	require.NoError(t, err)
+	require.Equal(t, "temporal.prod:7233", c.Temporal.HostPort)
+	require.Equal(t, "payments", c.Temporal.Namespace)
+	require.NotNil(t, c.Temporal.Credentials)
+	require.Equal(t, "postgres://u:p@db/txflow", c.DatabaseURL)
+	require.Equal(t, []string{"FOO", "BAR"}, c.Rules.TagWords)
+	require.True(t, c.Rules.LargeSaleAbove.Equal(decimal.NewFromInt(1000)))
+	require.True(t, c.Rules.ExpenseBelow.Equal(decimal.RequireFromString("-50.5")))
+	require.True(t, c.Rules.AmountLimit.Equal(decimal.NewFromInt(5000)))
+	require.Equal(t, 100, c.BatchSize)
+	require.Equal(t, "https://ui.example/namespaces/payments/workflows/w", c.WorkflowURL("w"))
+}
+
+func TestLoadRejectsBadValues(t *testing.T) {
+	for key, val := range map[string]string{
+		"TXFLOW_AMOUNT_LIMIT":     "lots",
+		"TXFLOW_LARGE_SALE_ABOVE": "-5",
+		"TXFLOW_BATCH_SIZE":       "0",
+		"TXFLOW_TAG_WORDS":        ",",
+	} {
+		_, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, key: val})
+		require.Error(t, err, key)
+	}
+	_, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, "TXFLOW_AMOUNT_LIMIT": "lots"})
+	require.ErrorContains(t, err, "TXFLOW_AMOUNT_LIMIT")
+}

@@ -1,0 +1,286 @@
+// Package starterapp is the starter command: it starts txflow runs on Temporal, waits for them,
+// and prints what they did.
+package starterapp
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/workflows"
+)
+
+const usage = `starter: starts txflow runs and reports on them.
+
+Usage:
+  starter run [flags] FILE   process one transaction file and print its summary
+  starter status RUN_ID      print the current state of a run
+  starter help               print this help
+
+FILE is under the worker's input root (TXFLOW_INPUT_DIR): an absolute path below it, or a path
+relative to it. The run id is derived from the file's content, so one file is never processed
+twice at once: starting a file that is already running follows the running one.
+
+Temporal is reached through TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and
+TEMPORAL_TLS_* (Temporal SDK conventions); TXFLOW_UI_URL is the Web UI address used in links.
+Run "starter COMMAND --help" for a command's flags.
+`
+
+// Exit codes.
+const (
+	ExitOK        = 0
+	ExitRunFailed = 1 // the run failed, or could not be started
+	ExitUsage     = 2 // bad command line or configuration
+)
+
+// Main runs the starter with args (without the program name), reading settings from env
+// (the process environment when nil). It returns the process exit code.
+func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	case "run", "status":
+	default:
+		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
+		return ExitUsage
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		fmt.Fprintln(stderr, "starter:", err)
+		return ExitUsage
+	}
+	s := &starter{cfg: cfg, stdout: stdout, stderr: stderr}
+	switch cmd {
+	case "run":
+		return s.run(ctx, args)
+	default:
+		return s.status(ctx, args)
+	}
+}
+
+type starter struct {
+	cfg            config.Config
+	stdout, stderr io.Writer
+}
+
+func (s *starter) dial(ctx context.Context) (client.Client, error) {
+	c, err := client.DialContext(ctx, s.cfg.Temporal)
+	if err != nil {
+		addr := s.cfg.Temporal.HostPort
+		if addr == "" {
+			addr = client.DefaultHostPort
+		}
+		return nil, fmt.Errorf("connect to temporal at %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+func (s *starter) run(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("starter run", flag.ContinueOnError)
+	fs.SetOutput(s.stderr)
+	noWait := fs.Bool("no-wait", false, "start the run, print its workflow id and Web UI link, and exit")
+	chunkSize := fs.Int64("chunk-size", workflows.DefaultChunkSize, "lines per tag/annotate activity")
+	parallel := fs.Int("max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
+	fs.Usage = func() {
+		fmt.Fprint(s.stderr, "Usage: starter run [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	rel, sum, err := s.locate(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(s.stderr, "starter:", err)
+		return ExitUsage
+	}
+	c, err := s.dial(ctx)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "starter:", err)
+		return ExitRunFailed
+	}
+	defer c.Close()
+
+	id := workflows.RunID(sum)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            fmt.Sprintf("Process %s", rel),
+		StaticDetails: fmt.Sprintf("**File** `%s`  \n**SHA-256** `%s`  \n"+
+			"Ingest → (Tag ‖ Annotate) → ReportErrors → Dump, chunks of %d lines", rel, sum, *chunkSize),
+	}, workflows.ProcessFile, workflows.ProcessFileInput{
+		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel,
+	})
+	if err != nil {
+		fmt.Fprintf(s.stderr, "starter: start run of %s: %v\n", rel, err)
+		return ExitRunFailed
+	}
+	link := s.cfg.WorkflowURL(id)
+	if *noWait {
+		fmt.Fprintf(s.stdout, "started %s (file %s)\nworkflow id: %s\nrun id:      %s\nWeb UI:      %s\n", id, rel, id, run.GetRunID(), link)
+		return ExitOK
+	}
+	fmt.Fprintf(s.stdout, "run %s: %s\nWeb UI: %s\n", id, rel, link)
+
+	start := time.Now()
+	var sum2 workflows.Summary
+	runErr := run.Get(ctx, &sum2)
+	if runErr != nil {
+		// A failed run returns no result: its summary comes from the progress query.
+		if q, err := c.QueryWorkflow(ctx, id, run.GetRunID(), workflows.ProgressQuery); err == nil {
+			_ = q.Get(&sum2)
+		}
+	}
+	PrintSummary(s.stdout, &sum2, time.Since(start))
+	if runErr != nil {
+		msg := sum2.Error
+		if msg == "" {
+			msg = runErr.Error()
+		}
+		fmt.Fprintf(s.stderr, "starter: run %s failed: %s\n", id, msg)
+		return ExitRunFailed
+	}
+	return ExitOK
+}
+
+func (s *starter) status(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("starter status", flag.ContinueOnError)
+	fs.SetOutput(s.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(s.stderr, "Usage: starter status RUN_ID\n\nPrints the current state of a run: its status, counts and stages.\n")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return ExitUsage
+	}
+	id := fs.Arg(0)
+	c, err := s.dial(ctx)
+	if err != nil {
+		fmt.Fprintln(s.stderr, "starter:", err)
+		return ExitRunFailed
+	}
+	defer c.Close()
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		fmt.Fprintf(s.stderr, "starter: describe %s: %v\n", id, err)
+		return ExitRunFailed
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	fmt.Fprintf(s.stdout, "run %s: %s\nWeb UI: %s\n", id, strings.ToLower(strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_")), s.cfg.WorkflowURL(id))
+	q, err := c.QueryWorkflow(ctx, id, "", workflows.ProgressQuery)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "starter: query %s: %v\n", id, err)
+		return ExitRunFailed
+	}
+	var sum workflows.Summary
+	if err := q.Get(&sum); err != nil {
+		fmt.Fprintf(s.stderr, "starter: decode progress of %s: %v\n", id, err)
+		return ExitRunFailed
+	}
+	PrintSummary(s.stdout, &sum, 0)
+	return ExitOK
+}
+
+// locate finds the file under the input root and hashes it. A relative path is taken relative
+// to the input root, or, when no such file is there, to the current directory.
+func (s *starter) locate(file string) (rel, sum string, err error) {
+	root := s.cfg.InputDir
+	if !filepath.IsAbs(file) {
+		if _, err := os.Stat(filepath.Join(root, file)); err != nil {
+			if abs, err := filepath.Abs(file); err == nil {
+				if _, err := os.Stat(abs); err == nil {
+					file = abs
+				}
+			}
+		}
+	}
+	rel, err = activities.RelativeInput(root, file)
+	if err != nil {
+		return "", "", fmt.Errorf("%w (TXFLOW_INPUT_DIR=%s)", err, root)
+	}
+	abs, err := activities.ResolveInput(root, rel)
+	if err != nil {
+		return "", "", err
+	}
+	if sum, err = activities.HashFile(abs); err != nil {
+		return "", "", err
+	}
+	return filepath.ToSlash(rel), sum, nil
+}
+
+// PrintSummary prints a run's summary for people.
+func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
+	if s.RunID == "" {
+		return
+	}
+	status := s.Status
+	if took > 0 {
+		status = fmt.Sprintf("%s in %s", status, took.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "%s\n", status)
+	rows := []struct {
+		label string
+		n     int64
+		extra string
+	}{
+		{"rows read", s.RowsRead, ""},
+		{"ingested", s.Ingested, fmt.Sprintf("(new %d)", s.New)},
+		{"rejected", s.Rejected, ""},
+		{"in error", s.InError, ""},
+		{"tagged", s.Tagged, ""},
+		{"annotated", s.Annotated, ""},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-10s %10d %s\n", r.label, r.n, r.extra)
+	}
+	fmt.Fprintln(w, "stages:")
+	for _, st := range s.Stages {
+		line := fmt.Sprintf("  %-9s %s", st.Name, st.Status)
+		if st.Total > 0 && st.Status == workflows.StatusRunning {
+			line += fmt.Sprintf(" %d/%d", st.Done, st.Total)
+		}
+		if st.Error != "" {
+			line += ": " + st.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+	if s.Outputs.Transactions != "" || s.Outputs.ErrorReport != "" {
+		fmt.Fprintln(w, "outputs:")
+		for _, p := range []string{s.Outputs.Transactions, s.Outputs.ErrorReport, s.Outputs.Summary} {
+			if p != "" {
+				fmt.Fprintf(w, "  %s\n", p)
+			}
+		}
+	}
+}

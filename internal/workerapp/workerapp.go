@@ -1,0 +1,179 @@
+// Package workerapp assembles a txflow worker process: PostgreSQL store, Temporal client and
+// worker, with the workflows and activities registered.
+package workerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/internal/health"
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/workflows"
+)
+
+// Usage is the worker's help text.
+var Usage = `worker: runs txflow's workflows and activities.
+
+Usage: worker              run the worker
+       worker healthcheck  exit 0 if the worker on TXFLOW_HTTP_ADDR is ready, 1 if not
+
+It connects to Temporal and PostgreSQL, applies the database migrations, and polls the
+"` + workflows.TaskQueue + `" task queue until SIGINT or SIGTERM, then finishes the activities
+it is running (up to 30 s) and exits. Run as many workers as you like against one Temporal
+namespace and one database: any worker can take any step of any run.
+
+Settings come from the environment:
+  TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (Temporal SDK conventions)
+  DATABASE_URL (or the PG* variables)
+` + variablesHelp()
+
+func variablesHelp() string {
+	var b strings.Builder
+	for _, v := range config.Variables {
+		fmt.Fprintf(&b, "  %-26s %s (default %q)\n", v.Name, v.Meaning, v.Default)
+	}
+	return b.String()
+}
+
+// NewLogger returns a text logger at the given level (debug, info, warn, error).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Run connects, registers and polls until ctx is done. It returns an error when PostgreSQL or
+// Temporal cannot be reached at start, or when the migrations fail.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	db, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+
+	opts := cfg.Temporal
+	opts.Logger = sdklog.NewStructuredLogger(log)
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("connect to temporal at %s: %w", hostPort(opts), err)
+	}
+	defer c.Close()
+
+	w := worker.New(c, workflows.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
+		WorkerStopTimeout:                  30 * time.Second,
+	})
+	if cfg.HTTPAddr != "" {
+		stopHTTP, err := serveHTTP(cfg.HTTPAddr, log, health.Handler(
+			health.Check{Name: "postgresql", Probe: db.Ping},
+			health.Check{Name: "temporal", Probe: func(ctx context.Context) error {
+				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			}},
+		))
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
+	Register(w, &activities.Activities{
+		DB:         db,
+		Rules:      cfg.Rules,
+		Reader:     cfg.Reader,
+		InputRoot:  cfg.InputDir,
+		OutputRoot: cfg.OutputDir,
+		BatchSize:  cfg.BatchSize,
+	})
+	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
+		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir)
+
+	stop := make(chan any)
+	go func() { <-ctx.Done(); close(stop) }()
+	if err := w.Run(stop); err != nil {
+		return fmt.Errorf("run worker: %w", err)
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// serveHTTP serves h on addr until the returned function is called.
+func serveHTTP(addr string, log *slog.Logger, h http.Handler) (func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on TXFLOW_HTTP_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+	log.Info("serving /healthz and /readyz", "addr", l.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// Healthcheck asks the worker serving on httpAddr whether it is ready; it returns nil when it is.
+// Container health checks run it as `worker healthcheck`.
+func Healthcheck(ctx context.Context, httpAddr string) error {
+	if httpAddr == "" {
+		return errors.New("TXFLOW_HTTP_ADDR is off: nothing to check")
+	}
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return fmt.Errorf("TXFLOW_HTTP_ADDR %q: %w", httpAddr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("readyz: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready (%s): %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// Register registers txflow's workflows and activities on w.
+func Register(w worker.Registry, a *activities.Activities) {
+	w.RegisterWorkflow(workflows.ProcessFile)
+	w.RegisterActivity(a)
+}
+
+func hostPort(o client.Options) string {
+	if o.HostPort == "" {
+		return client.DefaultHostPort
+	}
+	return o.HostPort
+}
