@@ -1,0 +1,256 @@
+// Package e2e runs txflow end to end: an in-process Temporal server, a real PostgreSQL, the real
+// worker and starter code, and real files.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
+
+	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/internal/devstack"
+	"github.com/txflow/txflow/internal/starterapp"
+	"github.com/txflow/txflow/internal/testdb"
+	"github.com/txflow/txflow/internal/workerapp"
+	"github.com/txflow/txflow/workflows"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files and the committed workflow history")
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+// harness is one Temporal server, one database, one worker and the roots they share.
+type harness struct {
+	t        *testing.T
+	temporal *devtemporal.Server
+	dbURL    string
+	input    string
+	output   string
+	env      config.Map
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	h := &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()}
+	h.env = config.Map{
+		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
+		"TEMPORAL_NAMESPACE":   srv.Namespace(),
+		"TEMPORAL_CONFIG_FILE": os.DevNull,
+		"DATABASE_URL":         h.dbURL,
+		"TXFLOW_INPUT_DIR":     h.input,
+		"TXFLOW_OUTPUT_DIR":    h.output,
+		"TXFLOW_UI_URL":        "http://ui.example",
+		"TXFLOW_HTTP_ADDR":     "127.0.0.1:0",
+	}
+	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(h.input, name), b, 0o644))
+	}
+	cfg, err := config.Load(h.env)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
+	t.Cleanup(func() {
+		cancel()
+		// A test that ends before the worker finished connecting stops it mid-start.
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			require.NoError(t, err)
+		}
+	})
+	return h
+}
+
+// starter runs the starter command and returns its exit code and output.
+func (h *harness) starter(args ...string) (int, string, string) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := starterapp.Main(ctx, args, h.env, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func (h *harness) runID(name string) string {
+	id, err := devstack.RunIDOf(filepath.Join(h.input, name))
+	require.NoError(h.t, err)
+	return id
+}
+
+func (h *harness) summary(runID string) workflows.Summary {
+	b, err := os.ReadFile(filepath.Join(h.output, runID, "summary.json"))
+	require.NoError(h.t, err)
+	var s workflows.Summary
+	require.NoError(h.t, json.Unmarshal(b, &s))
+	return s
+}
+
+func (h *harness) count(table string) int64 {
+	h.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, h.dbURL)
+	require.NoError(h.t, err)
+	defer conn.Close(ctx)
+	var n int64
+	require.NoError(h.t, conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n))
+	return n
+}
+
+// golden compares a produced file with its golden copy, or rewrites the copy under -update.
+func golden(t *testing.T, got, goldenPath string) {
+	t.Helper()
+	b, err := os.ReadFile(got)
+	require.NoError(t, err)
+	if *update {
+		require.NoError(t, os.MkdirAll(filepath.Dir(goldenPath), 0o755))
+		require.NoError(t, os.WriteFile(goldenPath, b, 0o644))
+	}
+	want, err := os.ReadFile(goldenPath)
+	require.NoError(t, err)
+	require.Equal(t, string(want), string(b), "%s differs from %s", got, goldenPath)
+}
+
+func TestSampleFilesEndToEnd(t *testing.T) {
+	h := start(t)
+
+	// The clean sample.
+	code, out, errOut := h.starter("run", "transactions.csv")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	id := h.runID("transactions.csv")
+	require.Contains(t, out, "run "+id)
+	require.Contains(t, out, "http://ui.example/namespaces/default/workflows/"+id)
+	require.Contains(t, out, filepath.Join(h.output, id, "output_transactions.csv"))
+	golden(t, filepath.Join(h.output, id, "output_transactions.csv"), "testdata/golden/transactions/output_transactions.csv")
+	golden(t, filepath.Join(h.output, id, "error_report.csv"), "testdata/golden/transactions/error_report.csv")
+	s := h.summary(id)
+	require.Equal(t, workflows.StatusCompleted, s.Status)
+	require.EqualValues(t, 20, s.RowsRead)
+	require.EqualValues(t, 20, s.Ingested)
+	require.EqualValues(t, 20, s.New)
+	require.EqualValues(t, 0, s.Rejected)
+	require.EqualValues(t, 0, s.InError)
+	require.EqualValues(t, 13, s.Tagged)
+	require.EqualValues(t, 19, s.Annotated)
+	if *update {
+		saveHistory(t, h, id, "../workflows/testdata/processfile_history.json")
+	}
+
+	// The sample with errors: rejected rows, rows in error, a duplicate and a conflict with the
+	// clean sample stored before.
+	code, out, errOut = h.starter("run", filepath.Join(h.input, "transactions_with_errors.csv"))
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	id2 := h.runID("transactions_with_errors.csv")
+	golden(t, filepath.Join(h.output, id2, "output_transactions.csv"), "testdata/golden/transactions_with_errors/output_transactions.csv")
+	golden(t, filepath.Join(h.output, id2, "error_report.csv"), "testdata/golden/transactions_with_errors/error_report.csv")
+	s2 := h.summary(id2)
+	require.EqualValues(t, 14, s2.RowsRead)
+	require.EqualValues(t, 7, s2.Rejected, "abc, empty amount, missing id, three decimals, short row, duplicate, conflict")
+	require.EqualValues(t, 2, s2.InError)
+	require.EqualValues(t, s2.RowsRead, s2.Ingested+s2.Rejected)
+	require.EqualValues(t, s2.Ingested-1, s2.New, "T001 was stored by the first file")
+
+	// The same file again adds nothing and writes the same outputs.
+	before := h.count("transactions")
+	require.EqualValues(t, 20+s2.New, before)
+	first, err := os.ReadFile(filepath.Join(h.output, id, "output_transactions.csv"))
+	require.NoError(t, err)
+	code, out, errOut = h.starter("run", "transactions.csv")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Equal(t, before, h.count("transactions"))
+	again := h.summary(id)
+	require.EqualValues(t, 0, again.New)
+	require.EqualValues(t, 20, again.Ingested)
+	second, err := os.ReadFile(filepath.Join(h.output, id, "output_transactions.csv"))
+	require.NoError(t, err)
+	require.Equal(t, string(first), string(second))
+	require.EqualValues(t, 20+s2.New, h.count("tags"), "every transaction tagged once")
+}
+
+func TestUnreadableFileFailsFast(t *testing.T) {
+	h := start(t)
+	require.NoError(t, os.WriteFile(filepath.Join(h.input, "page.csv"), []byte("<!DOCTYPE html>\n<html><body>Not found</body></html>\n"), 0o644))
+	began := time.Now()
+	code, out, errOut := h.starter("run", "page.csv")
+	require.Equal(t, starterapp.ExitRunFailed, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Contains(t, errOut, "expected")
+	require.Less(t, time.Since(began), 30*time.Second, "a bad file must not be retried")
+
+	// One attempt only: the failure is non-retryable.
+	c, err := client.Dial(client.Options{HostPort: h.temporal.FrontendHostPort()})
+	require.NoError(t, err)
+	defer c.Close()
+	id := h.runID("page.csv")
+	hist := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	attempts := 0
+	for hist.HasNext() {
+		ev, err := hist.Next()
+		require.NoError(t, err)
+		if ev.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED {
+			attempts += int(ev.GetActivityTaskStartedEventAttributes().GetAttempt())
+		}
+	}
+	require.Equal(t, 1, attempts)
+}
+
+func TestFileOutsideInputRootIsRefused(t *testing.T) {
+	h := start(t)
+	outside := filepath.Join(t.TempDir(), "elsewhere.csv")
+	require.NoError(t, os.WriteFile(outside, []byte("id,amount,wording\n1,2,x\n"), 0o644))
+	code, _, errOut := h.starter("run", outside)
+	require.Equal(t, starterapp.ExitUsage, code)
+	require.Contains(t, errOut, "outside")
+	require.NoError(t, os.Symlink(outside, filepath.Join(h.input, "link.csv")))
+	code, _, errOut = h.starter("run", "link.csv")
+	require.Equal(t, starterapp.ExitUsage, code)
+	require.Contains(t, errOut, "outside")
+}
+
+func TestNoWaitAndStatus(t *testing.T) {
+	h := start(t)
+	code, out, errOut := h.starter("run", "--no-wait", "transactions.csv")
+	require.Equal(t, 0, code, errOut)
+	id := h.runID("transactions.csv")
+	require.Contains(t, out, "workflow id: "+id)
+	require.Contains(t, out, "http://ui.example/namespaces/default/workflows/"+id)
+	require.Eventually(t, func() bool {
+		code, out, _ := h.starter("status", id)
+		return code == 0 && strings.Contains(out, "run "+id+": completed")
+	}, time.Minute, 200*time.Millisecond)
+	_, out, _ = h.starter("status", id)
+	require.Contains(t, out, "ingested")
+	require.Contains(t, out, "output_transactions.csv")
+}
+
+func saveHistory(t *testing.T, h *harness, id, path string) {
+	c, err := client.Dial(client.Options{HostPort: h.temporal.FrontendHostPort()})
+	require.NoError(t, err)
+	defer c.Close()
+	it := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	hist := &historypb.History{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, append(b, '\n'), 0o644))
+}
