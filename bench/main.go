@@ -1,0 +1,193 @@
+// Command bench measures txflow end to end: it generates a deterministic file of N rows, runs
+// the full pipeline through real worker and starter processes against an in-process Temporal
+// server and PostgreSQL, and compares the wall time with the floor measured in the same run on
+// the same database: COPY of the same file into a table, and back out.
+//
+//	go run ./bench -rows 1000000        (make bench ROWS=1000000)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/txflow/txflow/internal/devstack"
+	"github.com/txflow/txflow/internal/gen"
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/workflows"
+)
+
+func main() {
+	var o options
+	flag.IntVar(&o.rows, "rows", 1_000_000, "data rows in the generated file")
+	flag.IntVar(&o.workers, "workers", 1, "worker processes")
+	flag.Int64Var(&o.chunk, "chunk-size", workflows.DefaultChunkSize, "lines per tag/annotate activity")
+	flag.IntVar(&o.parallel, "max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
+	flag.StringVar(&o.dir, "dir", "data/bench", "generated files, binaries and outputs go here")
+	flag.StringVar(&o.state, "state-dir", ".txflow/bench", "the benchmark's PostgreSQL cluster lives here (when DATABASE_URL is unset)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	rows, workers, parallel int
+	chunk                   int64
+	dir, state              string
+}
+
+func run(ctx context.Context, o options) error {
+	input, output, bin := filepath.Join(o.dir, "input"), filepath.Join(o.dir, "output"), filepath.Join(o.dir, "bin")
+	for _, d := range []string{input, output, bin} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	name := fmt.Sprintf("bench-%d.csv", o.rows)
+	file := filepath.Join(input, name)
+	if _, err := os.Stat(file); err != nil {
+		fmt.Printf("generating %s ...\n", file)
+		if err := writeFile(file, func(f *os.File) error { return gen.Write(f, o.rows, 1) }); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+	}
+	tiny := filepath.Join(input, "bench-10.csv")
+	if err := writeFile(tiny, func(f *os.File) error { return gen.Write(f, 10, 2) }); err != nil {
+		return err
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return err
+	}
+
+	fmt.Println("building worker and starter ...")
+	bins, err := devstack.Build(ctx, bin, "worker", "starter")
+	if err != nil {
+		return err
+	}
+
+	stack, err := devstack.Start(ctx, devstack.Options{
+		StateDir: o.state, InMemory: true, UIPort: -1, DatabaseURL: os.Getenv("DATABASE_URL"),
+	})
+	if err != nil {
+		return err
+	}
+	defer stack.Stop()
+	dbURL := stack.DatabaseURL
+	if stack.Postgres != nil {
+		dbName := fmt.Sprintf("bench_%d", time.Now().Unix())
+		if err := stack.Postgres.CreateDatabase(ctx, dbName); err != nil {
+			return err
+		}
+		dbURL = stack.Postgres.URL(dbName)
+	}
+	env := stack.Env(input, output)
+	env["DATABASE_URL"] = dbURL
+	env["TXFLOW_LOG_LEVEL"] = "warn"
+
+	// The floor, on the same database: COPY the file in, COPY it out.
+	db, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	floor, err := db.CopyFloor(ctx, file, filepath.Join(output, "floor.csv"))
+	db.Close()
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+
+	var workers []*devstack.Process
+	for i := 0; i < o.workers; i++ {
+		p, err := devstack.StartProcess(bins["worker"], devstack.Environ(env), os.Stderr)
+		if err != nil {
+			return err
+		}
+		defer p.Stop(40 * time.Second)
+		workers = append(workers, p)
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: stack.Temporal.FrontendHostPort()})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := devstack.WaitForPollers(ctx, c, stack.Temporal.Namespace(), workflows.TaskQueue, o.workers, time.Minute); err != nil {
+		return err
+	}
+
+	starter := func(path string) (time.Duration, error) {
+		began := time.Now()
+		p, err := devstack.StartProcess(bins["starter"], devstack.Environ(env), nil, "run",
+			"--chunk-size", fmt.Sprint(o.chunk), "--max-parallel", fmt.Sprint(o.parallel), filepath.Base(path))
+		if err != nil {
+			return 0, err
+		}
+		if err := p.Wait(); err != nil {
+			return 0, fmt.Errorf("starter run %s: %w", filepath.Base(path), err)
+		}
+		return time.Since(began), nil
+	}
+	tinyTime, err := starter(tiny)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("running the pipeline on %d rows (%d worker(s)) ...\n", o.rows, o.workers)
+	wall, err := starter(file)
+	if err != nil {
+		return err
+	}
+	var peak int64
+	for _, w := range workers {
+		rss, err := w.PeakRSS()
+		if err != nil {
+			return err
+		}
+		peak = max(peak, rss)
+	}
+	id, err := devstack.RunIDOf(file)
+	if err != nil {
+		return err
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return err
+	}
+	events := desc.GetWorkflowExecutionInfo().GetHistoryLength()
+	floorTotal := floor.In + floor.Out
+
+	fmt.Printf("\nrows                  %d (%.1f MB)\n", o.rows, float64(st.Size())/1e6)
+	fmt.Printf("pipeline wall time    %s (start to outputs written)\n", wall.Round(time.Millisecond))
+	fmt.Printf("rows/s                %.0f\n", float64(o.rows)/wall.Seconds())
+	fmt.Printf("worker peak RSS       %.1f MB (largest of %d)\n", float64(peak)/1e6, o.workers)
+	fmt.Printf("history length        %d events\n", events)
+	fmt.Printf("floor                 %s (COPY in %s, COPY out %s)\n", floorTotal.Round(time.Millisecond), floor.In.Round(time.Millisecond), floor.Out.Round(time.Millisecond))
+	fmt.Printf("pipeline / floor      %.2f\n", wall.Seconds()/floorTotal.Seconds())
+	fmt.Printf("10-row file           %s end to end\n", tinyTime.Round(time.Millisecond))
+	return nil
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
