@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/txflow/txflow/devserver/devpg"
 	"github.com/txflow/txflow/devserver/devtemporal"
 )
 
@@ -35,7 +36,10 @@ func run() error {
 
 Runs a Temporal server and its Web UI in one process, for local txflow runs.
 The namespace is registered with the txflow search attributes (TxflowFile,
-TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). Stop with Ctrl+C.
+TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). When DATABASE_URL is
+unset it also runs a project-local PostgreSQL cluster (--pg-dir) from the
+machine's PostgreSQL binaries and prints the DATABASE_URL to give the worker.
+Stop with Ctrl+C.
 
 Flags (one or two dashes):
 `)
@@ -50,6 +54,8 @@ Flags (one or two dashes):
 	inMemory := fs.Bool("in-memory", false, "keep all state in memory instead of --db-filename")
 	namespace := fs.String("namespace", "default", "`namespace` to register")
 	logLevel := fs.String("log-level", "warn", "server log `level`: debug, info, warn, error or off")
+	withPG := fs.Bool("postgres", os.Getenv("DATABASE_URL") == "", "also run a local PostgreSQL cluster (default: when DATABASE_URL is unset)")
+	pgDir := fs.String("pg-dir", filepath.Join(".txflow", "pg"), "`directory` of the local PostgreSQL cluster")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on failure and for --help
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -83,6 +89,21 @@ Flags (one or two dashes):
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	if *withPG {
+		if err := os.MkdirAll(filepath.Dir(*pgDir), 0o755); err != nil {
+			return fmt.Errorf("create postgres directory: %w", err)
+		}
+		pg, err := devpg.Start(ctx, devpg.Options{DataDir: *pgDir})
+		if err != nil {
+			return fmt.Errorf("start local postgresql: %w", err)
+		}
+		defer pg.Stop()
+		if err := pg.CreateDatabase(ctx, "txflow"); err != nil {
+			return err
+		}
+		fmt.Printf("PostgreSQL: %s\n  for the worker: export DATABASE_URL='%s'\n", *pgDir, pg.URL("txflow"))
+	}
 
 	srv, err := devtemporal.Start(ctx, opts)
 	if err != nil {

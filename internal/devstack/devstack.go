@@ -46,6 +46,12 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
+	if opts.StateDir != "" {
+		// Searchable by all: the PostgreSQL server runs as another user and needs to reach pg/.
+		if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+	}
 	if s.DatabaseURL == "" {
 		if opts.StateDir == "" {
 			return nil, errors.New("a state directory is needed for the local PostgreSQL cluster")
@@ -73,9 +79,6 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 	if !opts.InMemory {
-		if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
-			return nil, fmt.Errorf("create state directory: %w", err)
-		}
 		topts.DBFilename = filepath.Join(opts.StateDir, "temporal.db")
 	}
 	s.Temporal, err = devtemporal.Start(ctx, topts)

@@ -262,7 +262,7 @@ func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
 		{"annotated", s.Annotated, ""},
 	}
 	for _, r := range rows {
-		fmt.Fprintf(w, "  %-10s %10d %s\n", r.label, r.n, r.extra)
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  %-10s %10d %s", r.label, r.n, r.extra), " "))
 	}
 	fmt.Fprintln(w, "stages:")
 	for _, st := range s.Stages {
