@@ -1,7 +1,9 @@
 # txflow — the two commands a newcomer needs are `make demo` and `make test`.
 GO ?= go
+ROWS ?= 1000000
+WORKERS ?= 1
 
-.PHONY: demo test check build clean-state
+.PHONY: demo test check build bench clean-state
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
@@ -15,6 +17,10 @@ test:
 ## check: formatting check (CI runs it before the tests)
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## bench: the pipeline on a generated file of ROWS rows, against the COPY floor (see README)
+bench:
+	$(GO) run ./bench -rows $(ROWS) -workers $(WORKERS)
 
 ## build: the worker, the starter and the dev server, into bin/
 build:

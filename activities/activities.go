@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/shopspring/decimal"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/txflow/txflow/postgres"
@@ -88,6 +88,8 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 
 	hash := sha256.New()
 	counter := &countingReader{r: io.TeeReader(f, hash)}
+	var committed atomic.Int64 // records committed, for the heartbeat
+	defer keepAlive(ctx, func() any { return IngestProgress{Records: committed.Load(), Bytes: counter.n.Load()} })()
 	batchSize := a.BatchSize
 	if batchSize <= 0 {
 		batchSize = DefaultBatchSize
@@ -107,8 +109,8 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 		}
 		nextSeq += int64(len(recs))
 		lines += int64(len(recs) + len(rejected))
+		committed.Store(lines)
 		recs, rejected = recs[:0], rejected[:0]
-		activity.RecordHeartbeat(ctx, IngestProgress{Records: lines, Bytes: counter.n})
 		return ctx.Err()
 	}
 	stats, err := txn.Read(counter, a.Reader,
@@ -166,12 +168,12 @@ type IngestProgress struct {
 
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -189,6 +191,7 @@ type ChunkResult struct {
 
 // Tag computes the tag of every transaction of the chunk that has none yet.
 func (a *Activities) Tag(ctx context.Context, in ChunkInput) (ChunkResult, error) {
+	defer keepAlive(ctx, nil)()
 	c, err := a.DB.TagChunk(ctx, in.RunID, in.From, in.To, a.Rules.Tag)
 	if err != nil {
 		return ChunkResult{}, fmt.Errorf("tag chunk [%d,%d): %w", in.From, in.To, err)
@@ -199,6 +202,7 @@ func (a *Activities) Tag(ctx context.Context, in ChunkInput) (ChunkResult, error
 // Annotate computes the annotation of every transaction of the chunk that has none yet; lines in
 // error get none.
 func (a *Activities) Annotate(ctx context.Context, in ChunkInput) (ChunkResult, error) {
+	defer keepAlive(ctx, nil)()
 	annotate := func(amount decimal.Decimal) string { return string(a.Rules.Annotate(amount)) }
 	c, err := a.DB.AnnotateChunk(ctx, in.RunID, in.From, in.To, annotate)
 	if err != nil {

@@ -35,6 +35,7 @@ type ReportInput struct {
 // ReportErrors writes error_report.csv: every rejected row and every row in error of the run,
 // with its physical line and reason, in line order.
 func (a *Activities) ReportErrors(ctx context.Context, in ReportInput) (FileResult, error) {
+	defer keepAlive(ctx, nil)()
 	path, err := a.outputPath(in.RunID, ErrorReportFile)
 	if err != nil {
 		return FileResult{}, err
@@ -66,6 +67,7 @@ type DumpResult struct {
 // Dump writes output_transactions.csv: every accepted transaction of the run once, in input order,
 // with its tag, annotation and error.
 func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error) {
+	defer keepAlive(ctx, nil)()
 	path, err := a.outputPath(in.RunID, OutputFile)
 	if err != nil {
 		return DumpResult{}, err

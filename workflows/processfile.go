@@ -33,6 +33,8 @@ const ProgressQuery = "progress"
 const (
 	DefaultChunkSize   = 100_000
 	DefaultMaxParallel = 4
+	// DefaultHeartbeatTimeout bounds how long a step stays with a worker that stopped answering.
+	DefaultHeartbeatTimeout = 30 * time.Second
 )
 
 // ErrTypeStageFailed is the error type a run fails with when Tag or Annotate failed after the
@@ -45,6 +47,9 @@ type ProcessFileInput struct {
 	SHA256      string // optional: the file's content hash; the run fails if the file differs
 	ChunkSize   int64  // lines per Tag/Annotate activity; DefaultChunkSize when 0
 	MaxParallel int    // chunk activities in flight per stage; DefaultMaxParallel when 0
+	// HeartbeatTimeout is how soon an activity whose worker died is handed to another worker;
+	// DefaultHeartbeatTimeout when 0.
+	HeartbeatTimeout time.Duration
 }
 
 // Stage names, in pipeline order.
@@ -80,7 +85,8 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	// 1. Ingest: a file that cannot be read fails the run at once.
 	s.start(StageIngest)
 	var ing activities.IngestResult
-	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions), a.Ingest,
+	hb := in.HeartbeatTimeout
+	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
 		activities.IngestInput{RunID: s.RunID, File: in.File, SHA256: in.SHA256}).Get(ctx, &ing)
 	if err != nil {
 		s.fail(StageIngest, err)
@@ -96,18 +102,18 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	wg.Add(2)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		tagErr = s.runChunks(withOptions(ctx, chunkOptions), StageTag, a.Tag, chunks, in.MaxParallel)
+		tagErr = s.runChunks(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks, in.MaxParallel)
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		annotateErr = s.runChunks(withOptions(ctx, chunkOptions), StageAnnotate, a.Annotate, chunks, in.MaxParallel)
+		annotateErr = s.runChunks(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks, in.MaxParallel)
 	})
 	wg.Wait(ctx)
 
 	// 3. The error report and 4. the dump are written whatever happened to Tag and Annotate.
 	s.start(StageReport)
 	var report activities.FileResult
-	if err := workflow.ExecuteActivity(withOptions(ctx, reportOptions), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
+	if err := workflow.ExecuteActivity(withOptions(ctx, reportOptions, hb), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
 		s.fail(StageReport, err)
 		s.finish(workflow.Now(ctx))
 		return nil, err
@@ -117,7 +123,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	s.start(StageDump)
 	var dump activities.DumpResult
 	dumpIn := activities.DumpInput{RunID: s.RunID, OmitTags: tagErr != nil, OmitAnnotations: annotateErr != nil}
-	if err := workflow.ExecuteActivity(withOptions(ctx, dumpOptions), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
+	if err := workflow.ExecuteActivity(withOptions(ctx, dumpOptions, hb), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
 		s.fail(StageDump, err)
 		s.finish(workflow.Now(ctx))
 		return nil, err
@@ -127,7 +133,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	// 5. The summary, beside the outputs; then the run fails if a stage did.
 	stageErr := errors.Join(tagErr, annotateErr)
 	s.finish(workflow.Now(ctx))
-	if err := s.write(withOptions(ctx, summaryOptions), a); err != nil {
+	if err := s.write(withOptions(ctx, summaryOptions, hb), a); err != nil {
 		return nil, err
 	}
 	if stageErr != nil {
@@ -144,6 +150,9 @@ func (in ProcessFileInput) withDefaults() ProcessFileInput {
 	}
 	if in.MaxParallel <= 0 {
 		in.MaxParallel = DefaultMaxParallel
+	}
+	if in.HeartbeatTimeout <= 0 {
+		in.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	return in
 }
@@ -232,7 +241,6 @@ var (
 	// Ingest streams the whole file: a long timeout, kept honest by heartbeats.
 	ingestOptions = activityOptions{
 		StartToCloseTimeout: 2 * time.Hour,
-		HeartbeatTimeout:    time.Minute,
 		RetryPolicy:         retry(10),
 		Summary:             "Ingest: stream the CSV file into PostgreSQL, quarantine unreadable rows",
 	}
@@ -262,7 +270,9 @@ func withSummary(o activityOptions, summary string) activityOptions {
 	return o
 }
 
-func withOptions(ctx workflow.Context, o activityOptions) workflow.Context {
+// withOptions sets the activity options of ctx, with the run's heartbeat timeout.
+func withOptions(ctx workflow.Context, o activityOptions, heartbeat time.Duration) workflow.Context {
+	o.HeartbeatTimeout = heartbeat
 	return workflow.WithActivityOptions(ctx, o)
 }
 
