@@ -6,6 +6,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,9 @@ type Config struct {
 	Concurrency int    // TXFLOW_WORKER_CONCURRENCY: activities one worker runs at once
 	LogLevel    string // TXFLOW_LOG_LEVEL: debug, info, warn, error
 	HTTPAddr    string // TXFLOW_HTTP_ADDR: the worker's /healthz, /readyz and /metrics; "off" disables
+
+	AlertWebhook  string // TXFLOW_ALERT_WEBHOOK: URL that receives one JSON alert per failed run; "" for none
+	EventsWebhook string // TXFLOW_EVENTS_WEBHOOK: URL that receives one JSON event per completed run; "" for none
 }
 
 // Variables lists every TXFLOW_* variable Load reads, with its meaning, for docs and checks.
@@ -75,6 +79,8 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once"},
 	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TXFLOW_HTTP_ADDR", DefaultHTTPAddr, "worker's HTTP address for /healthz, /readyz and /metrics (\"off\" to disable)"},
+	{"TXFLOW_ALERT_WEBHOOK", "", "URL the worker POSTs one JSON alert to per failed run (none when empty)"},
+	{"TXFLOW_EVENTS_WEBHOOK", "", "URL the worker POSTs one JSON event to per completed run (none when empty)"},
 }
 
 // Load reads the configuration. It returns an error naming the variable when a value is invalid.
@@ -108,6 +114,17 @@ func Load(env Env) (Config, error) {
 	c.HTTPAddr = get("TXFLOW_HTTP_ADDR", DefaultHTTPAddr)
 	if c.HTTPAddr == "off" {
 		c.HTTPAddr = ""
+	}
+	for _, w := range []struct {
+		key string
+		dst *string
+	}{{"TXFLOW_ALERT_WEBHOOK", &c.AlertWebhook}, {"TXFLOW_EVENTS_WEBHOOK", &c.EventsWebhook}} {
+		if v := get(w.key, ""); v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return Config{}, fmt.Errorf("%s: not an http or https URL", w.key)
+			}
+			*w.dst = v
+		}
 	}
 
 	c.Rules = txn.DefaultRules()
