@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/internal/testdb"
+	"github.com/txflow/txflow/workflows"
+)
+
+// Rows and chunk size of the crash tests' file: enough chunks that the tag and annotate stage
+// lasts while it is watched.
+const (
+	chaosRows  = 150_000
+	chaosChunk = 15_000
+)
+
+// TestChaosWorkerKilled runs a generated file with a worker process that is killed (SIGKILL) in
+// every stage in turn, or stopped gracefully (SIGTERM) in the middle of the run, and restarted.
+// Each run must complete with outputs byte-identical to an uninterrupted run of the same file in
+// a fresh database, and store nothing twice.
+func TestChaosWorkerKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the worker and runs a large file several times")
+	}
+	bin := buildWorker(t)
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	c := dial(t, srv)
+	input := t.TempDir()
+	name := generate(t, input, chaosRows, 7)
+
+	// The uninterrupted run, in its own database.
+	refOut := t.TempDir()
+	refDB := testdb.URL(t)
+	w := startWorker(t, c, bin, workerEnv(srv, refDB, input, refOut), nil)
+	ref := waitRun(t, startRun(t, c, input, name, chaosChunk), 2*time.Minute)
+	require.NoError(t, w.Stop(45*time.Second))
+	refCounts := requireNoDuplicates(t, refDB)
+	require.EqualValues(t, chaosRows, ref.RowsRead)
+	require.EqualValues(t, ref.Ingested, refCounts["transactions"])
+	refDir := filepath.Join(refOut, ref.RunID)
+
+	t.Run("sigkill in every stage", func(t *testing.T) {
+		out, db := t.TempDir(), testdb.URL(t)
+		env := workerEnv(srv, db, input, out)
+		w := startWorker(t, c, bin, env, nil)
+		run := startRun(t, c, input, name, chaosChunk)
+		restart := func(what string) {
+			t.Logf("killing the worker %s", what)
+			w.Kill()
+			w = startWorker(t, c, bin, env, nil)
+		}
+
+		// Ingest: once some batches are committed.
+		eventually(t, time.Minute, "ingest to commit a batch", func() bool {
+			return ingestedRecords(startedActivity(c, run, actIngest)) > 0
+		})
+		restart("during ingest")
+
+		// Tag and annotate: with chunks done and chunks left.
+		eventually(t, 2*time.Minute, "tag and annotate halfway", func() bool {
+			s, err := progress(c, run)
+			tag := stageOf(s, workflows.StageTag)
+			return err == nil && tag.Status == workflows.StatusRunning && tag.Done > 0 && tag.Done < tag.Total &&
+				startedActivity(c, run, actTag, actAnnotate) != nil
+		})
+		// The report reads rejected_rows: while it is locked, the report stays running.
+		releaseReport := lockTable(t, db, "rejected_rows")
+		restart("during tag and annotate")
+
+		// Report.
+		eventually(t, 2*time.Minute, "the report to wait for rejected_rows", func() bool {
+			s, err := progress(c, run)
+			return err == nil && stageOf(s, workflows.StageReport).Status == workflows.StatusRunning &&
+				startedActivity(c, run, actReport) != nil && waitersOn(t, db, "rejected_rows") > 0
+		})
+		// The dump reads tags, which the finished tag stage no longer writes.
+		releaseDump := lockTable(t, db, "tags")
+		restart("during the report")
+		releaseReport()
+
+		// Dump.
+		eventually(t, 2*time.Minute, "the dump to wait for tags", func() bool {
+			s, err := progress(c, run)
+			return err == nil && stageOf(s, workflows.StageDump).Status == workflows.StatusRunning &&
+				startedActivity(c, run, actDump) != nil && waitersOn(t, db, "tags") > 0
+		})
+		restart("during the dump")
+		releaseDump()
+
+		s := waitRun(t, run, 2*time.Minute)
+		requireSameCounts(t, ref, s)
+		requireSameOutputs(t, refDir, filepath.Join(out, s.RunID))
+		require.Equal(t, refCounts, requireNoDuplicates(t, db))
+
+		// Every kill interrupted its stage: each stage's activity ran again.
+		att := maxAttempts(t, c, run)
+		t.Logf("highest attempts: %v", att)
+		for _, typ := range []string{actIngest, actReport, actDump} {
+			require.GreaterOrEqual(t, att[typ], int32(2), "%s was not retried after the kill", typ)
+		}
+		require.GreaterOrEqual(t, max(att[actTag], att[actAnnotate]), int32(2), "no tag or annotate chunk was retried after the kill")
+		require.NoError(t, w.Stop(45*time.Second))
+	})
+
+	t.Run("sigterm mid-run", func(t *testing.T) {
+		out, db := t.TempDir(), testdb.URL(t)
+		env := workerEnv(srv, db, input, out)
+		logs := &syncBuffer{}
+		w := startWorker(t, c, bin, env, logs)
+		run := startRun(t, c, input, name, chaosChunk)
+		eventually(t, 2*time.Minute, "tag and annotate to start", func() bool {
+			s, err := progress(c, run)
+			tag := stageOf(s, workflows.StageTag)
+			return err == nil && tag.Status == workflows.StatusRunning && startedActivity(c, run, actTag, actAnnotate) != nil
+		})
+		began := time.Now()
+		require.NoError(t, w.Stop(45*time.Second), "the worker must exit cleanly on SIGTERM\n%s", logs.String())
+		require.Less(t, time.Since(began), 35*time.Second, "the worker must stop within its 30 s grace")
+		require.Contains(t, logs.String(), "worker stopped")
+		startWorker(t, c, bin, env, nil)
+
+		s := waitRun(t, run, 2*time.Minute)
+		requireSameCounts(t, ref, s)
+		requireSameOutputs(t, refDir, filepath.Join(out, s.RunID))
+		require.Equal(t, refCounts, requireNoDuplicates(t, db))
+	})
+}
