@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shopspring/decimal"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/txflow/txflow/postgres"
@@ -63,7 +64,9 @@ type IngestResult struct {
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
-// accepted, then settles duplicates, conflicts and new transactions.
+// accepted, then settles duplicates, conflicts and new transactions. Parsing and loading overlap.
+// A retried Ingest (the worker died, the database went away) resumes after the last committed
+// batch; one whose predecessor had already settled the run returns the same result.
 //
 // It returns a non-retryable ErrTypeBadPath error when the file is outside the input root or
 // missing, ErrTypeBadFile when it has no usable header, ErrTypeFileChanged when its content no
@@ -82,82 +85,126 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 	}
 	defer f.Close()
 
-	if err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}); err != nil {
+	// A retry resumes after the batches its predecessor committed.
+	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
+	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}, resume)
+	if err != nil {
 		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
+	}
+	if cp.Settled {
+		return ingestResult(in.SHA256, cp.RowsRead, cp.Totals), nil
 	}
 
 	hash := sha256.New()
 	counter := &countingReader{r: io.TeeReader(f, hash)}
 	var committed atomic.Int64 // records committed, for the heartbeat
+	committed.Store(cp.Records)
 	defer keepAlive(ctx, func() any { return IngestProgress{Records: committed.Load(), Bytes: counter.n.Load()} })()
+
+	// The file is parsed in one goroutine while the previous batch is COPYed in this one.
 	batchSize := a.BatchSize
 	if batchSize <= 0 {
 		batchSize = DefaultBatchSize
 	}
-	var (
-		recs     = make([]txn.Record, 0, batchSize)
+	type batch struct {
+		recs     []txn.Record
 		rejected []txn.Rejected
-		nextSeq  = int64(1)
-		lines    int64
+	}
+	batches := make(chan batch, 1)
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	var (
+		stats   txn.Stats
+		readErr error
 	)
-	flush := func() error {
-		if len(recs) == 0 && len(rejected) == 0 {
+	go func() {
+		defer close(batches)
+		cur := batch{recs: make([]txn.Record, 0, batchSize)}
+		skip := cp.Records
+		send := func() error {
+			select {
+			case batches <- cur:
+			case <-readCtx.Done():
+				return readCtx.Err()
+			}
+			cur = batch{recs: make([]txn.Record, 0, batchSize)}
 			return nil
 		}
-		if err := a.DB.LoadBatch(ctx, in.RunID, nextSeq, recs, rejected); err != nil {
-			return fmt.Errorf("load batch: %w", err)
+		stats, readErr = txn.Read(counter, a.Reader,
+			func(r txn.Record) error {
+				if skip > 0 {
+					skip--
+					return nil
+				}
+				r.Error = a.Rules.Check(r.Amount)
+				cur.recs = append(cur.recs, r)
+				if len(cur.recs)+len(cur.rejected) >= batchSize {
+					return send()
+				}
+				return nil
+			},
+			func(r txn.Rejected) error {
+				if skip > 0 {
+					skip--
+					return nil
+				}
+				cur.rejected = append(cur.rejected, r)
+				if len(cur.recs)+len(cur.rejected) >= batchSize {
+					return send()
+				}
+				return nil
+			})
+		if readErr == nil && len(cur.recs)+len(cur.rejected) > 0 {
+			readErr = send()
 		}
-		nextSeq += int64(len(recs))
-		lines += int64(len(recs) + len(rejected))
-		committed.Store(lines)
-		recs, rejected = recs[:0], rejected[:0]
-		return ctx.Err()
+	}()
+	nextSeq := cp.NextSeq
+	var loadErr error
+	for b := range batches {
+		if loadErr != nil {
+			continue // drain until the reader stops
+		}
+		if err := a.DB.LoadBatch(ctx, in.RunID, nextSeq, b.recs, b.rejected); err != nil {
+			loadErr = fmt.Errorf("load batch: %w", err)
+			stopReading()
+			continue
+		}
+		nextSeq += int64(len(b.recs))
+		committed.Add(int64(len(b.recs) + len(b.rejected)))
 	}
-	stats, err := txn.Read(counter, a.Reader,
-		func(r txn.Record) error {
-			r.Error = a.Rules.Check(r.Amount)
-			recs = append(recs, r)
-			if len(recs)+len(rejected) >= batchSize {
-				return flush()
-			}
-			return nil
-		},
-		func(r txn.Rejected) error {
-			rejected = append(rejected, r)
-			if len(recs)+len(rejected) >= batchSize {
-				return flush()
-			}
-			return nil
-		})
-	if err != nil {
+	if loadErr != nil {
+		return IngestResult{}, loadErr
+	}
+	if readErr != nil {
 		var fe *txn.FileError
-		if errors.As(err, &fe) {
+		if errors.As(readErr, &fe) {
 			return IngestResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("%s: %s", in.File, fe.Error()), ErrTypeBadFile, err)
+				fmt.Sprintf("%s: %s", in.File, fe.Error()), ErrTypeBadFile, readErr)
 		}
-		return IngestResult{}, fmt.Errorf("read %s: %w", in.File, err)
-	}
-	if err := flush(); err != nil {
-		return IngestResult{}, err
+		return IngestResult{}, fmt.Errorf("read %s: %w", in.File, readErr)
 	}
 	sum := hex.EncodeToString(hash.Sum(nil))
 	if in.SHA256 != "" && in.SHA256 != sum {
 		err := fmt.Errorf("%s changed since the run was started: sha256 %s, expected %s", in.File, sum, in.SHA256)
 		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFileChanged, err)
 	}
-	counts, err := a.DB.FinishIngest(ctx, in.RunID)
+	counts, err := a.DB.FinishIngest(ctx, in.RunID, stats.Records)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}
+	return ingestResult(sum, stats.Records, counts), nil
+}
+
+func ingestResult(sha string, rowsRead int64, c postgres.IngestCounts) IngestResult {
 	return IngestResult{
-		SHA256:   sum,
-		RowsRead: stats.Records,
-		Accepted: counts.Accepted,
-		New:      counts.New,
-		Rejected: counts.Rejected,
-		Errors:   counts.Errors,
-		MaxSeq:   counts.MaxSeq,
-	}, nil
+		SHA256:   sha,
+		RowsRead: rowsRead,
+		Accepted: c.Accepted,
+		New:      c.New,
+		Rejected: c.Rejected,
+		Errors:   c.Errors,
+		MaxSeq:   c.MaxSeq,
+	}
 }
 
 // IngestProgress is Ingest's heartbeat detail.

@@ -173,6 +173,12 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("floor                 %s (COPY in %s, COPY out %s)\n", floorTotal.Round(time.Millisecond), floor.In.Round(time.Millisecond), floor.Out.Round(time.Millisecond))
 	fmt.Printf("pipeline / floor      %.2f\n", wall.Seconds()/floorTotal.Seconds())
 	fmt.Printf("10-row file           %s end to end\n", tinyTime.Round(time.Millisecond))
+	spans, err := stageSpans(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	fmt.Println("stages (first scheduled to last completed):")
+	printSpans(os.Stdout, spans)
 	return nil
 }
 

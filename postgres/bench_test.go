@@ -47,7 +47,7 @@ func BenchmarkIngest1M(b *testing.B) {
 			b.ReportMetric(time.Since(start).Seconds(), name+"_s")
 			start = time.Now()
 		}
-		require.NoError(b, db.BeginIngest(ctx, postgres.Run{ID: runID, File: "bench.csv", SHA256: "-"}))
+		mustBegin(b, db, postgres.Run{ID: runID, File: "bench.csv", SHA256: "-"})
 		recs := make([]txn.Record, 0, batch)
 		for first := 1; first <= rows; first += batch {
 			recs = recs[:0]
@@ -64,7 +64,7 @@ func BenchmarkIngest1M(b *testing.B) {
 			require.NoError(b, db.LoadBatch(ctx, runID, int64(first), recs, nil))
 		}
 		phase("load")
-		c, err := db.FinishIngest(ctx, runID)
+		c, err := db.FinishIngest(ctx, runID, 0)
 		require.NoError(b, err)
 		require.Equal(b, int64(rows), c.New)
 		phase("finish")

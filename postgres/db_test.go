@@ -72,7 +72,7 @@ func TestMigrateConcurrentlyAndTwice(t *testing.T) {
 	defer db.Close()
 	require.NoError(t, db.Migrate(ctx), "second Migrate must be a no-op")
 
-	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations"))
+	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations"))
 	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations WHERE version = 1 AND name = '001_init'"))
 	for _, table := range []string{"runs", "transactions", "run_lines", "rejected_rows", "tags", "annotations"} {
 		require.True(t, queryValue[bool](t, dbURL, "SELECT to_regclass($1) IS NOT NULL", table), table)
@@ -124,7 +124,7 @@ func TestSafeCellFunctionMatchesTxn(t *testing.T) {
 func TestUnknownRun(t *testing.T) {
 	db, _ := openDB(t)
 	ctx := context.Background()
-	_, err := db.FinishIngest(ctx, "nope")
+	_, err := db.FinishIngest(ctx, "nope", 0)
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 	_, err = db.RunCounts(ctx, "nope")
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
@@ -138,7 +138,7 @@ func TestUnknownRun(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 
 	// Results are computed only for settled runs.
-	require.NoError(t, db.BeginIngest(ctx, postgres.Run{ID: "loading", File: "f", SHA256: "s"}))
+	mustBegin(t, db, postgres.Run{ID: "loading", File: "f", SHA256: "s"})
 	require.NoError(t, db.LoadBatch(ctx, "loading", 1, []txn.Record{rec(2, "A", "1.00", "TAXI")}, nil))
 	_, err = db.TagChunk(ctx, "loading", 1, 10, tagWord)
 	require.ErrorIs(t, err, postgres.ErrRunNotIngested)
@@ -146,7 +146,7 @@ func TestUnknownRun(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotIngested)
 
 	// A settled run takes no more lines until BeginIngest restarts it.
-	_, err = db.FinishIngest(ctx, "loading")
+	_, err = db.FinishIngest(ctx, "loading", 0)
 	require.NoError(t, err)
 	err = db.LoadBatch(ctx, "loading", 2, []txn.Record{rec(3, "B", "1.00", "TAXI")}, nil)
 	require.ErrorContains(t, err, "already finished")
@@ -159,4 +159,11 @@ func (*discard) Write(p []byte) (int, error) { return len(p), nil }
 // rec builds an accepted record.
 func rec(line int64, id, amount, wording string) txn.Record {
 	return txn.Record{Line: line, ID: id, Amount: decimal.RequireFromString(amount), RawAmount: amount, Wording: wording}
+}
+
+// mustBegin starts the ingestion of run from scratch.
+func mustBegin(t testing.TB, db *postgres.DB, run postgres.Run) {
+	t.Helper()
+	_, err := db.BeginIngest(context.Background(), run, false)
+	require.NoError(t, err)
 }

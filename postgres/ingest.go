@@ -30,20 +30,55 @@ type IngestCounts struct {
 	MaxSeq     int64 // highest seq still in the run; 0 when it has no line
 }
 
-// BeginIngest (re)starts ingestion of a run: upserts the runs row and deletes
-// any run_lines / rejected_rows left by an earlier attempt of the same run id
-// (so a retried ingest never duplicates). Transactions, tags and annotations
-// already stored are kept. It returns an error for an empty run id and the
-// wrapped connection or SQL error.
-func (db *DB) BeginIngest(ctx context.Context, run Run) error {
+// Checkpoint is where an ingestion stands.
+type Checkpoint struct {
+	Records int64 // data records (accepted and rejected) already committed: skip them
+	NextSeq int64 // seq of the next accepted record
+	Settled bool  // FinishIngest already ran: Totals holds its result
+	Totals  IngestCounts
+	// RowsRead is the number of data records FinishIngest was told of, when Settled.
+	RowsRead int64
+}
+
+// BeginIngest starts or resumes ingestion of a run. With resume set and the run already known
+// with the same non-empty SHA-256, it keeps what earlier attempts committed and returns where
+// they stopped (or, when the run was already settled, its totals). Otherwise it upserts the runs
+// row and deletes any run_lines and rejected_rows of the run, so that nothing is ever loaded
+// twice. Transactions, tags and annotations already stored are kept. It returns an error for an
+// empty run id and the wrapped connection or SQL error.
+func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint, error) {
 	if run.ID == "" {
-		return errors.New("begin ingest: empty run id")
+		return Checkpoint{}, errors.New("begin ingest: empty run id")
 	}
+	cp := Checkpoint{NextSeq: 1}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if resume && run.SHA256 != "" {
+			var sha string
+			var settled bool
+			var rowsRead, newCount *int64
+			err := tx.QueryRow(ctx, `
+				SELECT sha256, ingested_at IS NOT NULL, records_loaded, next_seq, rows_read, new_count
+				FROM runs WHERE run_id = $1 FOR UPDATE`, run.ID).
+				Scan(&sha, &settled, &cp.Records, &cp.NextSeq, &rowsRead, &newCount)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return err
+			case sha == run.SHA256 && settled && rowsRead != nil && newCount != nil:
+				cp.Settled, cp.RowsRead = true, *rowsRead
+				cp.Totals, err = runTotals(ctx, tx, run.ID)
+				cp.Totals.New = *newCount
+				return err
+			case sha == run.SHA256 && !settled:
+				return nil
+			}
+		}
+		cp = Checkpoint{NextSeq: 1}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO runs (run_id, file, sha256) VALUES ($1, $2, $3)
 			ON CONFLICT (run_id) DO UPDATE
-			SET file = excluded.file, sha256 = excluded.sha256, started_at = now(), ingested_at = NULL`,
+			SET file = excluded.file, sha256 = excluded.sha256, started_at = now(), ingested_at = NULL,
+			    records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL`,
 			run.ID, run.File, run.SHA256); err != nil {
 			return err
 		}
@@ -54,9 +89,9 @@ func (db *DB) BeginIngest(ctx context.Context, run Run) error {
 		return err
 	})
 	if err != nil {
-		return db.wrap("begin ingest "+run.ID, err)
+		return Checkpoint{}, db.wrap("begin ingest "+run.ID, err)
 	}
-	return nil
+	return cp, nil
 }
 
 // LoadBatch appends one batch in a single transaction with COPY (pgx
@@ -65,9 +100,12 @@ func (db *DB) BeginIngest(ctx context.Context, run Run) error {
 // UTF-8, NUL bytes) is stored with U+FFFD in its place. Loading the same
 // seq or rejected line twice for a run fails with a unique violation
 // (*pgconn.PgError code 23505); amounts beyond numeric(18,2) fail with a
-// numeric overflow. It returns ErrRunNotFound (wrapped) for a run BeginIngest
-// did not record, and an error for a run FinishIngest already settled.
-// Nothing of the batch is stored on error.
+// numeric overflow. The run's checkpoint advances in the same transaction, so
+// a batch is either loaded and counted or not at all; firstSeq must be the
+// checkpoint's NextSeq. It returns ErrRunNotFound (wrapped) for a run
+// BeginIngest did not record, and an error for a run FinishIngest already
+// settled or a batch that does not follow the last one. Nothing of the batch
+// is stored on error.
 func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
 	if len(recs) == 0 && len(rejected) == 0 {
 		return nil
@@ -77,7 +115,8 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		// are computed for settled runs on the assumption that all their ids
 		// are in transactions. FOR SHARE orders this against FinishIngest.
 		var loading bool
-		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL FROM runs WHERE run_id = $1 FOR SHARE", runID).Scan(&loading)
+		var nextSeq int64
+		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq FROM runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&loading, &nextSeq)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrRunNotFound
@@ -85,6 +124,12 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 			return fmt.Errorf("lock run: %w", err)
 		case !loading:
 			return errors.New("run already finished; BeginIngest restarts it")
+		case nextSeq != firstSeq:
+			return fmt.Errorf("batch starts at seq %d but the run's next seq is %d", firstSeq, nextSeq)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE runs SET records_loaded = records_loaded + $2, next_seq = $3 WHERE run_id = $1",
+			runID, len(recs)+len(rejected), firstSeq+int64(len(recs))); err != nil {
+			return fmt.Errorf("advance checkpoint: %w", err)
 		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
@@ -173,6 +218,25 @@ FROM run_lines rl
 WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = rl.id)`
 )
 
+// runTotals counts the run's lines and rejected rows (New is left 0).
+func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, error) {
+	var c IngestCounts
+	if err := tx.QueryRow(ctx, `
+		SELECT count(*), count(error), coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1`,
+		runID).Scan(&c.Accepted, &c.Errors, &c.MaxSeq); err != nil {
+		return c, fmt.Errorf("count lines: %w", err)
+	}
+	if err := tx.QueryRow(ctx, `
+		SELECT count(*),
+		       count(*) FILTER (WHERE reason = $2),
+		       count(*) FILTER (WHERE reason = $3)
+		FROM rejected_rows WHERE run_id = $1`,
+		runID, string(txn.ReasonDuplicateID), string(txn.ReasonIDConflict)).Scan(&c.Rejected, &c.Duplicates, &c.Conflicts); err != nil {
+		return c, fmt.Errorf("count rejected: %w", err)
+	}
+	return c, nil
+}
+
 // FinishIngest settles the run, in one transaction, set-based:
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
 //     of the same run moves to rejected_rows as duplicate_id (the first is
@@ -187,10 +251,11 @@ WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = r
 // FinishIngest calls are serialised across runs (advisory lock). Calling it
 // twice for the same run is harmless: the second call moves and inserts
 // nothing and returns the same totals, except New, which counts only the
-// transactions inserted by that call and is then 0. It returns
-// ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or
+// transactions inserted by that call and is then 0. It records rowsRead (the
+// data records of the file) and New on the run, for a resumed BeginIngest. It
+// returns ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or
 // SQL error otherwise; on error nothing is changed.
-func (db *DB) FinishIngest(ctx context.Context, runID string) (IngestCounts, error) {
+func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (IngestCounts, error) {
 	var c IngestCounts
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
@@ -233,18 +298,13 @@ func (db *DB) FinishIngest(ctx context.Context, runID string) (IngestCounts, err
 		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = on"); err != nil {
 			return fmt.Errorf("reset plan options: %w", err)
 		}
-		if err := tx.QueryRow(ctx, `
-			SELECT count(*), count(error), coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1`,
-			runID).Scan(&c.Accepted, &c.Errors, &c.MaxSeq); err != nil {
-			return fmt.Errorf("count lines: %w", err)
+		n := c.New
+		if c, err = runTotals(ctx, tx, runID); err != nil {
+			return err
 		}
-		if err := tx.QueryRow(ctx, `
-			SELECT count(*),
-			       count(*) FILTER (WHERE reason = $2),
-			       count(*) FILTER (WHERE reason = $3)
-			FROM rejected_rows WHERE run_id = $1`,
-			runID, string(txn.ReasonDuplicateID), string(txn.ReasonIDConflict)).Scan(&c.Rejected, &c.Duplicates, &c.Conflicts); err != nil {
-			return fmt.Errorf("count rejected: %w", err)
+		c.New = n
+		if _, err := tx.Exec(ctx, "UPDATE runs SET rows_read = $2, new_count = $3 WHERE run_id = $1", runID, rowsRead, c.New); err != nil {
+			return fmt.Errorf("record totals: %w", err)
 		}
 		return nil
 	})
