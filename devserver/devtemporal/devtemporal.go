@@ -121,9 +121,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if err := ts.Start(); err != nil {
+		// The server has already undone whatever part of it had started.
 		closeUIListener()
-		stopping.Store(true)
-		_ = ts.Stop()
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
 

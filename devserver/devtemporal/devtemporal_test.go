@@ -315,3 +315,14 @@ func TestLogLevel(t *testing.T) {
 	assert.Contains(t, run("info"), "level=INFO")
 	assert.Empty(t, run("off"))
 }
+
+func TestStartCanceledLeavesNothingRunning(t *testing.T) {
+	port, uiPort := mustFreePort(t), mustFreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s, err := devtemporal.Start(ctx, devtemporal.Options{Port: port, UIPort: uiPort, LogLevel: "off"})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Nil(t, s)
+	assert.True(t, portIsFree(port), "frontend port still bound")
+	assert.True(t, portIsFree(uiPort), "UI port still bound")
+}
