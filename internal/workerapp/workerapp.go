@@ -20,6 +20,7 @@ import (
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/health"
+	"github.com/txflow/txflow/internal/metrics"
 	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/workflows"
 )
@@ -71,6 +72,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	opts := cfg.Temporal
 	opts.Logger = sdklog.NewStructuredLogger(log)
+	var reg *metrics.Registry
+	if cfg.HTTPAddr != "" {
+		// The SDK's metrics and the workflows' own go through the client's handler.
+		if reg, err = metrics.New(log, metrics.DefaultInterval); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer reg.Close()
+		opts.MetricsHandler = reg.Handler()
+	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to temporal at %s: %w", hostPort(opts), err)
@@ -82,13 +92,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		WorkerStopTimeout:                  30 * time.Second,
 	})
 	if cfg.HTTPAddr != "" {
-		stopHTTP, err := serveHTTP(cfg.HTTPAddr, log, health.Handler(
+		mux := health.Handler(
 			health.Check{Name: "postgresql", Probe: db.Ping},
 			health.Check{Name: "temporal", Probe: func(ctx context.Context) error {
 				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 				return err
 			}},
-		))
+		)
+		mux.Handle("GET /metrics", reg.HTTPHandler())
+		stopHTTP, err := serveHTTP(cfg.HTTPAddr, log, mux)
 		if err != nil {
 			return err
 		}
@@ -126,7 +138,7 @@ func serveHTTP(addr string, log *slog.Logger, h http.Handler) (func(), error) {
 			log.Error("http server stopped", "error", err)
 		}
 	}()
-	log.Info("serving /healthz and /readyz", "addr", l.Addr().String())
+	log.Info("serving /healthz, /readyz and /metrics", "addr", l.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
