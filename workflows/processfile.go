@@ -71,8 +71,21 @@ const (
 	StatusSkipped   = "skipped"
 )
 
+// Versions of ProcessFile's command sequence, for workflow.GetVersion: histories recorded
+// before a change replay with the code paths they were recorded with.
+const (
+	opsChangeID = "operations"
+	// opsVersion upserts the Txflow* search attributes and starts a Notify child at the end.
+	opsVersion = 1
+)
+
 // ProcessFile runs the pipeline on one file and returns its summary. The run id is the
 // workflow id; outputs go to <output root>/<run id>/.
+//
+// While it runs it keeps the Txflow* search attributes (file, status, rows, rejected, errors)
+// and the workflow's current details (a markdown table of the stages) up to date, and emits the
+// metrics of metrics.go. When it ends it starts a Notify child workflow, abandoned to run on its
+// own: an alert and failure.json for a failed run, an event for a completed one.
 func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	in = in.withDefaults()
 	info := workflow.GetInfo(ctx)
@@ -80,6 +93,37 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*Summary, error) { return s, nil }); err != nil {
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
+	ops := workflow.GetVersion(ctx, opsChangeID, workflow.DefaultVersion, opsVersion) >= opsVersion
+	m := newRunMetrics(ctx)
+	s.now = func() time.Time { return workflow.Now(ctx) }
+	s.onStageEnd = func(st *Stage) {
+		if st.Name != StageSummary && !st.began.IsZero() {
+			m.stage(st.Name, workflow.Now(ctx).Sub(st.began))
+		}
+		workflow.SetCurrentDetails(ctx, s.Markdown())
+	}
+	s.onProgress = func() { workflow.SetCurrentDetails(ctx, s.Markdown()) }
+	if ops {
+		upsertSearchAttributes(ctx, s)
+	}
+	workflow.SetCurrentDetails(ctx, s.Markdown())
+
+	res, err := processFile(ctx, in, s, m, ops)
+
+	if err != nil && s.Status != StatusFailed {
+		// The summary itself could not be written.
+		s.Status, s.Error = StatusFailed, rootCause(err)
+	}
+	m.finished(s.Status)
+	workflow.SetCurrentDetails(ctx, s.Markdown())
+	if ops {
+		upsertSearchAttributes(ctx, s)
+		notify(ctx, s)
+	}
+	return res, err
+}
+
+func processFile(ctx workflow.Context, in ProcessFileInput, s *Summary, m runMetrics, ops bool) (*Summary, error) {
 	var a *activities.Activities
 
 	// 1. Ingest: a file that cannot be read fails the run at once.
@@ -94,6 +138,10 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 		return nil, err
 	}
 	s.ingested(ing)
+	m.ingested(s)
+	if ops {
+		upsertSearchAttributes(ctx, s)
+	}
 
 	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other.
 	chunks := Chunks(ing.MaxSeq, in.ChunkSize)
@@ -129,6 +177,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 		return nil, err
 	}
 	s.dumped(dump)
+	m.dumped(s)
 
 	// 5. The summary, beside the outputs; then the run fails if a stage did.
 	stageErr := errors.Join(tagErr, annotateErr)
@@ -194,6 +243,7 @@ func (s *Summary) runChunks(ctx workflow.Context, stage string, fn any, chunks [
 				}
 				st.Done += r.Lines
 				st.Computed += r.Computed
+				s.progressed()
 			})
 		}
 		if inFlight == 0 {

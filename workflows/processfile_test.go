@@ -20,7 +20,9 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(ProcessFile)
+	env.RegisterWorkflow(Notify)
 	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.Notifier{OutputRoot: t.TempDir()})
 	return env
 }
 

@@ -33,6 +33,11 @@ type Summary struct {
 
 	Outputs Outputs  `json:"outputs"`
 	Stages  []*Stage `json:"stages"`
+
+	// Hooks of the running workflow; nil outside it.
+	now        func() time.Time
+	onStageEnd func(*Stage)
+	onProgress func()
 }
 
 // Outputs are the paths of the files a run writes, on the worker's file system.
@@ -51,6 +56,8 @@ type Stage struct {
 	Done     int64  `json:"done,omitempty"`     // lines processed (tag, annotate)
 	Total    int64  `json:"total,omitempty"`    // lines to process (tag, annotate)
 	Computed int64  `json:"computed,omitempty"` // results newly computed (tag, annotate)
+
+	began time.Time // when it started running, for the stage duration metric
 }
 
 func newSummary(runID, file string, now time.Time) *Summary {
@@ -70,13 +77,83 @@ func (s *Summary) stage(name string) *Stage {
 	panic("unknown stage " + name)
 }
 
-func (s *Summary) start(name string)    { s.stage(name).Status = StatusRunning }
-func (s *Summary) complete(name string) { s.stage(name).Status = StatusCompleted }
+func (s *Summary) start(name string) {
+	st := s.stage(name)
+	st.Status = StatusRunning
+	if s.now != nil {
+		st.began = s.now()
+	}
+	s.progressed()
+}
+
+func (s *Summary) complete(name string) {
+	st := s.stage(name)
+	st.Status = StatusCompleted
+	s.ended(st)
+}
 
 func (s *Summary) fail(name string, err error) {
 	st := s.stage(name)
 	st.Status = StatusFailed
 	st.Error = rootCause(err)
+	s.ended(st)
+}
+
+func (s *Summary) ended(st *Stage) {
+	if s.onStageEnd != nil {
+		s.onStageEnd(st)
+	}
+}
+
+func (s *Summary) progressed() {
+	if s.onProgress != nil {
+		s.onProgress()
+	}
+}
+
+// FailedStage returns the name of the first stage that failed, or "" when none did.
+func (s *Summary) FailedStage() string {
+	for _, st := range s.Stages {
+		if st.Status == StatusFailed {
+			return st.Name
+		}
+	}
+	return ""
+}
+
+// Markdown renders the summary for the Web UI's workflow details: status, counts and a table
+// of the stages with the rows each has done.
+func (s *Summary) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**File** `%s`  \n**Status** %s", s.File, s.Status)
+	if s.Error != "" {
+		fmt.Fprintf(&b, ": %s", s.Error)
+	}
+	b.WriteString("\n\n")
+	if s.RowsRead > 0 || s.stage(StageIngest).Status == StatusCompleted {
+		fmt.Fprintf(&b, "rows read %d, ingested %d (new %d), rejected %d, in error %d",
+			s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError)
+		if s.stage(StageDump).Status == StatusCompleted {
+			fmt.Fprintf(&b, ", tagged %d, annotated %d", s.Tagged, s.Annotated)
+		}
+		b.WriteString("\n\n")
+	}
+	b.WriteString("| stage | status | rows done |\n|---|---|---|\n")
+	for _, st := range s.Stages {
+		rows := ""
+		if st.Total > 0 {
+			rows = fmt.Sprintf("%d / %d (%d%%)", st.Done, st.Total, st.Done*100/st.Total)
+		}
+		status := st.Status
+		if st.Error != "" {
+			status += ": " + strings.ReplaceAll(st.Error, "|", "\\|")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", st.Name, status, rows)
+	}
+	if s.Outputs.Dir != "" {
+		fmt.Fprintf(&b, "\n**Outputs** `%s`\n", s.Outputs.Dir)
+	}
+	return b.String()
 }
 
 // finish closes the summary: stages never reached are skipped, the status says whether any failed.

@@ -26,6 +26,7 @@ const usage = `starter: starts txflow runs and reports on them.
 Usage:
   starter run [flags] FILE   process one transaction file and print its summary
   starter status RUN_ID      print the current state of a run
+  starter schedule ...       create and manage schedules of the inbox (starter schedule help)
   starter help               print this help
 
 FILE is under the worker's input root (TXFLOW_INPUT_DIR): an absolute path below it, or a path
@@ -56,7 +57,7 @@ func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status":
+	case "run", "status", "schedule":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -70,6 +71,8 @@ func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.
 	switch cmd {
 	case "run":
 		return s.run(ctx, args)
+	case "schedule":
+		return s.schedule(ctx, args)
 	default:
 		return s.status(ctx, args)
 	}
@@ -125,14 +128,14 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	defer c.Close()
 
 	id := workflows.RunID(sum)
+	summary, details := workflows.RunDescription(rel, sum, *chunkSize)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		StaticSummary:            fmt.Sprintf("Process %s", rel),
-		StaticDetails: fmt.Sprintf("**File** `%s`  \n**SHA-256** `%s`  \n"+
-			"Ingest → (Tag ‖ Annotate) → ReportErrors → Dump, chunks of %d lines", rel, sum, *chunkSize),
+		StaticSummary:            summary,
+		StaticDetails:            details,
 	}, workflows.ProcessFile, workflows.ProcessFileInput{
 		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel,
 	})
@@ -149,7 +152,9 @@ func (s *starter) run(ctx context.Context, args []string) int {
 
 	start := time.Now()
 	var sum2 workflows.Summary
+	stopProgress := s.showProgress(ctx, c, id, run.GetRunID())
 	runErr := run.Get(ctx, &sum2)
+	stopProgress()
 	if runErr != nil {
 		// A failed run returns no result: its summary comes from the progress query.
 		if q, err := c.QueryWorkflow(ctx, id, run.GetRunID(), workflows.ProgressQuery); err == nil {

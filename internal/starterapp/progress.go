@@ -1,0 +1,113 @@
+package starterapp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/txflow/txflow/workflows"
+)
+
+// Progress display settings of `starter run`.
+const (
+	progressPoll      = 500 * time.Millisecond // how often the run's progress is queried
+	progressLineEvery = 5 * time.Second        // plain progress lines, when stdout is not a terminal
+	progressBarWidth  = 30
+)
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// showProgress queries the run's progress until the returned function is called. On a
+// terminal it redraws one line with a bar; otherwise it prints a plain line when the progress
+// changed, at most every progressLineEvery.
+func (s *starter) showProgress(ctx context.Context, c client.Client, id, runID string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	tty := isTerminal(s.stdout)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	drawn := false
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(progressPoll)
+		defer tick.Stop()
+		var last string
+		var lastAt time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			q, err := c.QueryWorkflow(ctx, id, runID, workflows.ProgressQuery)
+			if err != nil {
+				continue
+			}
+			var sum workflows.Summary
+			if q.Get(&sum) != nil {
+				continue
+			}
+			line := ProgressLine(&sum, progressBarWidth)
+			switch {
+			case tty:
+				fmt.Fprintf(s.stdout, "\r%s\x1b[K", line)
+				drawn = true
+			case line != last && time.Since(lastAt) >= progressLineEvery:
+				fmt.Fprintln(s.stdout, "progress:", line)
+				last, lastAt = line, time.Now()
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+		if drawn {
+			fmt.Fprint(s.stdout, "\r\x1b[K")
+		}
+	}
+}
+
+// ProgressLine renders a run's progress on one line: a bar of width characters over the
+// tag and annotate rows done, then each stage's state.
+func ProgressLine(s *workflows.Summary, width int) string {
+	var done, total int64
+	var parts []string
+	for _, st := range s.Stages {
+		switch {
+		case st.Total > 0 && (st.Name == workflows.StageTag || st.Name == workflows.StageAnnotate):
+			done += st.Done
+			total += st.Total
+			parts = append(parts, fmt.Sprintf("%s %d/%d", st.Name, st.Done, st.Total))
+		case st.Status == workflows.StatusRunning:
+			parts = append(parts, st.Name+" running")
+		case st.Status == workflows.StatusFailed:
+			parts = append(parts, st.Name+" failed")
+		}
+	}
+	frac := 0.0
+	switch {
+	case total > 0:
+		frac = float64(done) / float64(total)
+	case s.Status != workflows.StatusRunning:
+		frac = 1
+	}
+	if width < 1 {
+		width = 1
+	}
+	filled := min(int(frac*float64(width)), width)
+	bar := "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
+	return fmt.Sprintf("%s %3d%% %s", bar, int(frac*100), strings.Join(parts, ", "))
+}

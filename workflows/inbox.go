@@ -1,0 +1,162 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/txflow/txflow/activities"
+)
+
+// DefaultInboxDir is the inbox directory, relative to the input root, when none is given.
+const DefaultInboxDir = "inbox"
+
+// DefaultInboxParallel is how many files an inbox processes at once when not told.
+const DefaultInboxParallel = 2
+
+// ProcessInboxInput is the input of ProcessInbox.
+type ProcessInboxInput struct {
+	Dir         string // relative to the input root; DefaultInboxDir when empty
+	MaxFiles    int    // files processed at once; DefaultInboxParallel when 0
+	ChunkSize   int64  // passed to each ProcessFile; its default when 0
+	MaxParallel int    // passed to each ProcessFile; its default when 0
+}
+
+// Outcomes of an inbox file.
+const (
+	InboxArchived = "archived" // its run completed, now or before: moved to archive/
+	InboxFailed   = "failed"   // its run failed: moved to failed/
+)
+
+// InboxFileResult is what became of one inbox file.
+type InboxFileResult struct {
+	File    string `json:"file"`     // where it was, relative to the input root
+	RunID   string `json:"run_id"`   // the ProcessFile run (workflow id)
+	Outcome string `json:"outcome"`  // InboxArchived or InboxFailed
+	MovedTo string `json:"moved_to"` // where it is now, relative to the input root
+	Error   string `json:"error,omitempty"`
+}
+
+// InboxResult lists the files an inbox run handled.
+type InboxResult struct {
+	Dir   string            `json:"dir"`
+	Files []InboxFileResult `json:"files"`
+}
+
+// ProcessInbox processes every file waiting in <input root>/<Dir>: one ProcessFile child per
+// file (workflow id RunID(sha256), so a file already processed successfully is not processed
+// again while a failed one is), at most MaxFiles at once; then it moves each file to
+// <input root>/archive/ when its run completed, or was found completed before, and to
+// <input root>/failed/ when its run failed. Children are abandoned if the inbox run ends early.
+func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, error) {
+	if in.Dir == "" {
+		in.Dir = DefaultInboxDir
+	}
+	if in.MaxFiles <= 0 {
+		in.MaxFiles = DefaultInboxParallel
+	}
+	var a *activities.Activities
+	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    DefaultHeartbeatTimeout,
+		RetryPolicy:         retry(10),
+		Summary:             fmt.Sprintf("List and hash the files waiting in %s/", in.Dir),
+	})
+	var files []activities.InboxFile
+	if err := workflow.ExecuteActivity(actCtx, a.ListInbox, activities.ListInboxInput{Dir: in.Dir}).Get(ctx, &files); err != nil {
+		return nil, fmt.Errorf("list inbox %s: %w", in.Dir, err)
+	}
+	res := &InboxResult{Dir: in.Dir, Files: make([]InboxFileResult, len(files))}
+	details := func() {
+		var b strings.Builder
+		fmt.Fprintf(&b, "**Inbox** `%s/`: %d files\n\n| file | run | outcome |\n|---|---|---|\n", in.Dir, len(files))
+		for i, f := range files {
+			r := res.Files[i]
+			outcome := r.Outcome
+			if outcome == "" {
+				outcome = "pending"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.File, RunID(f.SHA256), outcome)
+		}
+		workflow.SetCurrentDetails(ctx, b.String())
+	}
+	details()
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*InboxResult, error) { return res, nil }); err != nil {
+		return nil, fmt.Errorf("register progress query: %w", err)
+	}
+
+	inFlight := 0
+	for i, f := range files {
+		_ = workflow.Await(ctx, func() bool { return inFlight < in.MaxFiles })
+		inFlight++
+		res.Files[i] = InboxFileResult{File: f.File, RunID: RunID(f.SHA256)}
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer func() { inFlight--; details() }()
+			outcome, runErr := processInboxFile(ctx, in, f)
+			to := activities.ArchiveDir
+			if outcome == InboxFailed {
+				to = activities.FailedDir
+			}
+			mctx := workflow.WithActivityOptions(actCtx, withSummary(workflow.GetActivityOptions(actCtx),
+				fmt.Sprintf("Move %s to %s/", f.File, to)))
+			var moved string
+			if err := workflow.ExecuteActivity(mctx, a.MoveInboxFile,
+				activities.MoveInput{File: f.File, SHA256: f.SHA256, To: to}).Get(ctx, &moved); err != nil {
+				runErr = errors.Join(runErr, fmt.Errorf("move to %s: %w", to, err))
+			}
+			r := &res.Files[i]
+			r.Outcome, r.MovedTo = outcome, moved
+			if runErr != nil {
+				r.Error = rootCause(runErr)
+			}
+		})
+	}
+	_ = workflow.Await(ctx, func() bool { return inFlight == 0 })
+	return res, nil
+}
+
+// processInboxFile runs ProcessFile on one inbox file and says whether the file is done with
+// (archived) or failed.
+func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.InboxFile) (string, error) {
+	summary, details := RunDescription(f.File, f.SHA256, in.ChunkSize)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            RunID(f.SHA256),
+		TaskQueue:             TaskQueue,
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		StaticSummary:         summary,
+		StaticDetails:         details,
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, ProcessFile, ProcessFileInput{
+		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
+	})
+	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
+		if errors.As(err, &started) {
+			// The reuse policy refuses an id only while its run is open or after it completed:
+			// this content was, or is being, processed.
+			return InboxArchived, nil
+		}
+		return InboxFailed, err
+	}
+	if err := child.Get(ctx, nil); err != nil {
+		return InboxFailed, err
+	}
+	return InboxArchived, nil
+}
+
+// RunDescription returns the static summary and details of a ProcessFile run of file, for the
+// Web UI: the starter and the inbox give them to every run they start.
+func RunDescription(file, sha256Hex string, chunkSize int64) (summary, details string) {
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	return fmt.Sprintf("Process %s", file),
+		fmt.Sprintf("**File** `%s`  \n**SHA-256** `%s`  \n"+
+			"Ingest → (Tag ‖ Annotate) → ReportErrors → Dump, chunks of %d lines", file, sha256Hex, chunkSize)
+}

@@ -1,0 +1,35 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The custom search attributes ProcessFile sets, to find runs in the Web UI and with
+// `temporal workflow list --query`. They must be registered on the namespace (the dev server
+// does it; on a cluster: temporal operator search-attribute create).
+var (
+	SearchAttrFile     = temporal.NewSearchAttributeKeyKeyword("TxflowFile")   // the file, relative to the input root
+	SearchAttrStatus   = temporal.NewSearchAttributeKeyKeyword("TxflowStatus") // running, completed or failed
+	SearchAttrRows     = temporal.NewSearchAttributeKeyInt64("TxflowRows")     // rows read from the file
+	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // rows rejected
+	SearchAttrErrors   = temporal.NewSearchAttributeKeyInt64("TxflowErrors")   // accepted rows in error
+)
+
+// upsertSearchAttributes publishes the summary's file, status and counts. A failure to upsert
+// is logged, not fatal: the run itself does not depend on it.
+func upsertSearchAttributes(ctx workflow.Context, s *Summary) {
+	updates := []temporal.SearchAttributeUpdate{
+		SearchAttrFile.ValueSet(s.File),
+		SearchAttrStatus.ValueSet(s.Status),
+	}
+	if s.stage(StageIngest).Status != StatusPending && s.stage(StageIngest).Status != StatusRunning {
+		updates = append(updates,
+			SearchAttrRows.ValueSet(s.RowsRead),
+			SearchAttrRejected.ValueSet(s.Rejected),
+			SearchAttrErrors.ValueSet(s.InError))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
+	}
+}
