@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/internal/testdb"
+	"github.com/txflow/txflow/internal/workerapp"
+	"github.com/txflow/txflow/workflows"
+)
+
+// observed is a harness whose worker serves HTTP on a known address, and whose Temporal server
+// may run its Web UI.
+type observed struct {
+	*harness
+	httpAddr string
+}
+
+// startObserved starts a Temporal server (with its Web UI when withUI), a database and an
+// in-process worker serving /healthz, /readyz and /metrics on a free port.
+func startObserved(t *testing.T, withUI bool) *observed {
+	t.Helper()
+	opts := devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes}
+	if withUI {
+		port, err := devtemporal.FreePort()
+		require.NoError(t, err)
+		opts.UIPort = port
+	}
+	srv := devtemporal.StartForTest(t, opts)
+	port, err := devtemporal.FreePort()
+	require.NoError(t, err)
+	o := &observed{
+		harness:  &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()},
+		httpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+	}
+	uiURL := srv.UIURL()
+	if uiURL == "" {
+		uiURL = "http://ui.example"
+	}
+	o.env = config.Map{
+		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
+		"TEMPORAL_NAMESPACE":   srv.Namespace(),
+		"TEMPORAL_CONFIG_FILE": os.DevNull,
+		"DATABASE_URL":         o.dbURL,
+		"TXFLOW_INPUT_DIR":     o.input,
+		"TXFLOW_OUTPUT_DIR":    o.output,
+		"TXFLOW_UI_URL":        uiURL,
+		"TXFLOW_HTTP_ADDR":     o.httpAddr,
+	}
+	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(o.input, name), b, 0o644))
+	}
+	cfg, err := config.Load(o.env)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			require.NoError(t, err)
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + o.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, time.Minute, 100*time.Millisecond, "worker never ready on %s", o.httpAddr)
+	return o
+}
+
+// scrapeMetrics reads the worker's /metrics.
+func (o *observed) scrapeMetrics() map[string]*dto.MetricFamily {
+	o.t.Helper()
+	resp, err := http.Get("http://" + o.httpAddr + "/metrics")
+	require.NoError(o.t, err)
+	defer resp.Body.Close()
+	require.Equal(o.t, http.StatusOK, resp.StatusCode)
+	var p expfmt.TextParser
+	families, err := p.TextToMetricFamilies(resp.Body)
+	require.NoError(o.t, err)
+	return families
+}
+
+// metricValue returns the value of the counter or gauge name whose labels include want, summed over
+// the series that match, and how many matched. For a histogram it sums the sample counts.
+func metricValue(families map[string]*dto.MetricFamily, name string, want map[string]string) (float64, int) {
+	f, ok := families[name]
+	if !ok {
+		return 0, 0
+	}
+	var sum float64
+	n := 0
+series:
+	for _, m := range f.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue series
+			}
+		}
+		n++
+		switch {
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum, n
+}
+
+func TestMetricsExposedByWorker(t *testing.T) {
+	o := startObserved(t, false)
+
+	// Before any run: the endpoint answers, with the runtime's metrics.
+	before := o.scrapeMetrics()
+	require.Contains(t, before, "go_goroutines")
+	require.Contains(t, before, "process_resident_memory_bytes")
+
+	code, out, errOut := o.starter("run", "transactions.csv")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	code, out, errOut = o.starter("run", "transactions_with_errors.csv")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+
+	pf := map[string]string{"namespace": "default", "task_queue": workflows.TaskQueue, "workflow_type": "ProcessFile"}
+	var families map[string]*dto.MetricFamily
+	// Counter increments reach the registry at the next interval (a second).
+	require.Eventually(t, func() bool {
+		families = o.scrapeMetrics()
+		v, _ := metricValue(families, "temporal_workflow_completed_total", pf)
+		return v == 2
+	}, 15*time.Second, 200*time.Millisecond, "temporal_workflow_completed_total for ProcessFile never reached 2")
+
+	// The SDK's metrics, as Prometheus names them.
+	require.Equal(t, "COUNTER", families["temporal_workflow_completed_total"].GetType().String())
+	require.Equal(t, "HISTOGRAM", families["temporal_activity_execution_latency_seconds"].GetType().String())
+	for _, activity := range []string{"Ingest", "Tag", "Annotate", "ReportErrors", "Dump"} {
+		n, series := metricValue(families, "temporal_activity_execution_latency_seconds",
+			map[string]string{"activity_type": activity, "workflow_type": "ProcessFile", "task_queue": workflows.TaskQueue})
+		require.Equal(t, 1, series, "one latency series for %s", activity)
+		require.GreaterOrEqual(t, n, 2.0, "%s ran at least once per run", activity)
+	}
+	n, _ := metricValue(families, "temporal_activity_execution_latency_seconds", map[string]string{"activity_type": "Ingest"})
+	require.Equal(t, 2.0, n, "one Ingest per run")
+	v, _ := metricValue(families, "temporal_activity_execution_failed_total", nil)
+	require.Zero(t, v, "no activity failed")
+}
