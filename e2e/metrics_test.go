@@ -146,6 +146,7 @@ func TestMetricsExposedByWorker(t *testing.T) {
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	code, out, errOut = o.starter("run", "transactions_with_errors.csv")
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	s1, s2 := o.summary(o.runID("transactions.csv")), o.summary(o.runID("transactions_with_errors.csv"))
 
 	pf := map[string]string{"namespace": "default", "task_queue": workflows.TaskQueue, "workflow_type": "ProcessFile"}
 	var families map[string]*dto.MetricFamily
@@ -169,4 +170,29 @@ func TestMetricsExposedByWorker(t *testing.T) {
 	require.Equal(t, 2.0, n, "one Ingest per run")
 	v, _ := metricValue(families, "temporal_activity_execution_failed_total", nil)
 	require.Zero(t, v, "no activity failed")
+
+	// txflow's own metrics, emitted by ProcessFile.
+	expect := map[string]int64{
+		"txflow_rows_ingested_total":  s1.Ingested + s2.Ingested,
+		"txflow_rows_rejected_total":  s1.Rejected + s2.Rejected,
+		"txflow_rows_in_error_total":  s1.InError + s2.InError,
+		"txflow_rows_tagged_total":    s1.Tagged + s2.Tagged,
+		"txflow_rows_annotated_total": s1.Annotated + s2.Annotated,
+	}
+	require.EqualValues(t, 27, expect["txflow_rows_ingested_total"], "20 clean rows and 7 accepted from the file with errors")
+	require.EqualValues(t, 7, expect["txflow_rows_rejected_total"])
+	require.EqualValues(t, 2, expect["txflow_rows_in_error_total"])
+	for name, want := range expect {
+		got, series := metricValue(families, name, pf)
+		require.Equal(t, 1, series, "%s: one series", name)
+		require.EqualValues(t, want, got, name)
+	}
+	runs, _ := metricValue(families, "txflow_runs_total", map[string]string{"status": workflows.StatusCompleted})
+	require.Equal(t, 2.0, runs, "txflow_runs_total{status=%q}", workflows.StatusCompleted)
+	require.Equal(t, "HISTOGRAM", families["txflow_stage_duration_seconds"].GetType().String())
+	for _, stage := range []string{"ingest", "tag", "annotate", "report", "dump"} {
+		n, series := metricValue(families, "txflow_stage_duration_seconds", map[string]string{"stage": stage})
+		require.Equal(t, 1, series, "stage %s", stage)
+		require.Equal(t, 2.0, n, "stage %s timed once per run", stage)
+	}
 }
