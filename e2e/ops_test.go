@@ -193,13 +193,7 @@ func startOps(t *testing.T, alertFailFirst, eventsFailFirst int) *opsHarness {
 	require.NoError(t, err)
 	t.Cleanup(h.c.Close)
 	w := worker.New(h.c, workflows.TaskQueue, worker.Options{})
-	workerapp.Register(w, &activities.Activities{DB: db, Rules: cfg.Rules, Reader: cfg.Reader,
-		InputRoot: cfg.InputDir, OutputRoot: cfg.OutputDir, BatchSize: cfg.BatchSize})
-	// What the worker registers beside workerapp.Register.
-	w.RegisterWorkflow(workflows.ProcessInbox)
-	w.RegisterWorkflow(workflows.Notify)
-	w.RegisterActivity(&activities.Notifier{AlertWebhook: cfg.AlertWebhook, EventsWebhook: cfg.EventsWebhook,
-		OutputRoot: cfg.OutputDir, UIURL: cfg.UIURL})
+	workerapp.Register(w, cfg, db)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	return h

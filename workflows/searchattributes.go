@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -15,6 +16,15 @@ var (
 	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // rows rejected
 	SearchAttrErrors   = temporal.NewSearchAttributeKeyInt64("TxflowErrors")   // accepted rows in error
 )
+
+// SearchAttributes lists the custom search attributes above by name, with their types.
+func SearchAttributes() map[string]enumspb.IndexedValueType {
+	out := map[string]enumspb.IndexedValueType{}
+	for _, k := range []temporal.SearchAttributeKey{SearchAttrFile, SearchAttrStatus, SearchAttrRows, SearchAttrRejected, SearchAttrErrors} {
+		out[k.GetName()] = k.GetValueType()
+	}
+	return out
+}
 
 // upsertSearchAttributes publishes the summary's file, status and counts. A failure to upsert
 // is logged, not fatal: the run itself does not depend on it.

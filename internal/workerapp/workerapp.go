@@ -8,10 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -106,14 +111,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 		defer stopHTTP()
 	}
-	Register(w, &activities.Activities{
-		DB:         db,
-		Rules:      cfg.Rules,
-		Reader:     cfg.Reader,
-		InputRoot:  cfg.InputDir,
-		OutputRoot: cfg.OutputDir,
-		BatchSize:  cfg.BatchSize,
-	})
+	if err := EnsureSearchAttributes(ctx, c, opts.Namespace); err != nil {
+		return err
+	}
+	Register(w, cfg, db)
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
 		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir)
 
@@ -177,10 +178,63 @@ func Healthcheck(ctx context.Context, httpAddr string) error {
 	return nil
 }
 
-// Register registers txflow's workflows and activities on w.
-func Register(w worker.Registry, a *activities.Activities) {
+// Register registers txflow's workflows and activities on w, bound to cfg and db.
+func Register(w worker.Registry, cfg config.Config, db *postgres.DB) {
 	w.RegisterWorkflow(workflows.ProcessFile)
-	w.RegisterActivity(a)
+	w.RegisterWorkflow(workflows.ProcessInbox)
+	w.RegisterWorkflow(workflows.Notify)
+	w.RegisterActivity(&activities.Activities{
+		DB:         db,
+		Rules:      cfg.Rules,
+		Reader:     cfg.Reader,
+		InputRoot:  cfg.InputDir,
+		OutputRoot: cfg.OutputDir,
+		BatchSize:  cfg.BatchSize,
+	})
+	w.RegisterActivity(&activities.Notifier{
+		AlertWebhook:  cfg.AlertWebhook,
+		EventsWebhook: cfg.EventsWebhook,
+		OutputRoot:    cfg.OutputDir,
+		UIURL:         cfg.UIURL,
+	})
+}
+
+// EnsureSearchAttributes makes sure the namespace has the custom search attributes the
+// workflows set: without them every workflow task would fail and runs would never move. It adds
+// the missing ones when the server lets it, and otherwise returns an error naming the commands
+// that register them.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	var cmds []string
+	want := workflows.SearchAttributes()
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		typ := want[name]
+		if got, ok := resp.GetCustomAttributes()[name]; ok {
+			if got != typ {
+				return fmt.Errorf("search attribute %s of namespace %s has type %s, txflow needs %s", name, namespace, got, typ)
+			}
+			continue
+		}
+		missing[name] = typ
+		t := strings.TrimPrefix(typ.String(), "INDEXED_VALUE_TYPE_")
+		cmds = append(cmds, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type %s",
+			namespace, name, strings.ToUpper(t[:1])+strings.ToLower(t[1:])))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s lacks txflow's search attributes and they could not be added (%w); register them with:\n  %s",
+			namespace, err, strings.Join(cmds, "\n  "))
+	}
+	return nil
 }
 
 func hostPort(o client.Options) string {
