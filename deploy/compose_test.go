@@ -157,12 +157,13 @@ func TestComposeWorkerAndStarter(t *testing.T) {
 		assert.Equal(t, env["TEMPORAL_NAMESPACE"], c.Services["temporal-namespace"].Environment["TEMPORAL_NAMESPACE"],
 			"%s uses a namespace the stack does not create", name)
 
-		// The input root is mounted, read-only; paths are those the image defaults to.
+		// The input root is mounted (writable for the worker, which moves inbox files to archive/
+		// and failed/; read-only for the starter); paths are those the image defaults to.
 		assert.Equal(t, imageEnv(t)["TXFLOW_INPUT_DIR"], env["TXFLOW_INPUT_DIR"], name)
 		assert.Equal(t, imageEnv(t)["TXFLOW_OUTPUT_DIR"], env["TXFLOW_OUTPUT_DIR"], name)
 		in := mountAt(t, s, env["TXFLOW_INPUT_DIR"])
 		if assert.NotNil(t, in, "%s: nothing mounted at TXFLOW_INPUT_DIR", name) {
-			assert.True(t, in.readOnly, "%s mounts the input root writable", name)
+			assert.Equal(t, name != "worker", in.readOnly, "%s: input root read-only = %v", name, in.readOnly)
 			assert.Equal(t, "./data/input", in.source, name)
 		}
 		assert.Empty(t, s.ContainerName, name)
