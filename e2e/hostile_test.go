@@ -230,13 +230,19 @@ func TestHostilePathOutsideInputRootRefused(t *testing.T) {
 			require.NotContains(t, err.Error(), "SECRET ROW")
 			require.Equal(t, int32(1), maxAttempts(t, c, run)[actIngest], "%s: one attempt only", what)
 
-			// The summary says why, and nothing was recorded or written.
+			// The summary says why, and nothing was recorded or written but the failure report
+			// (failure.json, written by the run's notice, possibly later).
 			s, err := progress(c, run)
 			require.NoError(t, err)
 			require.Equal(t, workflows.StatusFailed, s.Status)
 			require.Contains(t, stageOf(s, workflows.StageIngest).Error, "outside the root")
-			_, err = os.Stat(filepath.Join(h.output, id))
-			require.True(t, os.IsNotExist(err), "%s: output directory made", what)
+			entries, err := os.ReadDir(filepath.Join(h.output, id))
+			if !os.IsNotExist(err) {
+				require.NoError(t, err)
+				for _, e := range entries {
+					require.Equal(t, activities.FailureFile, e.Name(), "%s: only the failure report may be written", what)
+				}
+			}
 		}
 		require.Zero(t, h.count("runs"), "a refused file must not start an ingestion")
 		require.Zero(t, h.count("run_lines"))
