@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"go.temporal.io/sdk/activity"
@@ -85,6 +86,7 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 	}
 	defer f.Close()
 
+	began := time.Now()
 	// A retry resumes after the batches its predecessor committed.
 	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
 	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}, resume)
@@ -188,10 +190,14 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 		err := fmt.Errorf("%s changed since the run was started: sha256 %s, expected %s", in.File, sum, in.SHA256)
 		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFileChanged, err)
 	}
+	loaded := time.Now()
 	counts, err := a.DB.FinishIngest(ctx, in.RunID, stats.Records)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}
+	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "records", stats.Records,
+		"accepted", counts.Accepted, "new", counts.New, "rejected", counts.Rejected,
+		"load", loaded.Sub(began).Round(time.Millisecond), "settle", time.Since(loaded).Round(time.Millisecond))
 	return ingestResult(sum, stats.Records, counts), nil
 }
 

@@ -63,7 +63,8 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	tiny := filepath.Join(input, "bench-10.csv")
-	if err := writeFile(tiny, func(f *os.File) error { return gen.Write(f, 10, 2) }); err != nil {
+	// Other ids than the big file's, so that it adds to the database without touching its run.
+	if err := writeFile(tiny, func(f *os.File) error { return gen.WriteIDs(f, 10, 2, "S") }); err != nil {
 		return err
 	}
 	st, err := os.Stat(file)
@@ -95,6 +96,9 @@ func run(ctx context.Context, o options) error {
 	env := stack.Env(input, output)
 	env["DATABASE_URL"] = dbURL
 	env["TXFLOW_LOG_LEVEL"] = "warn"
+	if os.Getenv("TXFLOW_LOG_LEVEL") != "" {
+		env["TXFLOW_LOG_LEVEL"] = os.Getenv("TXFLOW_LOG_LEVEL")
+	}
 
 	// The floor, on the same database: COPY the file in, COPY it out.
 	db, err := postgres.Open(ctx, dbURL)

@@ -141,8 +141,11 @@ func TestChunksRespectBoundsAndWriteOnce(t *testing.T) {
 	for i := range 10 {
 		recs = append(recs, rec(int64(i+2), string(rune('a'+i)), "1.00", "w"+string(rune('a'+i))))
 	}
+	// An earlier run stored "j": r is not all new, so its chunks look for existing results.
+	ingest(t, db, "r0", recs[9:], nil)
 	c := ingest(t, db, "r", recs, nil)
 	require.Equal(t, int64(10), c.MaxSeq)
+	require.EqualValues(t, 9, c.New)
 
 	var seen []string
 	tags, err := db.TagChunk(ctx, "r", 3, 6, func(w string) string { seen = append(seen, w); return "" })
@@ -150,6 +153,7 @@ func TestChunksRespectBoundsAndWriteOnce(t *testing.T) {
 	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, tags)
 	require.ElementsMatch(t, []string{"wc", "wd", "we"}, seen)
 	require.Equal(t, "c,d,e", queryValue[string](t, dbURL, "SELECT string_agg(transaction_id, ',' ORDER BY transaction_id) FROM tags"))
+	require.False(t, queryValue[bool](t, dbURL, "SELECT all_new FROM runs WHERE run_id = 'r'"))
 	require.True(t, queryValue[bool](t, dbURL, "SELECT bool_and(tag IS NULL) FROM tags"), `"" is stored as NULL`)
 
 	seen = nil
@@ -232,4 +236,27 @@ func TestBeginIngestResumesAfterTheLastCommittedBatch(t *testing.T) {
 	require.EqualValues(t, 3, cp.RowsRead)
 	require.Equal(t, c, cp.Totals)
 	require.EqualValues(t, 2, cp.Totals.New)
+}
+
+// TestChunksOfAnAllNewRun: a run whose transactions are all its own skips the search for
+// existing results; a chunk run again (a retry) still writes each result once and keeps the
+// first.
+func TestChunksOfAnAllNewRun(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	var recs []txn.Record
+	for i := range 10 {
+		recs = append(recs, rec(int64(i+2), string(rune('a'+i)), "1.00", "w"+string(rune('a'+i))))
+	}
+	ingest(t, db, "fresh", recs, nil)
+	require.True(t, queryValue[bool](t, dbURL, "SELECT all_new FROM runs WHERE run_id = 'fresh'"))
+
+	tags, err := db.TagChunk(ctx, "fresh", 3, 6, func(string) string { return "FIRST" })
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, tags)
+	tags, err = db.TagChunk(ctx, "fresh", 1, 11, func(string) string { return "SECOND" })
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 10, Computed: 7}, tags)
+	require.EqualValues(t, 10, queryValue[int64](t, dbURL, "SELECT count(*) FROM tags"))
+	require.EqualValues(t, 3, queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE tag = 'FIRST'"))
 }

@@ -18,16 +18,21 @@ var (
 		"RESTAURANT", "INSURANCE", "TELECOM", "WATER", "ENERGY", "HOTEL", "TRAIN", "PARKING"}
 )
 
-// Write writes a CSV file (header id,amount,wording) of n data rows. The same n and seed always
-// give the same bytes.
+// Write writes a CSV file (header id,amount,wording) of n data rows with ids B1, B2, ... The
+// same n and seed always give the same bytes.
 func Write(w io.Writer, n int, seed uint64) error {
+	return WriteIDs(w, n, seed, "B")
+}
+
+// WriteIDs is Write with ids made of prefix and the row number.
+func WriteIDs(w io.Writer, n int, seed uint64, prefix string) error {
 	r := rand.New(rand.NewPCG(seed, 0x7478666c6f77))
 	bw := bufio.NewWriterSize(w, 1<<20)
 	bw.WriteString("id,amount,wording\n")
 	line := make([]byte, 0, 128)
 	for i := 0; i < n; i++ {
 		line = line[:0]
-		line = append(line, 'B')
+		line = append(line, prefix...)
 		line = strconv.AppendInt(line, int64(i+1), 10)
 		line = append(line, ',')
 		line = appendAmount(line, r)

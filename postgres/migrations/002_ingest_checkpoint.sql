@@ -4,4 +4,7 @@ ALTER TABLE runs
     ADD COLUMN records_loaded bigint NOT NULL DEFAULT 0, -- data records (accepted + rejected) committed
     ADD COLUMN next_seq       bigint NOT NULL DEFAULT 1, -- seq of the next accepted record
     ADD COLUMN rows_read      bigint,                    -- set by FinishIngest
-    ADD COLUMN new_count      bigint;                    -- transactions the settlement inserted
+    ADD COLUMN new_count      bigint,                    -- transactions the settlement inserted
+    -- every line's transaction was inserted by this run's settlement: no result can exist for
+    -- them but from this run's own chunks, so chunks need not look for existing results
+    ADD COLUMN all_new        boolean NOT NULL DEFAULT false;
