@@ -173,6 +173,10 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 		}
 		nextSeq += int64(len(b.recs))
 		committed.Add(int64(len(b.recs) + len(b.rejected)))
+		if activity.IsActivity(ctx) {
+			// Progress as soon as a batch is committed (the SDK throttles what it sends).
+			activity.RecordHeartbeat(ctx, IngestProgress{Records: committed.Load(), Bytes: counter.n.Load()})
+		}
 	}
 	if loadErr != nil {
 		return IngestResult{}, loadErr
