@@ -3,12 +3,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +24,6 @@ import (
 	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/testdb"
-	"github.com/txflow/txflow/internal/workerapp"
 	"github.com/txflow/txflow/workflows"
 )
 
@@ -59,34 +55,15 @@ func start(t *testing.T) *harness {
 		"TXFLOW_UI_URL":        "http://ui.example",
 		"TXFLOW_HTTP_ADDR":     "127.0.0.1:0",
 	}
-	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
-		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(h.input, name), b, 0o644))
-	}
-	cfg, err := config.Load(h.env)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
-	t.Cleanup(func() {
-		cancel()
-		// A test that ends before the worker finished connecting stops it mid-start.
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			require.NoError(t, err)
-		}
-	})
+	copySamples(t, h.input)
+	runWorker(t, h.env)
 	return h
 }
 
 // starter runs the starter command and returns its exit code and output.
 func (h *harness) starter(args ...string) (int, string, string) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code := starterapp.Main(ctx, args, h.env, &stdout, &stderr)
-	return code, stdout.String(), stderr.String()
+	return runStarter(h.t, h.env, args...)
 }
 
 func (h *harness) runID(name string) string {

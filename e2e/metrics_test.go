@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"context"
-	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -19,7 +15,6 @@ import (
 	"github.com/txflow/txflow/devserver/devtemporal"
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/testdb"
-	"github.com/txflow/txflow/internal/workerapp"
 	"github.com/txflow/txflow/workflows"
 )
 
@@ -61,22 +56,8 @@ func startObserved(t *testing.T, withUI bool) *observed {
 		"TXFLOW_UI_URL":        uiURL,
 		"TXFLOW_HTTP_ADDR":     o.httpAddr,
 	}
-	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
-		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(o.input, name), b, 0o644))
-	}
-	cfg, err := config.Load(o.env)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			require.NoError(t, err)
-		}
-	})
+	copySamples(t, o.input)
+	runWorker(t, o.env)
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + o.httpAddr + "/readyz")
 		if err != nil {

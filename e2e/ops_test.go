@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -213,11 +212,7 @@ func sample(t *testing.T, name string) []byte {
 
 func (h *opsHarness) starter(args ...string) (int, string, string) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	code := starterapp.Main(ctx, args, h.env, &stdout, &stderr)
-	return code, stdout.String(), stderr.String()
+	return runStarter(h.t, h.env, args...)
 }
 
 func (h *opsHarness) inbox(id string) workflows.InboxResult {

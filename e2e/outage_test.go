@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,33 +11,9 @@ import (
 
 	"github.com/txflow/txflow/devserver/devpg"
 	"github.com/txflow/txflow/devserver/devtemporal"
-	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/testdb"
-	"github.com/txflow/txflow/internal/workerapp"
 	"github.com/txflow/txflow/workflows"
 )
-
-// runWorker runs a worker in this process with env until the returned function is called (or the
-// test ends).
-func runWorker(t *testing.T, env config.Map) (stop func()) {
-	t.Helper()
-	cfg, err := config.Load(env)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("worker: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 // TestOutagePostgresRestartedMidRun stops the worker's PostgreSQL server twice in the middle of a
 // run, during ingestion and during tag and annotate, for a few seconds each time, and starts it

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,6 +28,8 @@ import (
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/gen"
+	"github.com/txflow/txflow/internal/starterapp"
+	"github.com/txflow/txflow/internal/workerapp"
 	"github.com/txflow/txflow/workflows"
 )
 
@@ -405,4 +408,46 @@ func errorChain(err error) string {
 		err = errors.Unwrap(err)
 	}
 	return b.String()
+}
+
+// runWorker runs a worker in this process with env until the returned function is called (or the
+// test ends).
+func runWorker(t *testing.T, env config.Map) (stop func()) {
+	t.Helper()
+	cfg, err := config.Load(env)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- workerapp.Run(ctx, cfg, workerapp.NewLogger(io.Discard, "error")) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("worker: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// copySamples copies the bundled sample files into dir.
+func copySamples(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
+	}
+}
+
+// runStarter runs the starter command with env and returns its exit code and output.
+func runStarter(t *testing.T, env config.Map, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := starterapp.Main(ctx, args, env, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
 }
