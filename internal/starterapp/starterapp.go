@@ -83,6 +83,22 @@ type starter struct {
 	stdout, stderr io.Writer
 }
 
+// parse parses args with fs and wants n positional arguments. When the command must stop there
+// (help asked, bad flags, wrong arguments) it returns false and the exit code.
+func parse(fs *flag.FlagSet, args []string, n int) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, false
+		}
+		return ExitUsage, false
+	}
+	if fs.NArg() != n {
+		fs.Usage()
+		return ExitUsage, false
+	}
+	return ExitOK, true
+}
+
 func (s *starter) dial(ctx context.Context) (client.Client, error) {
 	c, err := client.DialContext(ctx, s.cfg.Temporal)
 	if err != nil {
@@ -105,15 +121,8 @@ func (s *starter) run(ctx context.Context, args []string) int {
 		fmt.Fprint(s.stderr, "Usage: starter run [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return ExitUsage
+	if code, ok := parse(fs, args, 1); !ok {
+		return code
 	}
 	rel, sum, err := s.locate(fs.Arg(0))
 	if err != nil {
@@ -179,15 +188,8 @@ func (s *starter) status(ctx context.Context, args []string) int {
 	fs.Usage = func() {
 		fmt.Fprint(s.stderr, "Usage: starter status RUN_ID\n\nPrints the current state of a run: its status, counts and stages.\n")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return ExitUsage
+	if code, ok := parse(fs, args, 1); !ok {
+		return code
 	}
 	id := fs.Arg(0)
 	c, err := s.dial(ctx)
