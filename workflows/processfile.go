@@ -9,6 +9,8 @@
 // in flight, so any worker can take any chunk. ReportErrors and Dump always run once ingestion
 // succeeded, even when Tag or Annotate failed: the failed column is left empty, the summary says
 // why, and the run then fails. Only references (run id, chunk bounds, paths) cross the workflow.
+// At the end the run starts Notify (notify.go), which alerts on failure or announces completion;
+// ProcessInbox (inbox.go), run by a schedule, starts one ProcessFile per file of the inbox.
 package workflows
 
 import (
