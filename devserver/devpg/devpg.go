@@ -35,6 +35,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// ErrNotSearchable is returned (wrapped) by Start when, running as root, a directory above the
+// data directory cannot be traversed by the unprivileged user the server runs as.
+var ErrNotSearchable = errors.New("not searchable by the server user")
+
 // Superuser is the name of the superuser role created by initdb.
 const Superuser = "postgres"
 
@@ -506,7 +510,7 @@ func checkTraversable(dir string, cred *syscall.Credential) error {
 			ok = mode&0o001 != 0
 		}
 		if !ok {
-			return fmt.Errorf("devpg: directory %s is not searchable by uid %d (the server user); chmod o+x it or choose another data dir", d, cred.Uid)
+			return fmt.Errorf("devpg: directory %s is not searchable by uid %d (the server user): %w; chmod o+x it or choose another data dir", d, cred.Uid, ErrNotSearchable)
 		}
 		if d == filepath.Dir(d) {
 			return nil

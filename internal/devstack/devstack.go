@@ -5,6 +5,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -56,7 +58,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if opts.StateDir == "" {
 			return nil, errors.New("a state directory is needed for the local PostgreSQL cluster")
 		}
-		s.Postgres, err = devpg.Start(ctx, devpg.Options{DataDir: filepath.Join(opts.StateDir, "pg"), Logf: opts.Logf})
+		pgDir := filepath.Join(opts.StateDir, "pg")
+		s.Postgres, err = devpg.Start(ctx, devpg.Options{DataDir: pgDir, Logf: opts.Logf})
+		if errors.Is(err, devpg.ErrNotSearchable) {
+			// A checkout under a private home directory: the server's user cannot reach it, so
+			// the cluster lives in the temporary directory instead, under a name of its own.
+			abs, _ := filepath.Abs(pgDir)
+			sum := sha256.Sum256([]byte(abs))
+			pgDir = filepath.Join(os.TempDir(), "txflow-pg-"+hex.EncodeToString(sum[:4]))
+			opts.Logf("%s is not reachable by the PostgreSQL server's user; the cluster lives in %s", abs, pgDir)
+			s.Postgres, err = devpg.Start(ctx, devpg.Options{DataDir: pgDir, Logf: opts.Logf})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start local postgresql: %w", err)
 		}
