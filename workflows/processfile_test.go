@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/mock"
@@ -52,12 +53,18 @@ func TestProcessFileSuccess(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Ingest, mock.Anything, activities.IngestInput{RunID: "default-test-workflow-id", File: "in.csv"}).
 		Return(ingestOK(25), nil).Once()
+	// The test environment runs activities in goroutines of their own.
+	var mu sync.Mutex
 	var tagged, annotated []activities.ChunkInput
 	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		tagged = append(tagged, c)
 		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
 	})
 	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		annotated = append(annotated, c)
 		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
 	})
