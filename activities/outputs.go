@@ -3,6 +3,7 @@ package activities
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,24 +74,74 @@ func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error)
 		return DumpResult{}, err
 	}
 	opts := postgres.OutputOptions{OmitTags: in.OmitTags, OmitAnnotations: in.OmitAnnotations}
+	var counted outputCounts
 	rows, err := writeFileAtomic(path, func(w io.Writer) (int64, error) {
-		return a.DB.WriteOutput(ctx, in.RunID, opts, w)
+		// The file is counted as it streams out: a second pass over the joined tables would
+		// cost as much as the export itself.
+		count := newOutputCounter()
+		n, err := a.DB.WriteOutput(ctx, in.RunID, opts, io.MultiWriter(w, count))
+		counted, err = count.close(err)
+		return n, err
 	})
 	if err != nil {
 		return DumpResult{}, fmt.Errorf("write output: %w", err)
 	}
-	counts, err := a.DB.RunCounts(ctx, in.RunID)
-	if err != nil {
-		return DumpResult{}, fmt.Errorf("count results: %w", err)
+	return DumpResult{Path: path, Rows: rows, Tagged: counted.tagged, Annotated: counted.annotated}, nil
+}
+
+type outputCounts struct{ tagged, annotated int64 }
+
+// outputCounter reads output_transactions.csv as it is written and counts the rows with a tag
+// and with an annotation (columns 4 and 5).
+type outputCounter struct {
+	*io.PipeWriter
+	done chan struct{}
+	n    outputCounts
+	err  error
+}
+
+func newOutputCounter() *outputCounter {
+	pr, pw := io.Pipe()
+	c := &outputCounter{PipeWriter: pw, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		r := csv.NewReader(pr)
+		r.ReuseRecord = true
+		r.FieldsPerRecord = 6
+		header := true
+		for {
+			rec, err := r.Read()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				c.err = fmt.Errorf("count output rows: %w", err)
+				pr.CloseWithError(c.err) // unblocks the writer
+				return
+			}
+			if header {
+				header = false
+				continue
+			}
+			if rec[3] != "" {
+				c.n.tagged++
+			}
+			if rec[4] != "" {
+				c.n.annotated++
+			}
+		}
+	}()
+	return c
+}
+
+// close ends the stream after the export returned writeErr and returns the counts.
+func (c *outputCounter) close(writeErr error) (outputCounts, error) {
+	c.PipeWriter.CloseWithError(writeErr)
+	<-c.done
+	if writeErr != nil {
+		return outputCounts{}, writeErr
 	}
-	res := DumpResult{Path: path, Rows: rows, Tagged: counts.Tagged, Annotated: counts.Annotated}
-	if in.OmitTags {
-		res.Tagged = 0
-	}
-	if in.OmitAnnotations {
-		res.Annotated = 0
-	}
-	return res, nil
+	return c.n, c.err
 }
 
 // SummaryInput carries the run's summary, already encoded as JSON by the workflow.
