@@ -32,6 +32,7 @@ func main() {
 	flag.IntVar(&o.parallel, "max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
 	flag.StringVar(&o.dir, "dir", "data/bench", "generated files, binaries and outputs go here")
 	flag.StringVar(&o.state, "state-dir", ".txflow/bench", "the benchmark's PostgreSQL cluster lives here (when DATABASE_URL is unset)")
+	flag.BoolVar(&o.keepDB, "keep-db", false, "keep the run's database (by default it is dropped at the end: 10M rows take about 6 GB)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,6 +46,7 @@ type options struct {
 	rows, workers, parallel int
 	chunk                   int64
 	dir, state              string
+	keepDB                  bool
 }
 
 func run(ctx context.Context, o options) error {
@@ -90,6 +92,14 @@ func run(ctx context.Context, o options) error {
 		dbName := fmt.Sprintf("bench_%d", time.Now().Unix())
 		if err := stack.Postgres.CreateDatabase(ctx, dbName); err != nil {
 			return err
+		}
+		if !o.keepDB {
+			// Deferred before the workers' stops, so it runs after them.
+			defer func() {
+				if err := stack.Postgres.DropDatabase(context.WithoutCancel(ctx), dbName); err != nil {
+					fmt.Fprintln(os.Stderr, "bench:", err)
+				}
+			}()
 		}
 		dbURL = stack.Postgres.URL(dbName)
 	}

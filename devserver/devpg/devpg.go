@@ -349,6 +349,20 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
+// DropDatabase drops the database name, closing its connections first; a missing database is
+// not an error.
+func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
+	conn, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		return fmt.Errorf("devpg: connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("devpg: drop database %s: %w", name, err)
+	}
+	return nil
+}
+
 // Stop shuts the server down (pg_ctl stop -m fast) and waits for it to exit.
 // It also stops a server that Start adopted. Calling it again, or on a
 // server that is no longer running, returns the first call's result.
