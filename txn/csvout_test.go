@@ -1,31 +1,28 @@
 package txn
 
 import (
+	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
+// safeCellCase is one row of testdata/safe_cell.json, the table shared with
+// the test of the SQL function txflow_safe_cell.
+type safeCellCase struct {
+	In   string `json:"in"`
+	Want string `json:"want"`
+}
+
 func TestSafeCell(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"TAXI PARIS", "TAXI PARIS"},
-		{"12.50", "12.50"},
-		{"=1+1", "'=1+1"},
-		{"=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"},
-		{"+33 1 23 45 67 89", "'+33 1 23 45 67 89"},
-		{"-12.50", "'-12.50"},
-		{"@SUM(A1:A2)", "'@SUM(A1:A2)"},
-		{"\t=1", "'\t=1"},
-		{"\r=1", "'\r=1"},
-		{" =1", " =1"},
-		{"'already quoted", "'already quoted"},
-		{"a=b", "a=b"},
-		{"\n=1", "\n=1"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			assert.Equal(t, tt.want, SafeCell(tt.in))
-		})
+	data, err := os.ReadFile("testdata/safe_cell.json")
+	require.NoError(t, err)
+	var cases []safeCellCase
+	require.NoError(t, json.Unmarshal(data, &cases))
+	require.Greater(t, len(cases), 40)
+	for _, tc := range cases {
+		assert.Equal(t, tc.Want, SafeCell(tc.In), "input %q", tc.In)
 	}
 }
