@@ -2,16 +2,13 @@ package txn
 
 import (
 	"errors"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
-
-// MaxIntegerDigits is the largest number of significant integer digits an
-// amount may have: amounts are stored as NUMERIC(18,2).
-const MaxIntegerDigits = 16
 
 // ErrInvalidAmount is matched (errors.Is) by every error ParseAmount returns.
 var ErrInvalidAmount = errors.New("invalid amount")
@@ -29,7 +26,6 @@ const (
 	errAmountSignInParens  amountError = "sign inside parentheses"
 	errAmountNoDigits      amountError = "no digits"
 	errAmountDecimals      amountError = "more than two decimal digits"
-	errAmountTooLong       amountError = "more than 16 integer digits"
 	errAmountTwoDecimalSep amountError = "several decimal separators"
 	errAmountNoIntPart     amountError = "no digit before the decimal separator"
 	errAmountNoFraction    amountError = "no digit after the decimal separator"
@@ -45,8 +41,9 @@ const (
 // Accepted: surrounding spaces; an optional leading + or - sign, or a
 // negative amount in parentheses such as "(123.45)"; a dot as decimal
 // separator, or a comma when decimalComma is true; at most two decimal
-// digits; at most MaxIntegerDigits significant integer digits; thousands
-// separators between groups of exactly three digits, one kind per amount:
+// digits; any number of integer digits (the amount is exact however large:
+// the caller bounds the length of the field and Rules.Check flags amounts
+// above the limit); thousands separators between groups of exactly three digits, one kind per amount:
 // space, U+00A0, U+202F or apostrophe, e.g. "1 234 567.89" or "1'234.50".
 // When decimalComma is false a comma is accepted as thousands separator
 // only when the amount also has a dot decimal part ("1,234.50"); "1,234"
@@ -83,10 +80,11 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 	}
 
 	var (
-		coef        int64
-		intDigits   int  // significant integer digits (leading zeros excluded)
-		sawDigit    bool // at least one integer digit
-		groupLen    int  // integer digits since the start or the last thousands separator
+		coef        int64    // the digits read so far, while they fit (sig <= maxInt64Digits)
+		bigCoef     *big.Int // the digits read so far, once they no longer fit in coef
+		sig         int      // significant digits read (integer and fraction)
+		sawDigit    bool     // at least one integer digit
+		groupLen    int      // integer digits since the start or the last thousands separator
 		groupSep    string
 		commaGroups bool
 		fracDigits  = -1 // -1 until a decimal separator is seen
@@ -101,19 +99,23 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 				}
 				fracDigits++
 			} else {
-				if intDigits > 0 || c != '0' {
-					intDigits++
-					if intDigits > MaxIntegerDigits {
-						return decimal.Decimal{}, errAmountTooLong
-					}
-				}
 				sawDigit = true
 				groupLen++
 				if groupSep != "" && groupLen > 3 {
 					return decimal.Decimal{}, errAmountGrouping
 				}
 			}
-			coef = coef*10 + int64(c-'0')
+			if sig > 0 || c != '0' {
+				sig++
+			}
+			switch {
+			case sig <= maxInt64Digits:
+				coef = coef*10 + int64(c-'0')
+			case bigCoef == nil:
+				bigCoef = newBigCoef(coef, c)
+			default:
+				bigCoef.Mul(bigCoef, bigTen).Add(bigCoef, bigDigits[c-'0'])
+			}
 			i++
 		case c == '.' || (c == ',' && decimalComma):
 			if fracDigits >= 0 {
@@ -157,10 +159,32 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 	if fracDigits < 0 {
 		fracDigits = 0
 	}
+	if bigCoef != nil {
+		if neg {
+			bigCoef.Neg(bigCoef)
+		}
+		return decimal.NewFromBigInt(bigCoef, int32(-fracDigits)), nil
+	}
 	if neg {
 		coef = -coef
 	}
 	return decimal.New(coef, int32(-fracDigits)), nil
+}
+
+// maxInt64Digits is the number of decimal digits that always fit in an int64.
+const maxInt64Digits = 18
+
+var (
+	bigTen    = big.NewInt(10)
+	bigDigits = [10]*big.Int{big.NewInt(0), big.NewInt(1), big.NewInt(2), big.NewInt(3), big.NewInt(4),
+		big.NewInt(5), big.NewInt(6), big.NewInt(7), big.NewInt(8), big.NewInt(9)}
+)
+
+// newBigCoef returns coef*10 + the digit c, for a coefficient that no
+// longer fits in an int64.
+func newBigCoef(coef int64, c byte) *big.Int {
+	b := big.NewInt(coef)
+	return b.Mul(b, bigTen).Add(b, bigDigits[c-'0'])
 }
 
 // groupSeparatorLen returns the byte length of the thousands separator at
