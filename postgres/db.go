@@ -17,13 +17,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -51,11 +54,60 @@ type DB struct {
 	password string
 }
 
-// Open connects to databaseURL (a postgres:// URL or a key=value DSN),
-// registers the shopspring decimal codec on every connection and pings the
-// server. It returns a parse error for a bad URL and the (wrapped) connection
-// error when the server cannot be reached; neither contains the password.
+// Default bounds on one statement, so that a database that stops answering
+// fails the step (which Temporal retries) instead of holding it until the
+// stage's start-to-close timeout.
+//
+// The longest legitimate statements are the dump's COPY TO and the settling
+// of a large ingest: about 5 s per million rows each on the benchmark machine
+// (README, "Scale"), so about 50 s for a 10,000,000-row file; ten minutes
+// leaves a margin of more than ten. Lock waits are short in txflow: runs
+// never share rows while loading, chunk transactions last seconds, and the
+// longest wait is one run's settling waiting for another's (FinishIngest is
+// serialised), under a minute at 10,000,000 rows; a longer wait fails and is
+// retried like an outage.
+const (
+	DefaultStatementTimeout = 10 * time.Minute
+	DefaultLockTimeout      = time.Minute
+)
+
+// TCP keepalives on txflow's connections, on both ends: a peer that vanished
+// (a network partition, a host that died) is noticed after about 35 s of
+// silence (15 s idle, then 4 probes 5 s apart), and unacknowledged data is
+// given up after tcpUserTimeout, instead of the kernel's defaults (two hours
+// of idle, fifteen minutes of retransmissions).
+const (
+	keepAliveIdle     = 15 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 4
+	tcpUserTimeout    = keepAliveIdle + keepAliveCount*keepAliveInterval
+)
+
+// Options tune the store's connections.
+type Options struct {
+	// StatementTimeout bounds every statement (PostgreSQL statement_timeout);
+	// 0 means DefaultStatementTimeout, a negative value no bound.
+	StatementTimeout time.Duration
+	// LockTimeout bounds every wait for a lock (PostgreSQL lock_timeout); 0
+	// means DefaultLockTimeout, a negative value no bound.
+	LockTimeout time.Duration
+}
+
+// Open connects to databaseURL with the default Options; see OpenWith.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
+	return OpenWith(ctx, databaseURL, Options{})
+}
+
+// OpenWith connects to databaseURL (a postgres:// URL or a key=value DSN),
+// registers the shopspring decimal codec on every connection and pings the
+// server. Every connection has the statement and lock timeouts of opts
+// (unless the URL sets statement_timeout or lock_timeout itself) and TCP
+// keepalives on both ends. A statement that exceeds a timeout fails with a
+// *pgconn.PgError for which IsTimeout is true.
+//
+// It returns a parse error for a bad URL and the (wrapped) connection error
+// when the server cannot be reached; neither contains the password.
+func OpenWith(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// pgconn redacts the password in parse errors; redact again in case
@@ -63,11 +115,24 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 		return nil, fmt.Errorf("parse database url: %w", scrubURL(err, databaseURL))
 	}
 	db := &DB{password: cfg.ConnConfig.Password}
+	params := cfg.ConnConfig.RuntimeParams
+	setDefault := func(name, value string) {
+		if _, set := params[name]; !set {
+			params[name] = value
+		}
+	}
 	// JIT compilation costs seconds on the large scans and joins of this
 	// workload and never pays back.
-	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
-		cfg.ConnConfig.RuntimeParams["jit"] = "off"
-	}
+	setDefault("jit", "off")
+	setDefault("statement_timeout", timeoutParam(opts.StatementTimeout, DefaultStatementTimeout))
+	setDefault("lock_timeout", timeoutParam(opts.LockTimeout, DefaultLockTimeout))
+	// The server's side of the keepalives: a worker that vanished mid-
+	// transaction releases its locks within a minute.
+	setDefault("tcp_keepalives_idle", strconv.Itoa(int(keepAliveIdle/time.Second)))
+	setDefault("tcp_keepalives_interval", strconv.Itoa(int(keepAliveInterval/time.Second)))
+	setDefault("tcp_keepalives_count", strconv.Itoa(keepAliveCount))
+	setDefault("tcp_user_timeout", strconv.FormatInt(tcpUserTimeout.Milliseconds(), 10))
+	cfg.ConnConfig.DialFunc = dialer(cfg.ConnConfig.ConnectTimeout).DialContext
 	cfg.AfterConnect = func(_ context.Context, conn *pgx.Conn) error {
 		pgxdecimal.Register(conn.TypeMap())
 		return nil
@@ -82,6 +147,50 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// timeoutParam is the value of a PostgreSQL timeout setting, in
+// milliseconds: d, def when d is 0, none ("0") when d is negative.
+func timeoutParam(d, def time.Duration) string {
+	switch {
+	case d == 0:
+		d = def
+	case d < 0:
+		return "0"
+	}
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+}
+
+// dialer is the dialer of txflow's connections: keepalives after
+// keepAliveIdle of silence, and on Linux a TCP user timeout.
+func dialer(connectTimeout time.Duration) *net.Dialer {
+	return &net.Dialer{
+		Timeout: connectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     keepAliveIdle,
+			Interval: keepAliveInterval,
+			Count:    keepAliveCount,
+		},
+		Control: setTCPUserTimeout,
+	}
+}
+
+// IsTimeout reports whether err comes from a statement that PostgreSQL
+// cancelled because it ran longer than statement_timeout (or was cancelled
+// otherwise) or waited longer than lock_timeout. Such an error says nothing
+// about the data: the step is retried like an outage.
+func IsTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "57014", // query_canceled: statement_timeout
+		"55P03": // lock_not_available: lock_timeout
+		return true
+	}
+	return false
 }
 
 // Close closes all connections of the pool.
@@ -145,6 +254,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 		return db.wrap("migrate: begin", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Migrations run at a worker's start, outside any run: one may rewrite a
+	// large table, and a worker waits for another that is migrating.
+	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0"); err != nil {
+		return db.wrap("migrate: settings", err)
+	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockMigrate); err != nil {
 		return db.wrap("migrate: lock", err)
 	}

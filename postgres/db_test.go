@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -72,7 +73,9 @@ func TestMigrateConcurrentlyAndTwice(t *testing.T) {
 	defer db.Close()
 	require.NoError(t, db.Migrate(ctx), "second Migrate must be a no-op")
 
-	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations"))
+	files, err := filepath.Glob("migrations/*.sql")
+	require.NoError(t, err)
+	require.Equal(t, int64(len(files)), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations"))
 	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM schema_migrations WHERE version = 1 AND name = '001_init'"))
 	for _, table := range []string{"runs", "transactions", "run_lines", "rejected_rows", "tags", "annotations"} {
 		require.True(t, queryValue[bool](t, dbURL, "SELECT to_regclass($1) IS NOT NULL", table), table)
@@ -166,4 +169,104 @@ func mustBegin(t testing.TB, db *postgres.DB, run postgres.Run) {
 	t.Helper()
 	_, err := db.BeginIngest(context.Background(), run, false)
 	require.NoError(t, err)
+}
+
+// holdLock takes an ACCESS EXCLUSIVE lock on table in an open transaction of its own session and
+// returns the function that releases it.
+func holdLock(t *testing.T, dbURL, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_ = tx.Rollback(ctx)
+			_ = conn.Close(ctx)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// blockedBeginIngest runs BeginIngest, which writes the runs table, and returns its error and how
+// long it took; it fails the test if the call has not returned within a minute.
+func blockedBeginIngest(t *testing.T, db *postgres.DB) (error, time.Duration) {
+	t.Helper()
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		// No deadline on the context: only the server's timeouts may end the wait.
+		_, err := db.BeginIngest(context.Background(), postgres.Run{ID: "blocked", File: "f.csv"}, false)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err, time.Since(began)
+	case <-time.After(time.Minute):
+		t.Fatal("BeginIngest still blocked after a minute")
+		return nil, 0
+	}
+}
+
+func TestBlockedStatementTimesOut(t *testing.T) {
+	dbURL := testdb.URL(t)
+	ctx := context.Background()
+	migrated, err := postgres.Open(ctx, dbURL)
+	require.NoError(t, err)
+	require.NoError(t, migrated.Migrate(ctx))
+	migrated.Close()
+
+	cases := []struct {
+		name string
+		opts postgres.Options
+		code string
+	}{
+		{"lock timeout", postgres.Options{LockTimeout: 500 * time.Millisecond, StatementTimeout: -1}, "55P03"},
+		{"statement timeout", postgres.Options{StatementTimeout: 700 * time.Millisecond, LockTimeout: -1}, "57014"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := postgres.OpenWith(ctx, dbURL, tc.opts)
+			require.NoError(t, err)
+			defer db.Close()
+
+			release := holdLock(t, dbURL, "runs")
+			err, took := blockedBeginIngest(t, db)
+			require.Error(t, err)
+			t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+			var pgErr *pgconn.PgError
+			require.True(t, errors.As(err, &pgErr), "want a wrapped *pgconn.PgError, got %T: %v", err, err)
+			require.Equal(t, tc.code, pgErr.Code)
+			require.True(t, postgres.IsTimeout(err))
+			require.Less(t, took, 10*time.Second)
+
+			// Once the lock is released the same store works again.
+			release()
+			_, err = db.BeginIngest(ctx, postgres.Run{ID: "blocked", File: "f.csv"}, false)
+			require.NoError(t, err)
+		})
+	}
+
+	// A statement under the timeouts is left alone, and a timeout set in the URL wins.
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("lock_timeout", "3s")
+	u.RawQuery = q.Encode()
+	db, err := postgres.OpenWith(ctx, u.String(), postgres.Options{LockTimeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	defer db.Close()
+	release := holdLock(t, dbURL, "runs")
+	time.AfterFunc(time.Second, release)
+	err, took := blockedBeginIngest(t, db)
+	require.NoError(t, err, "the lock was released after 1 s, within the URL's 3 s")
+	require.GreaterOrEqual(t, took, 900*time.Millisecond)
+
+	require.False(t, postgres.IsTimeout(errors.New("connection refused")))
+	require.False(t, postgres.IsTimeout(&pgconn.PgError{Code: "23505"}))
 }
