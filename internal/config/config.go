@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
+	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/txn"
 )
 
@@ -60,6 +62,9 @@ type Config struct {
 	Concurrency int    // TXFLOW_WORKER_CONCURRENCY: activities one worker runs at once
 	LogLevel    string // TXFLOW_LOG_LEVEL: debug, info, warn, error
 	HTTPAddr    string // TXFLOW_HTTP_ADDR: the worker's /healthz, /readyz and /metrics; "off" disables
+	// TXFLOW_DB_STATEMENT_TIMEOUT, TXFLOW_DB_LOCK_TIMEOUT: bounds on one database statement and
+	// on its wait for a lock; negative for none ("0" in the environment).
+	Database postgres.Options
 
 	AlertWebhook  string // TXFLOW_ALERT_WEBHOOK: URL that receives one JSON alert per failed run; "" for none
 	EventsWebhook string // TXFLOW_EVENTS_WEBHOOK: URL that receives one JSON event per completed run; "" for none
@@ -78,6 +83,8 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
 	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once"},
 	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"TXFLOW_DB_STATEMENT_TIMEOUT", postgres.DefaultStatementTimeout.String(), "longest a database statement may run before the step fails and is retried (0: no limit)"},
+	{"TXFLOW_DB_LOCK_TIMEOUT", postgres.DefaultLockTimeout.String(), "longest a database statement may wait for a lock before the step fails and is retried (0: no limit)"},
 	{"TXFLOW_HTTP_ADDR", DefaultHTTPAddr, "worker's HTTP address for /healthz, /readyz and /metrics (\"off\" to disable)"},
 	{"TXFLOW_ALERT_WEBHOOK", "", "URL the worker POSTs one JSON alert to per failed run (none when empty)"},
 	{"TXFLOW_EVENTS_WEBHOOK", "", "URL the worker POSTs one JSON event to per completed run (none when empty)"},
@@ -166,6 +173,25 @@ func Load(env Env) (Config, error) {
 				return Config{}, fmt.Errorf("%s: %q is not a positive whole number", n.key, v)
 			}
 			*n.dst = i
+		}
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+		def time.Duration
+	}{
+		{"TXFLOW_DB_STATEMENT_TIMEOUT", &c.Database.StatementTimeout, postgres.DefaultStatementTimeout},
+		{"TXFLOW_DB_LOCK_TIMEOUT", &c.Database.LockTimeout, postgres.DefaultLockTimeout},
+	} {
+		*d.dst = d.def
+		if v := get(d.key, ""); v != "" {
+			t, err := time.ParseDuration(v)
+			if v == "0" {
+				t, err = -1, nil // no limit
+			} else if err != nil || t <= 0 {
+				return Config{}, fmt.Errorf("%s: %q is not a positive duration (such as 30s or 5m) or 0", d.key, v)
+			}
+			*d.dst = t
 		}
 	}
 	return c, nil

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"testing"
+	"time"
 
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
@@ -20,6 +21,8 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, txn.DefaultRules(), c.Rules)
 	require.Equal(t, DefaultBatchSize, c.BatchSize)
 	require.Equal(t, DefaultMaxFieldSize, c.Reader.MaxFieldBytes)
+	require.Equal(t, 10*time.Minute, c.Database.StatementTimeout)
+	require.Equal(t, time.Minute, c.Database.LockTimeout)
 	require.Equal(t, "http://localhost:8233/namespaces/default/workflows/w1", c.WorkflowURL("w1"))
 }
 
@@ -38,6 +41,9 @@ func TestLoadOverrides(t *testing.T) {
 		"TXFLOW_EXPENSE_BELOW":    "-50.5",
 		"TXFLOW_AMOUNT_LIMIT":     "5000",
 		"TXFLOW_BATCH_SIZE":       "100",
+
+		"TXFLOW_DB_STATEMENT_TIMEOUT": "0",
+		"TXFLOW_DB_LOCK_TIMEOUT":      "2.5s",
 	})
 	require.NoError(t, err)
 	require.Equal(t, "temporal.prod:7233", c.Temporal.HostPort)
@@ -49,15 +55,19 @@ func TestLoadOverrides(t *testing.T) {
 	require.True(t, c.Rules.ExpenseBelow.Equal(decimal.RequireFromString("-50.5")))
 	require.True(t, c.Rules.AmountLimit.Equal(decimal.NewFromInt(5000)))
 	require.Equal(t, 100, c.BatchSize)
+	require.Less(t, c.Database.StatementTimeout, time.Duration(0), "0 means no limit")
+	require.Equal(t, 2500*time.Millisecond, c.Database.LockTimeout)
 	require.Equal(t, "https://ui.example/namespaces/payments/workflows/w", c.WorkflowURL("w"))
 }
 
 func TestLoadRejectsBadValues(t *testing.T) {
 	for key, val := range map[string]string{
-		"TXFLOW_AMOUNT_LIMIT":     "lots",
-		"TXFLOW_LARGE_SALE_ABOVE": "-5",
-		"TXFLOW_BATCH_SIZE":       "0",
-		"TXFLOW_TAG_WORDS":        ",",
+		"TXFLOW_AMOUNT_LIMIT":         "lots",
+		"TXFLOW_LARGE_SALE_ABOVE":     "-5",
+		"TXFLOW_BATCH_SIZE":           "0",
+		"TXFLOW_DB_LOCK_TIMEOUT":      "30",
+		"TXFLOW_DB_STATEMENT_TIMEOUT": "-1m",
+		"TXFLOW_TAG_WORDS":            ",",
 	} {
 		_, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, key: val})
 		require.Error(t, err, key)

@@ -66,7 +66,7 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 // Run connects, registers and polls until ctx is done. It returns an error when PostgreSQL or
 // Temporal cannot be reached at start, or when the migrations fail.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	db, err := postgres.Open(ctx, cfg.DatabaseURL)
+	db, err := postgres.OpenWith(ctx, cfg.DatabaseURL, cfg.Database)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
