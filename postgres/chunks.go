@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 )
 
@@ -21,24 +22,32 @@ type resultTable struct {
 	name   string // table
 	column string // result column
 	// pending selects (transaction id, input) of the lines in range whose
-	// transaction has no result yet; $1 run id, $2 from, $3 to.
+	// transaction has no result yet; $1 run id, $2 from, $3 to. The
+	// transaction id of a line is its key, coalesce(id_nfc, id).
 	pending string
 	// fresh selects (transaction id, input) of all the lines in range, for a
 	// run whose transactions are all its own (runs.all_new).
 	fresh string
 }
 
+// sqlCents selects a line's amount in cents as a bigint, which is much
+// cheaper to decode than numeric, and the amount as text when it has too many
+// digits for that (only when the amount limit is set that high: amounts
+// above it are in error and not annotated).
+const sqlCents = `CASE WHEN abs(rl.amount) < 10000000000000000 THEN (rl.amount * 100)::bigint END,
+       CASE WHEN abs(rl.amount) >= 10000000000000000 THEN rl.amount::text END`
+
 var (
 	tagsTable = resultTable{
 		name:   "tags",
 		column: "tag",
 		pending: `
-SELECT rl.id, rl.wording
+SELECT coalesce(rl.id_nfc, rl.id), rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
-  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.transaction_id = rl.id)`,
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.transaction_id = coalesce(rl.id_nfc, rl.id))`,
 		fresh: `
-SELECT rl.id, rl.wording
+SELECT coalesce(rl.id_nfc, rl.id), rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 	}
@@ -46,12 +55,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 		name:   "annotations",
 		column: "annotation",
 		pending: `
-SELECT rl.id, (rl.amount * 100)::bigint
+SELECT coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
-  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.transaction_id = rl.id)`,
+  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.transaction_id = coalesce(rl.id_nfc, rl.id))`,
 		fresh: `
-SELECT rl.id, (rl.amount * 100)::bigint
+SELECT coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}
@@ -88,11 +97,24 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
 	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, any, error) {
 		var id string
-		var cents int64 // numeric(18,2) in cents always fits; decoding numeric is much slower
-		if err := rows.Scan(&id, &cents); err != nil {
+		var cents pgtype.Int8
+		var big pgtype.Text
+		if err := rows.Scan(&id, &cents, &big); err != nil {
 			return "", nil, err
 		}
-		return id, nullIfEmpty(annotate(decimal.New(cents, -2))), nil
+		var amount decimal.Decimal
+		switch {
+		case cents.Valid:
+			amount = decimal.New(cents.Int64, -2)
+		case big.Valid:
+			var err error
+			if amount, err = decimal.NewFromString(big.String); err != nil {
+				return "", nil, fmt.Errorf("amount %q: %w", big.String, err)
+			}
+		default:
+			return "", nil, fmt.Errorf("transaction %q has no amount", id)
+		}
+		return id, nullIfEmpty(annotate(amount)), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/txflow/txflow/txn"
 )
@@ -97,10 +98,11 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 // LoadBatch appends one batch in a single transaction with COPY (pgx
 // CopyFrom): recs become run_lines with seq = firstSeq, firstSeq+1, ...;
 // rejected become rejected_rows. Text that PostgreSQL cannot store (invalid
-// UTF-8, NUL bytes) is stored with U+FFFD in its place. Loading the same
-// seq or rejected line twice for a run fails with a unique violation
-// (*pgconn.PgError code 23505); amounts beyond numeric(18,2) fail with a
-// numeric overflow. The run's checkpoint advances in the same transaction, so
+// UTF-8, NUL bytes) is stored with U+FFFD in its place. Ids and wordings are
+// stored as read; a line whose id is not in NFC also gets its NFC form, the
+// key FinishIngest settles it by. Loading the same seq or rejected line twice
+// for a run fails with a unique violation (*pgconn.PgError code 23505).
+// Amounts may have any number of digits. The run's checkpoint advances in the same transaction, so
 // a batch is either loaded and counted or not at all; firstSeq must be the
 // checkpoint's NextSeq. It returns ErrRunNotFound (wrapped) for a run
 // BeginIngest did not record, and an error for a run FinishIngest already
@@ -133,14 +135,15 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
-				[]string{"run_id", "seq", "line", "id", "amount", "raw_amount", "wording", "error"},
+				[]string{"run_id", "seq", "line", "id", "id_nfc", "amount", "raw_amount", "wording", "error"},
 				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
 					r := &recs[i]
 					var reason any
 					if r.Error != "" {
 						reason = string(r.Error)
 					}
-					return []any{runID, firstSeq + int64(i), r.Line, cleanText(r.ID), r.Amount,
+					id := cleanText(r.ID)
+					return []any{runID, firstSeq + int64(i), r.Line, id, nfcIfDifferent(id), r.Amount,
 						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
 				}))
 			if err != nil {
@@ -176,16 +179,37 @@ func cleanText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
+// nfcIfDifferent returns the NFC form of s when it differs from s, and nil
+// (stored as NULL) otherwise. An ASCII string is always in NFC: the check
+// costs a byte loop for nearly every id.
+func nfcIfDifferent(s string) any {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			if norm.NFC.IsNormalString(s) {
+				return nil
+			}
+			return norm.NFC.String(s)
+		}
+	}
+	return nil
+}
+
 // Set-based statements of FinishIngest; $1 is the run id, $2 the reason.
+//
+// Ids and wordings are compared in NFC, so that the same text typed with
+// composed or decomposed accents is the same. The key of a line is
+// coalesce(id_nfc, id), the NFC form of its id (id_nfc is set only when it
+// differs from id), and transactions.id is that key. Wordings are compared
+// raw first: normalize() runs only for the rare pairs that differ as bytes.
 const (
-	// In-file duplicates: every line whose id appeared at a smaller seq of
+	// In-file duplicates: every line whose key appeared at a smaller seq of
 	// the run moves to rejected_rows; the first occurrence stays.
 	sqlMoveDuplicates = `
 WITH ranked AS (
     SELECT seq, first_value(line) OVER w AS first_line, row_number() OVER w AS n
     FROM run_lines
     WHERE run_id = $1
-    WINDOW w AS (PARTITION BY id ORDER BY seq)
+    WINDOW w AS (PARTITION BY coalesce(id_nfc, id) ORDER BY seq)
 ), moved AS (
     DELETE FROM run_lines rl
     USING ranked r
@@ -196,26 +220,28 @@ INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
 SELECT $1, line, id, raw_amount, wording, $2, 'id already on line ' || first_line
 FROM moved`
 
-	// Conflicts: lines whose id is stored with another amount or wording.
+	// Conflicts: lines whose key is stored with another amount or wording.
 	sqlMoveConflicts = `
 WITH moved AS (
     DELETE FROM run_lines rl
     USING transactions t
-    WHERE rl.run_id = $1 AND t.id = rl.id AND (t.amount <> rl.amount OR t.wording <> rl.wording)
+    WHERE rl.run_id = $1 AND t.id = coalesce(rl.id_nfc, rl.id)
+      AND (t.amount <> rl.amount
+           OR (t.wording <> rl.wording AND normalize(t.wording, NFC) <> normalize(rl.wording, NFC)))
     RETURNING rl.line, rl.id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
 )
 INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
 SELECT $1, line, id, raw_amount, wording, $2,
-       format('id already stored with amount %s and wording %L', stored_amount, stored_wording)
+       format('id already stored with amount %s and wording %L', round(stored_amount, 2), stored_wording)
 FROM moved`
 
 	// New transactions: anti-join, no ON CONFLICT (FinishIngest holds a lock
 	// serialising it across runs, so no concurrent insert can race).
 	sqlInsertNew = `
-INSERT INTO transactions (id, amount, wording, first_run_id)
-SELECT rl.id, rl.amount, rl.wording, rl.run_id
+INSERT INTO transactions (id, id_as_read, amount, wording, first_run_id)
+SELECT coalesce(rl.id_nfc, rl.id), CASE WHEN rl.id_nfc IS NOT NULL THEN rl.id END, rl.amount, rl.wording, rl.run_id
 FROM run_lines rl
-WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = rl.id)`
+WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = coalesce(rl.id_nfc, rl.id))`
 )
 
 // runTotals counts the run's lines and rejected rows (New is left 0).
@@ -237,7 +263,8 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 	return c, nil
 }
 
-// FinishIngest settles the run, in one transaction, set-based:
+// FinishIngest settles the run, in one transaction, set-based (ids and
+// wordings compared in NFC):
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
 //     of the same run moves to rejected_rows as duplicate_id (the first is
 //     kept);
@@ -281,7 +308,7 @@ func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (I
 		// half the cost of the sort the move needs.
 		var dups bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (
-			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
+			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY coalesce(id_nfc, id) HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
 			return fmt.Errorf("find duplicates: %w", err)
 		}
 		if dups {

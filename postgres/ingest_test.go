@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -259,4 +260,69 @@ func TestChunksOfAnAllNewRun(t *testing.T) {
 	require.Equal(t, postgres.ChunkCounts{Lines: 10, Computed: 7}, tags)
 	require.EqualValues(t, 10, queryValue[int64](t, dbURL, "SELECT count(*) FROM tags"))
 	require.EqualValues(t, 3, queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE tag = 'FIRST'"))
+}
+
+func TestFinishIngestComparesIdsAndWordingsInNFC(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	const (
+		idNFC      = "caf\u00e9-1" // é composed (U+00E9)
+		idNFD      = "cafe\u0301-1" // e + combining acute (U+0301)
+		wordingNFC = "Caf\u00e9 cr\u00e8me TAXI"
+		wordingNFD = "Cafe\u0301 cre\u0300me TAXI"
+	)
+
+	// The same id in both forms within a file: the second is a duplicate.
+	c := ingest(t, db, "nfc1", []txn.Record{
+		rec(2, idNFC, "4.50", wordingNFC),
+		rec(3, idNFD, "4.50", wordingNFC),
+		rec(4, "W1", "7.00", wordingNFD),
+		rec(5, "W2", "8.00", wordingNFD),
+		rec(6, "ide\u0301", "9.00", "TOTO"),
+	}, nil)
+	require.Equal(t, postgres.IngestCounts{Accepted: 4, New: 4, Rejected: 1, Duplicates: 1, MaxSeq: 5}, c)
+	require.Equal(t, "duplicate_id", queryValue[string](t, dbURL, "SELECT reason FROM rejected_rows WHERE run_id = 'nfc1' AND line = 3"))
+	require.Equal(t, idNFD, queryValue[string](t, dbURL, "SELECT id FROM rejected_rows WHERE run_id = 'nfc1' AND line = 3"), "stored as read")
+	// Stored as read, keyed in NFC.
+	require.Equal(t, wordingNFD, queryValue[string](t, dbURL, "SELECT wording FROM transactions WHERE id = 'W1'"))
+	require.Equal(t, "ide\u0301", queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE run_id = 'nfc1' AND line = 6"))
+	require.Equal(t, "ide\u0301", queryValue[string](t, dbURL, "SELECT id_as_read FROM transactions WHERE id = 'id\u00e9'"))
+	_, err := db.TagChunk(ctx, "nfc1", 1, c.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	_, err = db.AnnotateChunk(ctx, "nfc1", 1, c.MaxSeq+1, annotate)
+	require.NoError(t, err)
+
+	// Another run: the stored NFD wording typed in NFC and the ids in the
+	// other form are the same transactions (not new, not conflicts, keeping
+	// their results); a genuinely different wording is still a conflict.
+	c2 := ingest(t, db, "nfc2", []txn.Record{
+		rec(2, "W1", "7.00", wordingNFC),
+		rec(3, idNFD, "4.50", wordingNFD),
+		rec(4, "id\u00e9", "9.00", "TOTO"),
+		rec(5, "W2", "8.00", "Cafe creme TAXI"),
+		rec(6, "W3", "1.00", "new"),
+	}, nil)
+	require.Equal(t, postgres.IngestCounts{Accepted: 4, New: 1, Rejected: 1, Conflicts: 1, MaxSeq: 5}, c2)
+	require.Equal(t, "W2", queryValue[string](t, dbURL, "SELECT id FROM rejected_rows WHERE run_id = 'nfc2' AND reason = 'id_conflict'"))
+	require.Equal(t, int64(5), queryValue[int64](t, dbURL, "SELECT count(*) FROM transactions"))
+
+	tags, err := db.TagChunk(ctx, "nfc2", 1, c2.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 4, Computed: 1}, tags, "only W3 is computed")
+	anns, err := db.AnnotateChunk(ctx, "nfc2", 1, c2.MaxSeq+1, annotate)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 4, Computed: 1}, anns, "only W3 is computed")
+	require.Equal(t, int64(5), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags"))
+
+	var out bytes.Buffer
+	_, err = db.WriteOutput(ctx, "nfc2", postgres.OutputOptions{}, &out)
+	require.NoError(t, err)
+	require.Equal(t, "id,amount,wording,tag,annotation,error\n"+
+		"W1,7.00,"+wordingNFC+",TAXI,SALE,\n"+
+		idNFD+",4.50,"+wordingNFD+",TAXI,SALE,\n"+
+		"id\u00e9,9.00,TOTO,TOTO,SALE,\n"+
+		"W3,1.00,new,,SALE,\n", out.String(), "ids and wordings exported as read, with the stored results")
+	counts, err := db.RunCounts(ctx, "nfc2")
+	require.NoError(t, err)
+	require.Equal(t, postgres.RunCounts{Accepted: 4, Rejected: 1, Tagged: 3, Annotated: 4}, counts)
 }

@@ -16,7 +16,7 @@ import (
 const (
 	sqlOutput = `COPY (
     SELECT txflow_safe_cell(NULLIF(rl.id, '')) AS id,
-           rl.amount::text AS amount,
+           round(rl.amount, 2)::text AS amount,
            txflow_safe_cell(NULLIF(rl.wording, '')) AS wording,
            %s AS tag,
            %s AS annotation,
@@ -30,8 +30,7 @@ const (
 	sqlErrorReport = `COPY (
     SELECT line,
            txflow_safe_cell(NULLIF(id, '')) AS id,
-           CASE WHEN amount ~ '^[-+]?[0-9][0-9.,'' ]*$' THEN amount
-                ELSE txflow_safe_cell(NULLIF(amount, '')) END AS amount,
+           txflow_safe_cell(NULLIF(amount, '')) AS amount,
            txflow_safe_cell(NULLIF(wording, '')) AS wording,
            txflow_safe_cell(NULLIF(reason, '')) AS reason
     FROM (
@@ -60,7 +59,8 @@ const (
 // for an unknown run, and the wrapped connection, SQL or w.Write error.
 func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions, w io.Writer) (int64, error) {
 	tag, annotation := "txflow_safe_cell(NULLIF(tg.tag, ''))", "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
-	joins := []string{"LEFT JOIN tags tg ON tg.transaction_id = rl.id", "LEFT JOIN annotations an ON an.transaction_id = rl.id"}
+	joins := []string{"LEFT JOIN tags tg ON tg.transaction_id = coalesce(rl.id_nfc, rl.id)",
+		"LEFT JOIN annotations an ON an.transaction_id = coalesce(rl.id_nfc, rl.id)"}
 	if opts.OmitTags {
 		tag, joins[0] = "NULL::text", ""
 	}
@@ -84,9 +84,8 @@ type OutputOptions struct {
 // WriteErrorReport streams the run's error_report.csv to w: header
 // line,id,amount,wording,reason; every rejected row of the run and every run
 // line with an error (amount as read from the file), ordered by line, with
-// the txn.SafeCell rule applied to text cells; an amount cell made only of a
-// sign, digits and separators (e.g. -2500000.00) cannot carry a formula and
-// is written as read. It returns
+// the txn.SafeCell rule applied to text cells, the raw amount included (a
+// plain number such as -2500000.00 or -1 234,56 is written as read). It returns
 // the number of data rows, ErrRunNotFound (wrapped) for an unknown run, and
 // the wrapped connection, SQL or w.Write error.
 func (db *DB) WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error) {
@@ -142,9 +141,9 @@ SELECT
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id),
     (SELECT count(*) FROM rejected_rows WHERE run_id = r.run_id),
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND error IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.transaction_id = rl.id
+    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.transaction_id = coalesce(rl.id_nfc, rl.id)
      WHERE rl.run_id = r.run_id AND t.tag IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.transaction_id = rl.id
+    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.transaction_id = coalesce(rl.id_nfc, rl.id)
      WHERE rl.run_id = r.run_id AND rl.error IS NULL AND a.annotation IS NOT NULL)
 FROM runs r
 WHERE r.run_id = $1`, runID).Scan(&c.Accepted, &c.Rejected, &c.Errors, &c.Tagged, &c.Annotated)

@@ -3,9 +3,12 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txflow/txflow/postgres"
@@ -96,4 +99,57 @@ func TestWriteOutputEmptyRun(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Equal(t, "id,amount,wording,tag,annotation,error\n", out.String())
+}
+
+// TestSafeCellSQLMatchesTxnOnSharedTable runs txflow_safe_cell over the table
+// of txn's SafeCell test: the SQL function must return exactly what
+// txn.SafeCell returns.
+func TestSafeCellSQLMatchesTxnOnSharedTable(t *testing.T) {
+	_, dbURL := openDB(t)
+	ctx := context.Background()
+	data, err := os.ReadFile("../txn/testdata/safe_cell.json")
+	require.NoError(t, err)
+	var cases []struct{ In, Want string }
+	require.NoError(t, json.Unmarshal(data, &cases))
+	require.Greater(t, len(cases), 40)
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	for _, tc := range cases {
+		var got string
+		require.NoError(t, conn.QueryRow(ctx, "SELECT txflow_safe_cell($1)", tc.In).Scan(&got))
+		require.Equal(t, txn.SafeCell(tc.In), got, "input %q", tc.In)
+		require.Equal(t, tc.Want, got, "input %q", tc.In)
+	}
+	require.True(t, queryValue[bool](t, dbURL, "SELECT txflow_safe_cell(NULL) IS NULL"))
+
+	// The function stays inlinable: the plan shows its body, not a call.
+	rows, err := conn.Query(ctx, "EXPLAIN (VERBOSE) SELECT txflow_safe_cell(x) FROM (VALUES ('-1'), ('a')) v(x)")
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.NotContains(t, strings.Join(plan, "\n"), "txflow_safe_cell")
+	require.Contains(t, strings.Join(plan, "\n"), "CASE")
+}
+
+// TestErrorReportLeavesPlainNumbersAlone: raw amounts that are plain numbers
+// are written as read, formulas get an apostrophe.
+func TestErrorReportLeavesPlainNumbersAlone(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	rejected := []txn.Rejected{
+		{Line: 2, ID: "P1", Amount: "-1\u202f234,567", Wording: "w", Reason: txn.ReasonInvalidAmount, Detail: "d"},
+		{Line: 3, ID: "P2", Amount: "+3500,00", Wording: "w", Reason: txn.ReasonInvalidAmount, Detail: "d"},
+		{Line: 4, ID: "P3", Amount: "-2+3", Wording: "-12.50", Reason: txn.ReasonInvalidAmount, Detail: "d"},
+		{Line: 5, ID: "P4", Amount: "-cmd|' /C calc'!A0", Wording: "w", Reason: txn.ReasonInvalidAmount, Detail: "d"},
+	}
+	ingest(t, db, "plain", nil, rejected)
+	var report bytes.Buffer
+	_, err := db.WriteErrorReport(ctx, "plain", &report)
+	require.NoError(t, err)
+	require.Equal(t, "line,id,amount,wording,reason\n"+
+		"2,P1,\"-1\u202f234,567\",w,invalid_amount\n"+
+		"3,P2,\"+3500,00\",w,invalid_amount\n"+
+		"4,P3,'-2+3,-12.50,invalid_amount\n"+
+		"5,P4,'-cmd|' /C calc'!A0,w,invalid_amount\n", report.String())
 }
