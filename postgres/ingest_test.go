@@ -266,7 +266,7 @@ func TestFinishIngestComparesIdsAndWordingsInNFC(t *testing.T) {
 	db, dbURL := openDB(t)
 	ctx := context.Background()
 	const (
-		idNFC      = "caf\u00e9-1" // é composed (U+00E9)
+		idNFC      = "caf\u00e9-1"  // é composed (U+00E9)
 		idNFD      = "cafe\u0301-1" // e + combining acute (U+0301)
 		wordingNFC = "Caf\u00e9 cr\u00e8me TAXI"
 		wordingNFD = "Cafe\u0301 cre\u0300me TAXI"
