@@ -80,11 +80,11 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 	}
 
 	var (
-		coef        int64    // the digits read so far, while they fit (sig <= maxInt64Digits)
-		bigCoef     *big.Int // the digits read so far, once they no longer fit in coef
-		sig         int      // significant digits read (integer and fraction)
-		sawDigit    bool     // at least one integer digit
-		groupLen    int      // integer digits since the start or the last thousands separator
+		coef        int64  // the digits read so far, while they fit (sig <= maxInt64Digits)
+		digits      []byte // the digits read so far, once they no longer fit in coef
+		sig         int    // significant digits read (integer and fraction)
+		sawDigit    bool   // at least one integer digit
+		groupLen    int    // integer digits since the start or the last thousands separator
 		groupSep    string
 		commaGroups bool
 		fracDigits  = -1 // -1 until a decimal separator is seen
@@ -111,10 +111,10 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 			switch {
 			case sig <= maxInt64Digits:
 				coef = coef*10 + int64(c-'0')
-			case bigCoef == nil:
-				bigCoef = newBigCoef(coef, c)
+			case digits == nil:
+				digits = append(strconv.AppendInt(make([]byte, 0, 2*maxInt64Digits), coef, 10), c)
 			default:
-				bigCoef.Mul(bigCoef, bigTen).Add(bigCoef, bigDigits[c-'0'])
+				digits = append(digits, c)
 			}
 			i++
 		case c == '.' || (c == ',' && decimalComma):
@@ -159,11 +159,13 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 	if fracDigits < 0 {
 		fracDigits = 0
 	}
-	if bigCoef != nil {
+	if digits != nil {
+		var b big.Int
+		b.SetString(string(digits), 10) // only ASCII digits: cannot fail
 		if neg {
-			bigCoef.Neg(bigCoef)
+			b.Neg(&b)
 		}
-		return decimal.NewFromBigInt(bigCoef, int32(-fracDigits)), nil
+		return decimal.NewFromBigInt(&b, int32(-fracDigits)), nil
 	}
 	if neg {
 		coef = -coef
@@ -173,19 +175,6 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 
 // maxInt64Digits is the number of decimal digits that always fit in an int64.
 const maxInt64Digits = 18
-
-var (
-	bigTen    = big.NewInt(10)
-	bigDigits = [10]*big.Int{big.NewInt(0), big.NewInt(1), big.NewInt(2), big.NewInt(3), big.NewInt(4),
-		big.NewInt(5), big.NewInt(6), big.NewInt(7), big.NewInt(8), big.NewInt(9)}
-)
-
-// newBigCoef returns coef*10 + the digit c, for a coefficient that no
-// longer fits in an int64.
-func newBigCoef(coef int64, c byte) *big.Int {
-	b := big.NewInt(coef)
-	return b.Mul(b, bigTen).Add(b, bigDigits[c-'0'])
-}
 
 // groupSeparatorLen returns the byte length of the thousands separator at
 // the start of s, or 0 when s does not start with one.

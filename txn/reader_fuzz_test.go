@@ -12,7 +12,8 @@ import (
 // FuzzRead checks that Read never panics, never fails with anything but a
 // *FileError on in-memory input, and that what it delivers is consistent:
 // every data row is either accepted or rejected, in increasing line order,
-// and accepted rows satisfy the record invariants.
+// every physical line is accounted for, and accepted rows satisfy the
+// record invariants.
 func FuzzRead(f *testing.F) {
 	fixtures, err := filepath.Glob(filepath.Join("testdata", "*.csv"))
 	if err != nil {
@@ -62,6 +63,9 @@ func FuzzRead(f *testing.F) {
 		var fe *FileError
 		if err != nil && !errors.As(err, &fe) {
 			t.Fatalf("unexpected error type %T: %v", err, err)
+		}
+		if fe != nil && fe.Reason == FileLineCount {
+			t.Fatalf("lines lost: %v", err)
 		}
 		if stats.Accepted != accepted || stats.Rejected != rejected {
 			t.Fatalf("stats %+v, callbacks saw %d accepted %d rejected", stats, accepted, rejected)

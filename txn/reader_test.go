@@ -24,7 +24,16 @@ type result struct {
 
 func readString(t *testing.T, s string, opts ReaderOptions) result {
 	t.Helper()
-	return readFrom(t, strings.NewReader(s), opts)
+	res := readFrom(t, strings.NewReader(s), opts)
+	if res.err == nil {
+		// Counted here independently of the reader.
+		lines := int64(strings.Count(s, "\n"))
+		if s != "" && !strings.HasSuffix(s, "\n") {
+			lines++
+		}
+		assert.Equal(t, lines, res.stats.Lines, "physical lines")
+	}
+	return res
 }
 
 func readFile(t *testing.T, name string, opts ReaderOptions) result {
@@ -42,6 +51,7 @@ func readFrom(t *testing.T, r io.Reader, opts ReaderOptions) result {
 		func(rec Record) error { res.records = append(res.records, rec); return nil },
 		func(rej Rejected) error { res.rejected = append(res.rejected, rej); return nil })
 	if res.err == nil {
+		assert.Equal(t, res.stats.Lines, 1+res.stats.SkippedLines+res.stats.AcceptedLines+res.stats.RejectedLines, "line accounting")
 		assert.Equal(t, res.stats.Records, res.stats.Accepted+res.stats.Rejected)
 		assert.Equal(t, int64(len(res.records)), res.stats.Accepted)
 		assert.Equal(t, int64(len(res.rejected)), res.stats.Rejected)
@@ -175,7 +185,8 @@ func TestReadRejections(t *testing.T) {
 		{16, "13", ReasonFieldTooLong, "wording is 56 bytes long, limit 24"},
 		{17, "12", ReasonMalformedRow, `csv syntax error: extraneous or missing " in quoted-field`},
 	}, got)
-	assert.Equal(t, Stats{Records: 13, Accepted: 4, Rejected: 9, Delimiter: ',', Encoding: EncodingUTF8, HeaderLine: 1}, res.stats)
+	assert.Equal(t, Stats{Records: 13, Accepted: 4, Rejected: 9, Delimiter: ',', Encoding: EncodingUTF8, HeaderLine: 1,
+		Lines: 17, SkippedLines: 1, AcceptedLines: 6, RejectedLines: 9}, res.stats)
 
 	// Raw values are kept as read.
 	assert.Equal(t, Rejected{Line: 5, ID: "4", Amount: "abc", Wording: "bad amount", Reason: ReasonInvalidAmount,
@@ -213,7 +224,7 @@ func TestReadInvalidUTF8AfterSniffedPrefix(t *testing.T) {
 	assert.Equal(t, EncodingUTF8, res.stats.Encoding)
 	require.Len(t, res.rejected, 2)
 	assert.Equal(t, Rejected{Line: int64(line - 1), ID: fmt.Sprint(line - 1), Amount: "2.00", Wording: "CAF\uFFFD LATIN-1",
-		Reason: ReasonMalformedRow, Detail: "invalid UTF-8 text"}, res.rejected[0])
+		Reason: ReasonInvalidEncoding, Detail: "invalid UTF-8 text"}, res.rejected[0])
 	assert.Equal(t, Rejected{Line: int64(line), ID: fmt.Sprint(line), Amount: "3.00", Wording: "NULBYTE",
 		Reason: ReasonMalformedRow, Detail: "NUL byte in field"}, res.rejected[1])
 	last := res.records[len(res.records)-1]
@@ -276,20 +287,15 @@ func TestReadMoreFileErrors(t *testing.T) {
 }
 
 func TestReadUnterminatedQuoteIsBounded(t *testing.T) {
-	in := "id,amount,wording\n1,1.00,ok\n2,1.00,\"never closed\n" + strings.Repeat("3,1.00,swallowed\n", 10000)
-	res := readString(t, in, ReaderOptions{MaxRecordBytes: 64 << 10})
-	var fe *FileError
-	require.ErrorAs(t, res.err, &fe)
-	assert.Equal(t, FileRecordTooLarge, fe.Reason)
-	assert.Equal(t, int64(2), fe.Line)
-	assert.Len(t, res.records, 1, "rows before the runaway record are delivered")
-
-	// Below the limit the runaway record is a malformed row.
-	res = readString(t, in, ReaderOptions{})
-	require.NoError(t, res.err)
-	require.Len(t, res.rejected, 1)
-	assert.Equal(t, int64(3), res.rejected[0].Line)
-	assert.Equal(t, ReasonMalformedRow, res.rejected[0].Reason)
+	in := "id,amount,wording\n1,1.00,ok\n2,1.00,\"never closed\n" + strings.Repeat("3,1.00,kept\n", 10000)
+	for _, limit := range []int{64 << 10, 0} {
+		res := readString(t, in, ReaderOptions{MaxRecordBytes: limit})
+		require.NoError(t, res.err)
+		require.Len(t, res.rejected, 1)
+		assert.Equal(t, int64(3), res.rejected[0].Line)
+		assert.Equal(t, ReasonMalformedRow, res.rejected[0].Reason)
+		assert.Len(t, res.records, 10001, "the rows after the unterminated quote are read")
+	}
 }
 
 func TestReadCallbackErrorStopsRead(t *testing.T) {

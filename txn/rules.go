@@ -24,9 +24,12 @@ const (
 	ReasonMissingID Reason = "missing_id"
 	// ReasonInvalidAmount: the amount field cannot be parsed (see ParseAmount).
 	ReasonInvalidAmount Reason = "invalid_amount"
-	// ReasonMalformedRow: CSV syntax error, wrong number of fields or bytes
-	// that are not valid text.
+	// ReasonMalformedRow: CSV syntax error, wrong number of fields, a line
+	// longer than ReaderOptions.MaxRecordBytes or a NUL byte.
 	ReasonMalformedRow Reason = "malformed_row"
+	// ReasonInvalidEncoding: the row's bytes are not valid text in the
+	// encoding decided for the file (UTF-8 or Windows-1252).
+	ReasonInvalidEncoding Reason = "invalid_encoding"
 	// ReasonFieldTooLong: the id or the wording exceeds ReaderOptions.MaxFieldBytes.
 	ReasonFieldTooLong Reason = "field_too_long"
 	// ReasonDuplicateID: the same id appears twice in one file (detected by the store).
