@@ -191,7 +191,43 @@ func TestComposeWorkerAndStarter(t *testing.T) {
 	// The Web UI address the starter prints is the UI's published port.
 	ui, err := url.Parse(s.Environment["TXFLOW_UI_URL"])
 	require.NoError(t, err)
-	assert.Contains(t, c.Services["temporal-ui"].Ports, ui.Port()+":8080")
+	assert.Contains(t, c.Services["temporal-ui"].Ports, "127.0.0.1:"+ui.Port()+":8080")
+}
+
+// bindVariable is the variable that opens the published ports to the network.
+const bindVariable = "TXFLOW_BIND_ADDRESS"
+
+// TestComposePortsOnLoopback checks that every published port listens on 127.0.0.1 unless
+// TXFLOW_BIND_ADDRESS says otherwise: Temporal's frontend and its Web UI have no authentication.
+func TestComposePortsOnLoopback(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "docker-compose.yml"))
+	require.NoError(t, err)
+	var file struct {
+		Services map[string]struct {
+			Ports []string `yaml:"ports"`
+		} `yaml:"services"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &file))
+	published := 0
+	for name, s := range file.Services {
+		for _, p := range s.Ports {
+			published++
+			assert.True(t, strings.HasPrefix(p, "${"+bindVariable+":-127.0.0.1}:"),
+				"%s publishes %q on every interface, or without the %s variable", name, p, bindVariable)
+			// HOST:CONTAINER after the address, no range, no protocol suffix that would hide one.
+			assert.Regexp(t, `^\$\{[A-Z_]+:-127\.0\.0\.1\}:[0-9]+:[0-9]+$`, p, name)
+		}
+	}
+	assert.Equal(t, 2, published, "published ports: Temporal's frontend and the Web UI")
+
+	// Interpolated with an empty environment, as Compose does, every address is the loopback.
+	c := loadCompose(t)
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			host, _, ok := strings.Cut(p, ":")
+			assert.True(t, ok && host == "127.0.0.1", "%s: %q", name, p)
+		}
+	}
 }
 
 func TestComposeDatabases(t *testing.T) {
@@ -245,7 +281,7 @@ func TestComposeTemporal(t *testing.T) {
 	c := loadCompose(t)
 	tmp := c.Services["temporal"]
 	assert.Equal(t, "0.0.0.0", tmp.Environment["BIND_ON_IP"], "other containers could not reach the frontend")
-	assert.Contains(t, tmp.Ports, "7233:7233")
+	assert.Contains(t, tmp.Ports, "127.0.0.1:7233:7233")
 	dyn := mountAt(t, tmp, "/etc/temporal/config/dynamicconfig/docker.yaml")
 	require.NotNil(t, dyn, "the server needs its dynamic config file")
 	raw, err := os.ReadFile(filepath.Join("..", dyn.source))
