@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -31,20 +32,27 @@ type InboxFile struct {
 }
 
 // ListInbox lists the regular files waiting in <input root>/<Dir>, sorted by name, with their
-// hashes. Hidden files (a leading dot, as files still being copied often are) and
-// subdirectories are left alone. A missing inbox directory is an empty inbox.
+// hashes. Hidden files (a leading dot, as files still being copied often are), symbolic links
+// and subdirectories are left alone. A missing inbox directory is an empty inbox.
 //
-// It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root.
+// It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root, and
+// ErrTypeConfig when the input root is not configured or cannot be opened.
 func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxFile, error) {
 	defer keepAlive(ctx, nil)()
-	dir, rel, err := a.inboxDir(in.Dir)
+	root, rel, err := a.inboxDir(in.Dir)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(dir)
+	defer root.Close()
+	d, err := root.Open(rel)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, typedError(fmt.Errorf("list inbox: %w", confined(err)), false)
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return nil, fmt.Errorf("list inbox: %w", err)
 	}
@@ -54,22 +62,15 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 		if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		st, err := os.Stat(p)
+		p := filepath.Join(rel, e.Name())
+		sum, size, err := hashIn(root, p)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // moved away meanwhile
-			}
-			return nil, fmt.Errorf("stat %s: %w", e.Name(), err)
-		}
-		sum, err := HashFile(p)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, errNotRegular) {
+				continue // moved away or replaced meanwhile
 			}
 			return nil, fmt.Errorf("hash %s: %w", e.Name(), err)
 		}
-		out = append(out, InboxFile{File: filepath.ToSlash(filepath.Join(rel, e.Name())), SHA256: sum, Size: st.Size()})
+		out = append(out, InboxFile{File: filepath.ToSlash(p), SHA256: sum, Size: size})
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -87,53 +88,76 @@ type MoveInput struct {
 // MoveInboxFile moves a processed file to <input root>/<To>/ and returns its new path relative
 // to the input root. A file of the same name and another content already there is kept: the
 // moved file then takes the name <base>-<first 16 hex digits of its hash><ext>. Moving again a
-// file already moved returns where it went, so the activity can be retried.
+// file already moved returns where it went, so the activity can be retried. Both directories
+// are synced once the file has moved.
 //
-// It returns a non-retryable ErrTypeBadPath error when To is not ArchiveDir or FailedDir, when
-// the file leaves the input root, or when it is neither in the inbox nor at its destination.
+// It returns a non-retryable ErrTypeBadInput error when To is not ArchiveDir or FailedDir,
+// ErrTypeBadPath when the file or its destination leaves the input root or the file is neither
+// in the inbox nor at its destination, and ErrTypeConfig when the input root is not configured
+// or cannot be opened.
 func (a *Activities) MoveInboxFile(ctx context.Context, in MoveInput) (string, error) {
 	if in.To != ArchiveDir && in.To != FailedDir {
 		err := fmt.Errorf("move %s: destination %q is neither %s nor %s", in.File, in.To, ArchiveDir, FailedDir)
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
 	}
-	root, err := filepath.Abs(a.InputRoot)
-	if err != nil || a.InputRoot == "" {
-		err = fmt.Errorf("input root %q: %w", a.InputRoot, errors.Join(err, errors.New("not configured")))
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	root, err := openRoot("input", a.InputRoot)
+	if err != nil {
+		return "", typedError(err, false)
 	}
-	src := filepath.Join(root, filepath.FromSlash(in.File))
-	if !within(root, src) || in.File == "" {
-		err := fmt.Errorf("%s: %w %s", in.File, ErrOutsideRoot, root)
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	defer root.Close()
+	src, err := localPath(a.InputRoot, in.File)
+	if err == nil && src == "." {
+		err = fmt.Errorf("%s: %w", in.File, ErrOutsideRoot)
 	}
-	destDir := filepath.Join(root, in.To)
+	if err != nil {
+		return "", typedError(err, false)
+	}
+	moved, err := moveFile(root, src, in.To, in.SHA256)
+	if err != nil {
+		return "", typedError(fmt.Errorf("move %s to %s/: %w", in.File, in.To, err), false)
+	}
+	return moved, nil
+}
+
+// moveFile moves src to the directory to of root, as MoveInboxFile describes.
+func moveFile(root *os.Root, src, to, sha string) (string, error) {
 	name := filepath.Base(src)
 	ext := filepath.Ext(name)
 	candidates := []string{name}
-	if in.SHA256 != "" {
-		short := in.SHA256
+	if sha != "" {
+		short := sha
 		if len(short) > 16 {
 			short = short[:16]
 		}
 		candidates = append(candidates, strings.TrimSuffix(name, ext)+"-"+short+ext)
 	}
-	rel := func(p string) string { r, _ := filepath.Rel(root, p); return filepath.ToSlash(r) }
 
 	// Already moved by an earlier attempt?
-	if _, err := os.Lstat(src); errors.Is(err, os.ErrNotExist) {
+	if _, err := root.Lstat(src); errors.Is(err, os.ErrNotExist) {
 		for _, c := range candidates {
-			p := filepath.Join(destDir, c)
-			if sum, err := HashFile(p); err == nil && sum == in.SHA256 {
-				return rel(p), nil
+			p := filepath.Join(to, c)
+			if sum, _, err := hashIn(root, p); err == nil && sum == sha {
+				return filepath.ToSlash(p), nil
 			}
 		}
-		err := fmt.Errorf("%s is neither in the inbox nor in %s/", in.File, in.To)
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+		return "", fmt.Errorf("neither in the inbox nor in %s/: %w", to, errNoFile)
 	} else if err != nil {
-		return "", fmt.Errorf("stat %s: %w", in.File, err)
+		return "", confined(err)
 	}
-	if err := os.MkdirAll(destDir, 0o755); err != nil {
-		return "", fmt.Errorf("create %s/: %w", in.To, err)
+	if err := root.MkdirAll(to, 0o755); err != nil {
+		return "", confined(err)
+	}
+	if testHookOpened != nil {
+		testHookOpened()
+	}
+	done := func(dst string) (string, error) {
+		if err := syncDir(root, to); err != nil {
+			return "", err
+		}
+		if err := syncDir(root, filepath.Dir(src)); err != nil {
+			return "", err
+		}
+		return filepath.ToSlash(dst), nil
 	}
 	for i := 0; ; i++ {
 		c := ""
@@ -143,54 +167,89 @@ func (a *Activities) MoveInboxFile(ctx context.Context, in MoveInput) (string, e
 		default:
 			c = fmt.Sprintf("%s-%d%s", strings.TrimSuffix(candidates[len(candidates)-1], ext), i-len(candidates)+2, ext)
 		}
-		dst := filepath.Join(destDir, c)
-		if _, err := os.Lstat(dst); err == nil {
-			if sum, err := HashFile(dst); err == nil && sum == in.SHA256 && in.SHA256 != "" {
+		dst := filepath.Join(to, c)
+		if _, err := root.Lstat(dst); err == nil {
+			if sum, _, err := hashIn(root, dst); err == nil && sum == sha && sha != "" {
 				// The same content is there already: this copy is redundant.
-				if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return "", fmt.Errorf("remove %s: %w", in.File, err)
+				if err := root.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return "", confined(err)
 				}
-				return rel(dst), nil
+				return done(dst)
 			}
 			continue
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("stat %s: %w", rel(dst), err)
+			return "", confined(err)
 		}
 		// Link then remove, so an existing file is never overwritten (rename would).
-		if err := os.Link(src, dst); err != nil {
+		if err := root.Link(src, dst); err != nil {
 			if errors.Is(err, os.ErrExist) {
 				continue
 			}
-			if err := os.Rename(src, dst); err != nil { // file systems without hard links
-				return "", fmt.Errorf("move %s to %s: %w", in.File, rel(dst), err)
+			if err := confined(err); errors.Is(err, ErrOutsideRoot) {
+				return "", err
 			}
-			return rel(dst), nil
+			if err := root.Rename(src, dst); err != nil { // file systems without hard links
+				return "", confined(err)
+			}
+			return done(dst)
 		}
-		if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("remove %s: %w", in.File, err)
+		if err := root.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", confined(err)
 		}
-		return rel(dst), nil
+		return done(dst)
 	}
 }
 
-// inboxDir resolves the inbox directory below the input root.
-func (a *Activities) inboxDir(dir string) (abs, rel string, err error) {
+// inboxDir opens the input root and returns the inbox directory relative to it.
+func (a *Activities) inboxDir(dir string) (*os.Root, string, error) {
 	if dir == "" {
 		dir = "inbox"
 	}
-	root, err := filepath.Abs(a.InputRoot)
-	if err != nil || a.InputRoot == "" {
-		err = fmt.Errorf("input root %q: %w", a.InputRoot, errors.Join(err, errors.New("not configured")))
-		return "", "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	rel, err := localPath(a.InputRoot, dir)
+	if err == nil && rel == "." {
+		err = fmt.Errorf("inbox %s is the input root itself: %w", dir, ErrOutsideRoot)
 	}
-	abs = filepath.Clean(filepath.Join(root, filepath.FromSlash(dir)))
-	if filepath.IsAbs(dir) {
-		abs = filepath.Clean(dir)
+	if err != nil {
+		return nil, "", typedError(fmt.Errorf("inbox: %w", err), false)
 	}
-	if !within(root, abs) || abs == root {
-		err := fmt.Errorf("inbox %s: %w %s", dir, ErrOutsideRoot, root)
-		return "", "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	root, err := openRoot("input", a.InputRoot)
+	if err != nil {
+		return nil, "", typedError(err, false)
 	}
-	rel, _ = filepath.Rel(root, abs)
-	return abs, rel, nil
+	return root, rel, nil
+}
+
+// WaitRunInput names the run whose end to wait for.
+type WaitRunInput struct {
+	RunID string // the workflow id
+}
+
+// RunOutcome is how a run ended.
+type RunOutcome struct {
+	Completed bool
+	Error     string // why it did not complete
+}
+
+// WaitForRun waits for the latest run of the workflow RunID to end, heartbeating meanwhile, and
+// says whether it completed. A run that already ended returns at once. The inbox calls it for a
+// file whose run was started by someone else (another inbox run, the starter): the file is
+// archived or failed by that run's outcome, never while it is still being processed.
+func (a *Activities) WaitForRun(ctx context.Context, in WaitRunInput) (RunOutcome, error) {
+	defer keepAlive(ctx, nil)()
+	err := activity.GetClient(ctx).GetWorkflow(ctx, in.RunID, "").Get(ctx, nil)
+	var ended *temporal.WorkflowExecutionError
+	switch {
+	case err == nil:
+		return RunOutcome{Completed: true}, nil
+	case errors.As(err, &ended):
+		msg := ended.Error()
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			msg = appErr.Message()
+		} else if cause := errors.Unwrap(ended); cause != nil {
+			msg = cause.Error() // terminated, canceled, timed out
+		}
+		return RunOutcome{Error: msg}, nil
+	}
+	return RunOutcome{}, fmt.Errorf("wait for run %s: %w", in.RunID, err)
 }

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -59,6 +57,9 @@ type NoticeOutputs struct {
 	ErrorReport  string `json:"error_report,omitempty"`
 	Summary      string `json:"summary,omitempty"`
 	Failure      string `json:"failure,omitempty"`
+	// Error says why the failure report could not be written (alerts only): the alert is sent
+	// all the same.
+	Error string `json:"error,omitempty"`
 }
 
 // RunNotice is the JSON body of an alert or an event, and the content of failure.json.
@@ -70,52 +71,135 @@ type RunNotice struct {
 	Status      string        `json:"status"`
 	FailedStage string        `json:"failed_stage,omitempty"` // the first stage that failed
 	Error       string        `json:"error,omitempty"`        // root cause of every failed stage
+	ErrorType   string        `json:"error_type,omitempty"`   // type of the error the run failed with, e.g. BadPathError
 	Counts      Counts        `json:"counts"`
 	Outputs     NoticeOutputs `json:"outputs"`
 	StartedAt   time.Time     `json:"started_at"`
 	FinishedAt  time.Time     `json:"finished_at"`
 	Namespace   string        `json:"namespace,omitempty"`
 	WebUI       string        `json:"web_ui,omitempty"` // link to the run in the Web UI
+	// Attempt is the Temporal run id of the run's workflow: a run id run again has several.
+	Attempt string `json:"attempt,omitempty"`
 }
 
 // NotifyResult says what a notice activity did.
 type NotifyResult struct {
-	Posted bool   // the notice was delivered to a webhook
-	Report string // path of failure.json (alerts only)
+	Posted      bool   // the notice was delivered to a webhook
+	Report      string // path of failure.json (alerts only)
+	ReportError string // why failure.json could not be written, when it could not (alerts only)
 }
 
-// Alert writes the failure report of a failed run (failure.json beside its outputs) and POSTs
-// the notice to the alert webhook, when one is configured.
+// Alert POSTs the notice of a failed run to the alert webhook, when one is configured, and
+// writes its failure report (failure.json beside its outputs). The two do not depend on each
+// other: when the report cannot be written (an output root full or not writable), the alert is
+// sent all the same, its outputs.error saying why, and the result's ReportError asks the caller
+// to write the report later with WriteFailureReport. A run refused for its path (ErrorType
+// ErrTypeBadPath) gets no report and no output directory.
 //
 // A webhook that cannot be reached, or answers 408, 429 or 5xx, yields a plain error: the
 // activity is retried. Any other 4xx yields a non-retryable ErrTypeWebhookRejected error.
 func (n *Notifier) Alert(ctx context.Context, notice RunNotice) (NotifyResult, error) {
 	notice.Kind = NoticeRunFailed
 	n.complete(ctx, &notice)
-	dir, err := OutputDir(n.OutputRoot, notice.RunID)
-	if err != nil {
-		return NotifyResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	var res NotifyResult
+	if notice.ErrorType != ErrTypeBadPath {
+		report, err := n.writeFailure(ctx, notice)
+		switch {
+		case errors.Is(err, errSuperseded):
+			notice.Outputs.Error = fmt.Sprintf("failure report not written: %v", err)
+		case err != nil:
+			res.ReportError = fmt.Sprintf("failure report not written: %v", err)
+			notice.Outputs.Error = res.ReportError
+			if activity.IsActivity(ctx) {
+				activity.GetLogger(ctx).Warn("write failure report", "run_id", notice.RunID, "error", err)
+			}
+		default:
+			res.Report = report
+			notice.Outputs.Failure = report
+		}
 	}
-	notice.Outputs.Failure = filepath.Join(dir, FailureFile)
-	body, err := json.MarshalIndent(notice, "", "  ")
-	if err != nil {
-		return NotifyResult{}, fmt.Errorf("encode alert: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return NotifyResult{}, fmt.Errorf("create output directory: %w", err)
-	}
-	if err := writeBytesAtomic(notice.Outputs.Failure, append(body, '\n')); err != nil {
-		return NotifyResult{}, fmt.Errorf("write failure report: %w", err)
-	}
-	res := NotifyResult{Report: notice.Outputs.Failure}
 	if n.AlertWebhook == "" {
 		return res, nil
+	}
+	body, err := json.MarshalIndent(notice, "", "  ")
+	if err != nil {
+		return res, fmt.Errorf("encode alert: %w", err)
 	}
 	if err := n.post(ctx, n.AlertWebhook, notice, body); err != nil {
 		return res, err
 	}
 	res.Posted = true
 	return res, nil
+}
+
+// WriteFailureReport writes the failure report of a failed run, for an Alert that could not.
+// Its errors are those of OpenRunDir and of the file system, for a retry.
+func (n *Notifier) WriteFailureReport(ctx context.Context, notice RunNotice) (NotifyResult, error) {
+	notice.Kind = NoticeRunFailed
+	n.complete(ctx, &notice)
+	report, err := n.writeFailure(ctx, notice)
+	if errors.Is(err, errSuperseded) {
+		return NotifyResult{}, nil // a later run owns the directory: nothing to report there
+	}
+	if err != nil {
+		return NotifyResult{}, err
+	}
+	return NotifyResult{Report: report}, nil
+}
+
+// writeFailure writes failure.json in the run's output directory and returns its path. When the
+// directory holds the files of another attempt of the run, it takes it over only if its own
+// attempt is the run's latest: an alert retried late never removes the outputs of a newer run.
+func (n *Notifier) writeFailure(ctx context.Context, notice RunNotice) (string, error) {
+	dir, err := OpenRunDir(n.OutputRoot, notice.RunID)
+	if err != nil {
+		return "", err
+	}
+	defer dir.Close()
+	if notice.Attempt != "" {
+		owner, err := dir.Owner()
+		if err != nil {
+			return "", err
+		}
+		if owner != "" && owner != notice.Attempt {
+			latest, err := latestAttempt(ctx, notice.RunID)
+			if err != nil {
+				return "", err
+			}
+			if latest != "" && latest != notice.Attempt {
+				return "", fmt.Errorf("%s: %w (%s)", dir.Dir, errSuperseded, latest)
+			}
+		}
+		if err := dir.Claim(notice.Attempt); err != nil {
+			return "", typedError(err, false)
+		}
+	}
+	notice.Outputs.Failure = dir.path(FailureFile)
+	notice.Outputs.Error = ""
+	body, err := json.MarshalIndent(notice, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode failure report: %w", err)
+	}
+	if err := writeBytes(dir.Root, FailureFile, append(body, '\n')); err != nil {
+		return "", fmt.Errorf("write failure report: %w", typedError(err, false))
+	}
+	return notice.Outputs.Failure, nil
+}
+
+// errSuperseded says that a later run of the same run id owns the output directory.
+var errSuperseded = errors.New("the directory holds the outputs of a later run")
+
+// latestAttempt returns the Temporal run id of the latest run of the workflow runID, or ""
+// outside an activity.
+func latestAttempt(ctx context.Context, runID string) (string, error) {
+	if !activity.IsActivity(ctx) {
+		return "", nil
+	}
+	desc, err := activity.GetClient(ctx).DescribeWorkflowExecution(ctx, runID, "")
+	if err != nil {
+		return "", fmt.Errorf("describe %s: %w", runID, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), nil
 }
 
 // Event POSTs the notice of a completed run to the events webhook, when one is configured. It
@@ -186,28 +270,4 @@ func redactURLError(err error) error {
 		return fmt.Errorf("%s: %w", strings.ToLower(ue.Op), ue.Err)
 	}
 	return err
-}
-
-// writeBytesAtomic writes b to path through a temporary file, synced and renamed.
-func writeBytesAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -1,11 +1,14 @@
 package activities
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -60,4 +63,87 @@ func TestNotifyWithoutWebhooks(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"error": "ingest failed: boom"`)
 	require.Contains(t, string(b), `"kind": "txflow.run.failed"`)
+}
+
+// alertReceiver is a webhook receiver that keeps the notices it got.
+func alertReceiver(t *testing.T) (*httptest.Server, func() []RunNotice) {
+	var mu sync.Mutex
+	var got []RunNotice
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n RunNotice
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []RunNotice {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]RunNotice(nil), got...)
+	}
+}
+
+func TestAlertSentWhenOutputsCannotBeWritten(t *testing.T) {
+	srv, notices := alertReceiver(t)
+	// The output root lies below a regular file: nothing can be created there, whoever runs it.
+	blocker := filepath.Join(t.TempDir(), "not-a-directory")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
+	n := &Notifier{AlertWebhook: srv.URL, OutputRoot: filepath.Join(blocker, "output")}
+	notice := RunNotice{RunID: "txflow-0123456789abcdef", Attempt: "a1", Error: "ingest failed: boom"}
+
+	res, err := n.Alert(context.Background(), notice)
+	require.NoError(t, err)
+	require.True(t, res.Posted)
+	require.Empty(t, res.Report)
+	require.Contains(t, res.ReportError, "failure report not written")
+	got := notices()
+	require.Len(t, got, 1)
+	require.Equal(t, NoticeRunFailed, got[0].Kind)
+	require.Equal(t, "ingest failed: boom", got[0].Error)
+	require.Empty(t, got[0].Outputs.Failure)
+	require.Contains(t, got[0].Outputs.Error, "failure report not written")
+	require.Contains(t, got[0].Outputs.Error, "not a directory")
+
+	// The report is written once the output root can be.
+	_, err = n.WriteFailureReport(context.Background(), notice)
+	require.Error(t, err)
+	require.NoError(t, os.Remove(blocker))
+	require.NoError(t, os.MkdirAll(blocker, 0o755))
+	w, err := n.WriteFailureReport(context.Background(), notice)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(blocker, "output", notice.RunID, FailureFile), w.Report)
+	var fromFile RunNotice
+	require.NoError(t, json.Unmarshal([]byte(read(t, w.Report)), &fromFile))
+	require.Equal(t, "ingest failed: boom", fromFile.Error)
+	require.Equal(t, w.Report, fromFile.Outputs.Failure)
+	require.Empty(t, fromFile.Outputs.Error)
+	require.Len(t, notices(), 1, "writing the report sends nothing")
+}
+
+func TestAlertOfRefusedPathWritesNothing(t *testing.T) {
+	srv, notices := alertReceiver(t)
+	root := t.TempDir()
+	n := &Notifier{AlertWebhook: srv.URL, OutputRoot: root}
+	res, err := n.Alert(context.Background(), RunNotice{RunID: "txflow-refused", ErrorType: ErrTypeBadPath,
+		Error: "../env: path is outside the root"})
+	require.NoError(t, err)
+	require.True(t, res.Posted)
+	require.Empty(t, res.Report)
+	require.Empty(t, res.ReportError)
+	require.Len(t, notices(), 1)
+	require.Equal(t, ErrTypeBadPath, notices()[0].ErrorType)
+	require.Empty(t, notices()[0].Outputs.Failure)
+	entries, err := os.ReadDir(root)
+	require.NoError(t, err)
+	require.Empty(t, entries, "no output directory for a refused path")
+
+	// Any other failure leaves its report.
+	res, err = n.Alert(context.Background(), RunNotice{RunID: "txflow-bad-file", ErrorType: ErrTypeBadFile})
+	require.NoError(t, err)
+	require.FileExists(t, filepath.Join(root, "txflow-bad-file", FailureFile))
+	require.Equal(t, res.Report, notices()[1].Outputs.Failure)
 }

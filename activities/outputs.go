@@ -1,15 +1,17 @@
 package activities
 
 import (
-	"bufio"
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/txflow/txflow/postgres"
@@ -20,6 +22,8 @@ const (
 	OutputFile      = "output_transactions.csv"
 	ErrorReportFile = "error_report.csv"
 	SummaryFile     = "summary.json"
+	// AttemptFile, hidden, names the attempt (Temporal run id) whose files the directory holds.
+	AttemptFile = ".txflow-attempt"
 )
 
 // FileResult names a file an activity wrote and counts its data rows.
@@ -37,17 +41,18 @@ type ReportInput struct {
 // with its physical line and reason, in line order.
 func (a *Activities) ReportErrors(ctx context.Context, in ReportInput) (FileResult, error) {
 	defer keepAlive(ctx, nil)()
-	path, err := a.outputPath(in.RunID, ErrorReportFile)
+	dir, err := a.runDir(ctx, in.RunID)
 	if err != nil {
 		return FileResult{}, err
 	}
-	rows, err := writeFileAtomic(path, func(w io.Writer) (int64, error) {
+	defer dir.Close()
+	rows, err := writeFileAtomic(dir.Root, ErrorReportFile, func(w io.Writer) (int64, error) {
 		return a.DB.WriteErrorReport(ctx, in.RunID, w)
 	})
 	if err != nil {
-		return FileResult{}, fmt.Errorf("write error report: %w", err)
+		return FileResult{}, fmt.Errorf("write error report: %w", typedError(err, false))
 	}
-	return FileResult{Path: path, Rows: rows}, nil
+	return FileResult{Path: dir.path(ErrorReportFile), Rows: rows}, nil
 }
 
 // DumpInput names the run to export. A stage that failed leaves its column empty.
@@ -69,13 +74,14 @@ type DumpResult struct {
 // with its tag, annotation and error.
 func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error) {
 	defer keepAlive(ctx, nil)()
-	path, err := a.outputPath(in.RunID, OutputFile)
+	dir, err := a.runDir(ctx, in.RunID)
 	if err != nil {
 		return DumpResult{}, err
 	}
+	defer dir.Close()
 	opts := postgres.OutputOptions{OmitTags: in.OmitTags, OmitAnnotations: in.OmitAnnotations}
 	var counted outputCounts
-	rows, err := writeFileAtomic(path, func(w io.Writer) (int64, error) {
+	rows, err := writeFileAtomic(dir.Root, OutputFile, func(w io.Writer) (int64, error) {
 		// The file is counted as it streams out: a second pass over the joined tables would
 		// cost as much as the export itself.
 		count := newOutputCounter()
@@ -84,9 +90,9 @@ func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error)
 		return n, err
 	})
 	if err != nil {
-		return DumpResult{}, fmt.Errorf("write output: %w", err)
+		return DumpResult{}, fmt.Errorf("write output: %w", typedError(err, false))
 	}
-	return DumpResult{Path: path, Rows: rows, Tagged: counted.tagged, Annotated: counted.annotated}, nil
+	return DumpResult{Path: dir.path(OutputFile), Rows: rows, Tagged: counted.tagged, Annotated: counted.annotated}, nil
 }
 
 type outputCounts struct{ tagged, annotated int64 }
@@ -150,66 +156,147 @@ type SummaryInput struct {
 	Summary json.RawMessage
 }
 
-// WriteSummary writes summary.json and returns its path.
+// WriteSummary writes summary.json and returns its path. It is the last file a run writes: a
+// run directory with a summary.json holds the complete set of one attempt.
+//
+// It returns a non-retryable ErrTypeBadInput error when the summary is not valid JSON.
 func (a *Activities) WriteSummary(ctx context.Context, in SummaryInput) (string, error) {
-	path, err := a.outputPath(in.RunID, SummaryFile)
+	if !json.Valid(in.Summary) {
+		err := fmt.Errorf("summary of %s is not valid JSON", in.RunID)
+		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	dir, err := a.runDir(ctx, in.RunID)
 	if err != nil {
 		return "", err
 	}
-	if !json.Valid(in.Summary) {
-		err := fmt.Errorf("summary of %s is not valid JSON", in.RunID)
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+	defer dir.Close()
+	if err := writeBytes(dir.Root, SummaryFile, append(in.Summary, '\n')); err != nil {
+		return "", fmt.Errorf("write summary: %w", typedError(err, false))
 	}
-	_, err = writeFileAtomic(path, func(w io.Writer) (int64, error) {
-		n, err := w.Write(append(in.Summary, '\n'))
-		return int64(n), err
-	})
-	if err != nil {
-		return "", fmt.Errorf("write summary: %w", err)
-	}
-	return path, nil
+	return dir.path(SummaryFile), nil
 }
 
-// outputPath returns <output root>/<run id>/<name>, creating the run's directory.
-func (a *Activities) outputPath(runID, name string) (string, error) {
-	dir, err := OutputDir(a.OutputRoot, runID)
+// runDir opens the run's output directory for the attempt of the calling workflow.
+func (a *Activities) runDir(ctx context.Context, runID string) (*RunDir, error) {
+	attempt := ""
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).WorkflowExecution.RunID
+	}
+	d, err := OpenRunDir(a.OutputRoot, runID)
 	if err != nil {
-		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
+		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create output directory: %w", err)
+	if err := d.Claim(attempt); err != nil {
+		d.Close()
+		return nil, err
 	}
-	return filepath.Join(dir, name), nil
+	return d, nil
 }
 
-// writeFileAtomic writes path through a temporary file in the same directory, synced and renamed
-// into place, so that readers never see a partial file, even when the worker dies mid-write.
-func writeFileAtomic(path string, write func(io.Writer) (int64, error)) (n int64, err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+// RunDir is the output directory of one run, <output root>/<run id>/, opened through an
+// *os.Root: whatever happens to the path after it was opened (a directory swapped for a
+// symbolic link), files are written in this directory and nowhere else.
+//
+// A run id is run again (a failed run retried, a file processed anew): every attempt writes in
+// the same directory. Claim keeps them apart: the directory holds the files of one attempt only.
+type RunDir struct {
+	*os.Root
+	Dir string // the directory's absolute path, for the paths reported
+}
+
+// OpenRunDir creates, when needed, and opens <outputRoot>/<runID>. It returns a non-retryable
+// ErrTypeBadPath error for a run id that is not a plain directory name or a directory that
+// leaves the output root, ErrTypeConfig when no output root is configured; other errors (an
+// output root that cannot be written) are plain, for a retry.
+func OpenRunDir(outputRoot, runID string) (*RunDir, error) {
+	d, err := openRunDir(outputRoot, runID)
+	return d, typedError(err, false)
+}
+
+func openRunDir(outputRoot, runID string) (*RunDir, error) {
+	dir, err := OutputDir(outputRoot, runID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	if err := os.MkdirAll(outputRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("create output root: %w", err)
+	}
+	root, err := os.OpenRoot(outputRoot)
+	if err != nil {
+		return nil, fmt.Errorf("open output root: %w", err)
+	}
+	defer root.Close()
+	if err := root.MkdirAll(runID, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", confined(err))
+	}
+	if testHookOpened != nil {
+		testHookOpened()
+	}
+	r, err := root.OpenRoot(runID)
+	if err != nil {
+		return nil, fmt.Errorf("open output directory: %w", confined(err))
+	}
+	return &RunDir{Root: r, Dir: dir}, nil
+}
+
+func (d *RunDir) path(name string) string { return filepath.Join(d.Dir, name) }
+
+// Owner returns the attempt whose files the directory holds, "" when none is recorded.
+func (d *RunDir) Owner() (string, error) {
+	b, err := d.ReadFile(AttemptFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", AttemptFile, confined(err))
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Claim makes the directory attempt's (a Temporal run id) before it writes there. When the
+// directory holds files of another attempt, or of none recorded, they are removed first, the
+// summary and failure report first, the directory synced, and only then is attempt recorded:
+// a crash in the middle leaves no file of the earlier attempt beside one of this one, and never
+// a summary.json beside files it does not describe. An empty attempt claims nothing.
+func (d *RunDir) Claim(attempt string) error {
+	if attempt == "" {
+		return nil
+	}
+	owner, err := d.Owner()
+	if err != nil {
+		return err
+	}
+	if owner == attempt {
+		return nil
+	}
+	if err := d.clear(); err != nil {
+		return err
+	}
+	return writeBytes(d.Root, AttemptFile, []byte(attempt+"\n"))
+}
+
+// clear removes the run's files and the temporary files of interrupted writes.
+func (d *RunDir) clear() error {
+	for _, name := range []string{SummaryFile, FailureFile, OutputFile, ErrorReportFile} {
+		if err := d.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s of an earlier attempt: %w", name, confined(err))
 		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if n, err = write(bw); err != nil {
-		return 0, err
 	}
-	if err = bw.Flush(); err != nil {
-		return 0, err
+	f, err := d.Open(".")
+	if err != nil {
+		return confined(err)
 	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return 0, err
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("list output directory: %w", err)
 	}
-	if err = tmp.Sync(); err != nil {
-		return 0, err
+	for _, name := range names {
+		if strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") {
+			if err := d.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", name, err)
+			}
+		}
 	}
-	if err = tmp.Close(); err != nil {
-		return 0, err
-	}
-	return n, os.Rename(tmp.Name(), path)
+	return syncDir(d.Root, ".")
 }

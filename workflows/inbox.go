@@ -7,6 +7,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -31,13 +32,16 @@ type ProcessInboxInput struct {
 const (
 	InboxArchived = "archived" // its run completed, now or before: moved to archive/
 	InboxFailed   = "failed"   // its run failed: moved to failed/
+	// InboxLeft: the file's run was started elsewhere and how it ended could not be learnt; the
+	// file stays in the inbox for the next inbox run.
+	InboxLeft = "left"
 )
 
 // InboxFileResult is what became of one inbox file.
 type InboxFileResult struct {
 	File    string `json:"file"`     // where it was, relative to the input root
 	RunID   string `json:"run_id"`   // the ProcessFile run (workflow id)
-	Outcome string `json:"outcome"`  // InboxArchived or InboxFailed
+	Outcome string `json:"outcome"`  // InboxArchived, InboxFailed or InboxLeft
 	MovedTo string `json:"moved_to"` // where it is now, relative to the input root
 	Error   string `json:"error,omitempty"`
 }
@@ -52,7 +56,9 @@ type InboxResult struct {
 // file (workflow id RunID(sha256), so a file already processed successfully is not processed
 // again while a failed one is), at most MaxFiles at once; then it moves each file to
 // <input root>/archive/ when its run completed, or was found completed before, and to
-// <input root>/failed/ when its run failed. Children are abandoned if the inbox run ends early.
+// <input root>/failed/ when its run failed. A file whose run is already open (started by an
+// overlapping inbox run or by the starter) is moved once that run ends, by its outcome.
+// Children are abandoned if the inbox run ends early.
 func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, error) {
 	if in.Dir == "" {
 		in.Dir = DefaultInboxDir
@@ -98,6 +104,11 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { inFlight--; details() }()
 			outcome, runErr := processInboxFile(ctx, in, f)
+			r := &res.Files[i]
+			if outcome == InboxLeft {
+				r.Outcome, r.Error = outcome, rootCause(runErr)
+				return
+			}
 			to := activities.ArchiveDir
 			if outcome == InboxFailed {
 				to = activities.FailedDir
@@ -109,7 +120,6 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 				activities.MoveInput{File: f.File, SHA256: f.SHA256, To: to}).Get(ctx, &moved); err != nil {
 				runErr = errors.Join(runErr, fmt.Errorf("move to %s: %w", to, err))
 			}
-			r := &res.Files[i]
 			r.Outcome, r.MovedTo = outcome, moved
 			if runErr != nil {
 				r.Error = rootCause(runErr)
@@ -136,16 +146,51 @@ func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.I
 		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
 	})
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
-		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
-		if errors.As(err, &started) {
+		if alreadyStarted(err) {
 			// The reuse policy refuses an id only while its run is open or after it completed:
-			// this content was, or is being, processed.
-			return InboxArchived, nil
+			// this content was, or is being, processed. File it by how that run ends.
+			if workflow.GetVersion(ctx, waitOpenRunChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+				return InboxArchived, nil // histories recorded before the inbox waited
+			}
+			return waitForRun(ctx, RunID(f.SHA256))
 		}
 		return InboxFailed, err
 	}
 	if err := child.Get(ctx, nil); err != nil {
 		return InboxFailed, err
+	}
+	return InboxArchived, nil
+}
+
+// alreadyStarted says whether err refused a child because its workflow id is taken. The SDK says
+// so with ChildWorkflowExecutionAlreadyStartedError; its test environment with the service's
+// WorkflowExecutionAlreadyStarted.
+func alreadyStarted(err error) bool {
+	var started *temporal.ChildWorkflowExecutionAlreadyStartedError
+	var taken *serviceerror.WorkflowExecutionAlreadyStarted
+	return errors.As(err, &started) || errors.As(err, &taken)
+}
+
+// waitOpenRunChange marks, for workflow.GetVersion, the inbox waiting for a run already started.
+const waitOpenRunChange = "inbox-waits-for-open-run"
+
+// waitForRun waits for the run id's open (or ended) run started by someone else and says how
+// the inbox files it: archived when it completed, failed when it did not, left in the inbox
+// when its end could not be learnt.
+func waitForRun(ctx workflow.Context, runID string) (string, error) {
+	var a *activities.Activities
+	wctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    DefaultHeartbeatTimeout,
+		RetryPolicy:         retry(10),
+		Summary:             fmt.Sprintf("Wait for %s, started elsewhere, to end", runID),
+	})
+	var out activities.RunOutcome
+	if err := workflow.ExecuteActivity(wctx, a.WaitForRun, activities.WaitRunInput{RunID: runID}).Get(ctx, &out); err != nil {
+		return InboxLeft, fmt.Errorf("wait for %s: %w", runID, err)
+	}
+	if !out.Completed {
+		return InboxFailed, fmt.Errorf("%s", out.Error)
 	}
 	return InboxArchived, nil
 }

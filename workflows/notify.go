@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,8 +17,11 @@ type NotifyInput struct {
 	Notice activities.RunNotice // Kind says which: activities.NoticeRunFailed or NoticeRunCompleted
 }
 
-// Notify delivers a run's notice: for a failed run, the failure report (failure.json) and one
-// alert to TXFLOW_ALERT_WEBHOOK; for a completed run, one event to TXFLOW_EVENTS_WEBHOOK. A
+// Notify delivers a run's notice: for a failed run, one alert to TXFLOW_ALERT_WEBHOOK and the
+// failure report (failure.json; none for a run refused for its path); for a completed run, one
+// event to TXFLOW_EVENTS_WEBHOOK. The alert does not wait for the report: when the report cannot
+// be written the alert says so, is sent, and the report is written by a later activity, retried
+// like the deliveries. A
 // receiver that is down or answers 408, 429 or 5xx is retried with exponential backoff (1 s
 // doubling up to 10 min) for up to NotifyRetryFor; a receiver that refuses the notice with
 // another 4xx is not retried. ProcessFile starts it as an abandoned child workflow, so a slow
@@ -28,17 +32,31 @@ func Notify(ctx workflow.Context, in NotifyInput) (activities.NotifyResult, erro
 	fn := any(n.Event)
 	if in.Notice.Kind == activities.NoticeRunFailed {
 		fn = n.Alert
-		opts.Summary = fmt.Sprintf("Alert: write failure.json and POST the failure of %s to the alert webhook", in.Notice.RunID)
+		opts.Summary = fmt.Sprintf("Alert: POST the failure of %s to the alert webhook and write failure.json", in.Notice.RunID)
 	} else {
 		opts.Summary = fmt.Sprintf("Event: POST the completion of %s to the events webhook", in.Notice.RunID)
 	}
 	var res activities.NotifyResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, in.Notice).Get(ctx, &res)
-	return res, err
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, in.Notice).Get(ctx, &res); err != nil {
+		return res, err
+	}
+	if res.ReportError != "" {
+		// The alert went out without its report: write the report now, retried on its own.
+		opts.Summary = fmt.Sprintf("Write failure.json of %s", in.Notice.RunID)
+		var report activities.NotifyResult
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), n.WriteFailureReport, in.Notice).Get(ctx, &report); err != nil {
+			return res, fmt.Errorf("write failure report: %w", err)
+		}
+		res.Report, res.ReportError = report.Report, ""
+	}
+	return res, nil
 }
 
 // NotifyRetryFor is how long Notify keeps trying to deliver a notice.
 const NotifyRetryFor = 24 * time.Hour
+
+var notifyNonRetryable = []string{activities.ErrTypeWebhookRejected, activities.ErrTypeBadPath,
+	activities.ErrTypeConfig, activities.ErrTypeBadInput}
 
 var notifyOptions = workflow.ActivityOptions{
 	StartToCloseTimeout:    time.Minute,
@@ -47,15 +65,20 @@ var notifyOptions = workflow.ActivityOptions{
 		InitialInterval:        time.Second,
 		BackoffCoefficient:     2,
 		MaximumInterval:        10 * time.Minute,
-		NonRetryableErrorTypes: []string{activities.ErrTypeWebhookRejected, activities.ErrTypeBadPath},
+		NonRetryableErrorTypes: notifyNonRetryable,
 	},
 }
 
-// notify starts the Notify child of a finished run and waits only for it to start. Its workflow
-// id is derived from this run's, so a run sends its notice once.
-func notify(ctx workflow.Context, s *Summary) {
+// notify starts the Notify child of a finished run, which ended with runErr, and waits only for
+// it to start. Its workflow id is derived from this run's, so a run sends its notice once.
+func notify(ctx workflow.Context, s *Summary, runErr error) {
 	info := workflow.GetInfo(ctx)
 	notice := s.notice()
+	notice.Attempt = info.WorkflowExecution.RunID
+	var appErr *temporal.ApplicationError
+	if notice.Kind == activities.NoticeRunFailed && errors.As(runErr, &appErr) {
+		notice.ErrorType = appErr.Type()
+	}
 	kind, summary := "event", fmt.Sprintf("Event: %s completed", s.RunID)
 	if notice.Kind == activities.NoticeRunFailed {
 		kind, summary = "alert", fmt.Sprintf("Alert: %s failed at %s", s.RunID, notice.FailedStage)

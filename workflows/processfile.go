@@ -108,7 +108,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	m.finished(s.Status)
 	workflow.SetCurrentDetails(ctx, s.Markdown())
 	upsertSearchAttributes(ctx, s)
-	notify(ctx, s)
+	notify(ctx, s, err)
 	return res, err
 }
 
