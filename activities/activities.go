@@ -44,6 +44,13 @@ type Activities struct {
 	InputRoot  string // files are read only below this directory
 	OutputRoot string // outputs are written only below this directory
 	BatchSize  int    // rows per COPY batch; DefaultBatchSize when 0
+
+	// Progress receives Ingest's progress for the workflow that runs it; when nil, Ingest signals
+	// that workflow (IngestProgressSignal) through the worker's Temporal client.
+	Progress ProgressSink
+	// ProgressEvery is the least time between two progress reports of one Ingest;
+	// DefaultProgressEvery when 0 (see progressReporter).
+	ProgressEvery time.Duration
 }
 
 // IngestInput names the file of a run.
@@ -99,9 +106,20 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 
 	hash := sha256.New()
 	counter := &countingReader{r: io.TeeReader(f, hash)}
-	var committed atomic.Int64 // records committed, for the heartbeat
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	var committed atomic.Int64 // records committed, for the heartbeat and the progress reports
 	committed.Store(cp.Records)
-	defer keepAlive(ctx, func() any { return IngestProgress{Records: committed.Load(), Bytes: counter.n.Load()} })()
+	var phase atomic.Value
+	phase.Store(IngestLoading)
+	progress := func() IngestProgress {
+		return IngestProgress{Records: committed.Load(), Bytes: counter.n.Load(), Size: size, Phase: phase.Load().(string)}
+	}
+	defer keepAlive(ctx, func() any { return progress() })()
+	reporter := a.progressReporter(ctx, began)
+	defer reporter.wait()
 
 	// The file is parsed in one goroutine while the previous batch is COPYed in this one.
 	batchSize := a.BatchSize
@@ -175,8 +193,9 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 		committed.Add(int64(len(b.recs) + len(b.rejected)))
 		if activity.IsActivity(ctx) {
 			// Progress as soon as a batch is committed (the SDK throttles what it sends).
-			activity.RecordHeartbeat(ctx, IngestProgress{Records: committed.Load(), Bytes: counter.n.Load()})
+			activity.RecordHeartbeat(ctx, progress())
 		}
+		reporter.report(ctx, progress(), false)
 	}
 	if loadErr != nil {
 		return IngestResult{}, loadErr
@@ -195,6 +214,8 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeFileChanged, err)
 	}
 	loaded := time.Now()
+	phase.Store(IngestSettling)
+	reporter.report(ctx, progress(), true)
 	counts, err := a.DB.FinishIngest(ctx, in.RunID, stats.Records)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
@@ -217,10 +238,34 @@ func ingestResult(sha string, rowsRead int64, c postgres.IngestCounts) IngestRes
 	}
 }
 
-// IngestProgress is Ingest's heartbeat detail.
+// IngestProgress is Ingest's heartbeat detail, and what it reports to its workflow.
 type IngestProgress struct {
-	Records int64 // data records committed
-	Bytes   int64 // bytes of the file read
+	Records int64  // data records committed
+	Bytes   int64  // bytes of the file read
+	Size    int64  // bytes of the file
+	Phase   string // IngestLoading, then IngestSettling once every record is committed
+}
+
+// Phases of Ingest.
+const (
+	IngestLoading  = "loading"  // reading the file and committing its records in batches
+	IngestSettling = "settling" // settling duplicates, conflicts and new transactions
+)
+
+// IngestProgressSignal is the signal through which Ingest reports an IngestProgress to the
+// workflow that runs it, when Activities.Progress is nil.
+const IngestProgressSignal = "ingest-progress"
+
+// ProgressSink receives Ingest's progress reports for the workflow execution that runs it.
+type ProgressSink interface {
+	IngestProgress(ctx context.Context, workflowID, runID string, p IngestProgress) error
+}
+
+// signalSink reports progress by signalling the workflow through the worker's client.
+type signalSink struct{}
+
+func (signalSink) IngestProgress(ctx context.Context, workflowID, runID string, p IngestProgress) error {
+	return activity.GetClient(ctx).SignalWorkflow(ctx, workflowID, runID, IngestProgressSignal, p)
 }
 
 type countingReader struct {

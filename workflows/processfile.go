@@ -96,6 +96,15 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 		workflow.SetCurrentDetails(ctx, s.Markdown())
 	}
 	s.onProgress = func() { workflow.SetCurrentDetails(ctx, s.Markdown()) }
+	// Ingest reports its progress by signal (a few per run); handling one issues no command.
+	progress := workflow.GetSignalChannel(ctx, activities.IngestProgressSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var p activities.IngestProgress
+			progress.Receive(ctx, &p)
+			s.ingestProgressed(p)
+		}
+	})
 	upsertSearchAttributes(ctx, s)
 	workflow.SetCurrentDetails(ctx, s.Markdown())
 

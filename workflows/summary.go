@@ -53,9 +53,14 @@ type Stage struct {
 	Name     string `json:"name"`
 	Status   string `json:"status"`
 	Error    string `json:"error,omitempty"`
-	Done     int64  `json:"done,omitempty"`     // lines processed (tag, annotate)
-	Total    int64  `json:"total,omitempty"`    // lines to process (tag, annotate)
+	Done     int64  `json:"done,omitempty"`     // lines processed (tag, annotate); records read (ingest)
+	Total    int64  `json:"total,omitempty"`    // lines to process (tag, annotate); records of the file, once read (ingest)
 	Computed int64  `json:"computed,omitempty"` // results newly computed (tag, annotate)
+	// While Ingest runs: bytes of the file read, of the file, and its phase (IngestLoading,
+	// IngestSettling), from the progress it reports.
+	Bytes int64  `json:"bytes,omitempty"`
+	Size  int64  `json:"size,omitempty"`
+	Phase string `json:"phase,omitempty"`
 
 	began time.Time // when it started running, for the stage duration metric
 }
@@ -130,7 +135,7 @@ func (s *Summary) Markdown() string {
 		fmt.Fprintf(&b, ": %s", s.Error)
 	}
 	b.WriteString("\n\n")
-	if s.RowsRead > 0 || s.stage(StageIngest).Status == StatusCompleted {
+	if s.stage(StageIngest).Status == StatusCompleted {
 		fmt.Fprintf(&b, "rows read %d, ingested %d (new %d), rejected %d, in error %d",
 			s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError)
 		if s.stage(StageDump).Status == StatusCompleted {
@@ -141,8 +146,13 @@ func (s *Summary) Markdown() string {
 	b.WriteString("| stage | status | rows done |\n|---|---|---|\n")
 	for _, st := range s.Stages {
 		rows := ""
-		if st.Total > 0 {
+		switch {
+		case st.Total > 0:
 			rows = fmt.Sprintf("%d / %d (%d%%)", st.Done, st.Total, st.Done*100/st.Total)
+		case st.Phase == activities.IngestSettling:
+			rows = fmt.Sprintf("%d read, settling", st.Done)
+		case st.Size > 0:
+			rows = fmt.Sprintf("%d read (%d%% of the file)", st.Done, min(st.Bytes*100/st.Size, 100))
 		}
 		status := st.Status
 		if st.Error != "" {
@@ -184,12 +194,25 @@ func (s *Summary) failureText() string {
 	return strings.Join(parts, "; ")
 }
 
+// ingestProgressed records a progress report of Ingest; reports that arrive when the stage no
+// longer runs (a late one from an abandoned attempt) are dropped.
+func (s *Summary) ingestProgressed(p activities.IngestProgress) {
+	st := s.stage(StageIngest)
+	if st.Status != StatusRunning {
+		return
+	}
+	st.Done, st.Bytes, st.Size, st.Phase = p.Records, p.Bytes, p.Size, p.Phase
+	s.RowsRead = p.Records
+	s.progressed()
+}
+
 func (s *Summary) ingested(r activities.IngestResult) {
-	s.complete(StageIngest)
-	s.SHA256 = r.SHA256
-	s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError = r.RowsRead, r.Accepted, r.New, r.Rejected, r.Errors
 	st := s.stage(StageIngest)
 	st.Done, st.Total = r.RowsRead, r.RowsRead
+	st.Bytes, st.Size, st.Phase = 0, 0, ""
+	s.SHA256 = r.SHA256
+	s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError = r.RowsRead, r.Accepted, r.New, r.Rejected, r.Errors
+	s.complete(StageIngest)
 }
 
 func (s *Summary) reported(r activities.FileResult) {

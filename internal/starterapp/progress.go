@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/workflows"
 )
 
@@ -80,13 +81,23 @@ func (s *starter) showProgress(ctx context.Context, c client.Client, id, runID s
 	}
 }
 
-// ProgressLine renders a run's progress on one line: a bar of width characters over the
-// tag and annotate rows done, then each stage's state.
+// ProgressLine renders a run's progress on one line: a bar of width characters, then each
+// stage's state. While Ingest runs the bar is the share of the file read (from the progress
+// Ingest reports every few seconds); afterwards it is the tag and annotate rows done.
 func ProgressLine(s *workflows.Summary, width int) string {
 	var done, total int64
 	var parts []string
+	frac, ingesting := 0.0, false
 	for _, st := range s.Stages {
 		switch {
+		case st.Name == workflows.StageIngest && st.Status == workflows.StatusRunning && st.Size > 0:
+			ingesting = true
+			frac = min(float64(st.Bytes)/float64(st.Size), 1)
+			part := fmt.Sprintf("ingest %d rows read", st.Done)
+			if st.Phase == activities.IngestSettling {
+				part += ", settling"
+			}
+			parts = append(parts, part)
 		case st.Total > 0 && (st.Name == workflows.StageTag || st.Name == workflows.StageAnnotate):
 			done += st.Done
 			total += st.Total
@@ -97,8 +108,8 @@ func ProgressLine(s *workflows.Summary, width int) string {
 			parts = append(parts, st.Name+" failed")
 		}
 	}
-	frac := 0.0
 	switch {
+	case ingesting:
 	case total > 0:
 		frac = float64(done) / float64(total)
 	case s.Status != workflows.StatusRunning:

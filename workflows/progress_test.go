@@ -1,0 +1,90 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/activities"
+)
+
+// TestIngestProgressSignalUpdatesQuery checks that a progress report of Ingest, sent by signal
+// while Ingest runs, shows in the progress query and the current details, and that the stage's
+// final counts replace it when Ingest completes.
+func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).After(10*time.Minute).Return(ingestOK(25), nil).Once()
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 25}, nil)
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 25}, nil)
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil)
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil)
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil)
+
+	query := func() Summary {
+		t.Helper()
+		v, err := env.QueryWorkflow(ProgressQuery)
+		require.NoError(t, err)
+		var s Summary
+		require.NoError(t, v.Get(&s))
+		return s
+	}
+	var before, loading, settling Summary
+	env.RegisterDelayedCallback(func() {
+		before = query()
+		env.SignalWorkflow(activities.IngestProgressSignal,
+			activities.IngestProgress{Records: 12, Bytes: 500, Size: 1000, Phase: activities.IngestLoading})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		loading = query()
+		env.SignalWorkflow(activities.IngestProgressSignal,
+			activities.IngestProgress{Records: 27, Bytes: 1000, Size: 1000, Phase: activities.IngestSettling})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() { settling = query() }, 3*time.Minute)
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+
+	require.EqualValues(t, 0, before.RowsRead)
+	require.Equal(t, StatusRunning, before.stage(StageIngest).Status)
+
+	ing := loading.stage(StageIngest)
+	require.Equal(t, StatusRunning, ing.Status)
+	require.EqualValues(t, 12, loading.RowsRead)
+	require.EqualValues(t, 12, ing.Done)
+	require.EqualValues(t, 0, ing.Total, "the file's record count is known only at the end")
+	require.EqualValues(t, 500, ing.Bytes)
+	require.EqualValues(t, 1000, ing.Size)
+	require.Contains(t, loading.Markdown(), "| ingest | running | 12 read (50% of the file) |")
+
+	require.Equal(t, activities.IngestSettling, settling.stage(StageIngest).Phase)
+	require.EqualValues(t, 27, settling.RowsRead)
+	require.Contains(t, settling.Markdown(), "| ingest | running | 27 read, settling |")
+
+	var s Summary
+	require.NoError(t, env.GetWorkflowResult(&s))
+	ing = s.stage(StageIngest)
+	require.Equal(t, StatusCompleted, ing.Status)
+	require.EqualValues(t, 27, ing.Done)
+	require.EqualValues(t, 27, ing.Total)
+	require.Zero(t, ing.Bytes)
+	require.Empty(t, ing.Phase)
+}
+
+// TestLateIngestProgressIsDropped checks that a progress report arriving once Ingest is over (from
+// an attempt that was given up) changes nothing.
+func TestLateIngestProgressIsDropped(t *testing.T) {
+	s := newSummary("r", "in.csv", time.Now())
+	s.start(StageIngest)
+	s.ingestProgressed(activities.IngestProgress{Records: 5, Bytes: 10, Size: 100})
+	require.EqualValues(t, 5, s.RowsRead)
+	s.ingested(ingestOK(25))
+	s.ingestProgressed(activities.IngestProgress{Records: 3, Bytes: 10, Size: 100, Phase: activities.IngestLoading})
+	require.EqualValues(t, 27, s.RowsRead)
+	st := s.stage(StageIngest)
+	require.EqualValues(t, 27, st.Done)
+	require.Zero(t, st.Size)
+	require.Empty(t, st.Phase)
+}
