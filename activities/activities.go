@@ -62,13 +62,15 @@ type IngestInput struct {
 
 // IngestResult counts what the ingestion did.
 type IngestResult struct {
-	SHA256   string
-	RowsRead int64 // data records in the file
-	Accepted int64 // records kept for this run
-	New      int64 // accepted records not stored before
-	Rejected int64 // records rejected (unreadable, duplicate, conflicting)
-	Errors   int64 // accepted records in error (amount too high)
-	MaxSeq   int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
+	SHA256       string
+	RowsRead     int64 // data records in the file
+	Lines        int64 // physical lines in the file
+	SkippedLines int64 // lines that are neither the header nor part of a record (preamble, blank lines)
+	Accepted     int64 // records kept for this run
+	New          int64 // accepted records not stored before
+	Rejected     int64 // records rejected (unreadable, duplicate, conflicting)
+	Errors       int64 // accepted records in error (amount too high)
+	MaxSeq       int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -80,6 +82,12 @@ type IngestResult struct {
 // missing, ErrTypeBadFile when it has no usable header, ErrTypeFileChanged when its content no
 // longer matches the hash given; database errors are returned as they are, for a retry.
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, error) {
+	// A retry resumes after the batches its predecessor committed.
+	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
+	return a.ingest(ctx, in, resume)
+}
+
+func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (IngestResult, error) {
 	path, err := ResolveInput(a.InputRoot, in.File)
 	if err != nil {
 		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
@@ -94,14 +102,18 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 	defer f.Close()
 
 	began := time.Now()
-	// A retry resumes after the batches its predecessor committed.
-	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
 	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}, resume)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
 	}
 	if cp.Settled {
-		return ingestResult(in.SHA256, cp.RowsRead, cp.Totals), nil
+		// A predecessor settled the run but its result was lost: the totals are stored, the line
+		// counts are read again.
+		stats, err := txn.Read(f, a.Reader, func(txn.Record) error { return nil }, func(txn.Rejected) error { return nil })
+		if err != nil {
+			return IngestResult{}, fmt.Errorf("read %s: %w", in.File, err)
+		}
+		return ingestResult(in.SHA256, cp.RowsRead, stats, cp.Totals), nil
 	}
 
 	hash := sha256.New()
@@ -223,18 +235,20 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "records", stats.Records,
 		"accepted", counts.Accepted, "new", counts.New, "rejected", counts.Rejected,
 		"load", loaded.Sub(began).Round(time.Millisecond), "settle", time.Since(loaded).Round(time.Millisecond))
-	return ingestResult(sum, stats.Records, counts), nil
+	return ingestResult(sum, stats.Records, stats, counts), nil
 }
 
-func ingestResult(sha string, rowsRead int64, c postgres.IngestCounts) IngestResult {
+func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.IngestCounts) IngestResult {
 	return IngestResult{
-		SHA256:   sha,
-		RowsRead: rowsRead,
-		Accepted: c.Accepted,
-		New:      c.New,
-		Rejected: c.Rejected,
-		Errors:   c.Errors,
-		MaxSeq:   c.MaxSeq,
+		SHA256:       sha,
+		RowsRead:     rowsRead,
+		Lines:        stats.Lines,
+		SkippedLines: stats.SkippedLines,
+		Accepted:     c.Accepted,
+		New:          c.New,
+		Rejected:     c.Rejected,
+		Errors:       c.Errors,
+		MaxSeq:       c.MaxSeq,
 	}
 }
 

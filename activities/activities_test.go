@@ -120,3 +120,43 @@ func TestProgressReporterRate(t *testing.T) {
 	r.wait()
 	require.Len(t, sink.all(), 4)
 }
+
+// TestIngestCountsLines checks the line accounting of the result, also when a retry finds the run
+// already settled by its predecessor.
+func TestIngestCountsLines(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	input := t.TempDir()
+	content := "Compte n° 12345678901;;;\n" +
+		"Période du 01/03/2024 au 31/03/2024;;;\n" +
+		";;;\n" +
+		"\n" +
+		"   \n" +
+		"id;montant;libellé;\n" +
+		"1;12,50;CB TAXI;\n" +
+		"\n" +
+		"2;-3,00;PRLV TOTO;\n"
+	require.NoError(t, os.WriteFile(filepath.Join(input, "bank.csv"), []byte(content), 0o644))
+	sum, err := HashFile(filepath.Join(input, "bank.csv"))
+	require.NoError(t, err)
+
+	a := &Activities{DB: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: t.TempDir()}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	in := IngestInput{RunID: "lines", File: "bank.csv", SHA256: sum}
+	v, err := env.ExecuteActivity(a.Ingest, in)
+	require.NoError(t, err)
+	var res IngestResult
+	require.NoError(t, v.Get(&res))
+	require.EqualValues(t, 2, res.RowsRead)
+	require.EqualValues(t, 9, res.Lines)
+	require.EqualValues(t, 6, res.SkippedLines)
+
+	again, err := a.ingest(ctx, in, true)
+	require.NoError(t, err)
+	require.Equal(t, res, again)
+}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 // final counts replace it when Ingest completes.
 func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
 	env := newEnv(t)
-	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).After(10*time.Minute).Return(ingestOK(25), nil).Once()
+	ing := ingestOK(25)
+	ing.Lines, ing.SkippedLines = 31, 3
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).After(10*time.Minute).Return(ing, nil).Once()
 	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 25}, nil)
 	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 25}, nil)
 	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil)
@@ -50,13 +53,13 @@ func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
 	require.EqualValues(t, 0, before.RowsRead)
 	require.Equal(t, StatusRunning, before.stage(StageIngest).Status)
 
-	ing := loading.stage(StageIngest)
-	require.Equal(t, StatusRunning, ing.Status)
+	st := loading.stage(StageIngest)
+	require.Equal(t, StatusRunning, st.Status)
 	require.EqualValues(t, 12, loading.RowsRead)
-	require.EqualValues(t, 12, ing.Done)
-	require.EqualValues(t, 0, ing.Total, "the file's record count is known only at the end")
-	require.EqualValues(t, 500, ing.Bytes)
-	require.EqualValues(t, 1000, ing.Size)
+	require.EqualValues(t, 12, st.Done)
+	require.EqualValues(t, 0, st.Total, "the file's record count is known only at the end")
+	require.EqualValues(t, 500, st.Bytes)
+	require.EqualValues(t, 1000, st.Size)
 	require.Contains(t, loading.Markdown(), "| ingest | running | 12 read (50% of the file) |")
 
 	require.Equal(t, activities.IngestSettling, settling.stage(StageIngest).Phase)
@@ -65,12 +68,19 @@ func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
 
 	var s Summary
 	require.NoError(t, env.GetWorkflowResult(&s))
-	ing = s.stage(StageIngest)
-	require.Equal(t, StatusCompleted, ing.Status)
-	require.EqualValues(t, 27, ing.Done)
-	require.EqualValues(t, 27, ing.Total)
-	require.Zero(t, ing.Bytes)
-	require.Empty(t, ing.Phase)
+	st = s.stage(StageIngest)
+	require.Equal(t, StatusCompleted, st.Status)
+	require.EqualValues(t, 27, st.Done)
+	require.EqualValues(t, 27, st.Total)
+	require.Zero(t, st.Bytes)
+	require.Empty(t, st.Phase)
+
+	// The reader's line accounting reaches summary.json.
+	require.EqualValues(t, 31, s.Lines)
+	require.EqualValues(t, 3, s.SkippedLines)
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"lines":31,"skipped_lines":3,`)
 }
 
 // TestLateIngestProgressIsDropped checks that a progress report arriving once Ingest is over (from

@@ -23,13 +23,15 @@ type Summary struct {
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 
-	RowsRead  int64 `json:"rows_read"` // data records in the file
-	Ingested  int64 `json:"ingested"`  // records accepted for this run
-	New       int64 `json:"new"`       // accepted records not stored before
-	Rejected  int64 `json:"rejected"`  // records rejected, listed in the error report
-	InError   int64 `json:"in_error"`  // accepted records in error (amount too high)
-	Tagged    int64 `json:"tagged"`    // accepted records with a tag
-	Annotated int64 `json:"annotated"` // accepted records with an annotation
+	RowsRead     int64 `json:"rows_read"`     // data records in the file
+	Lines        int64 `json:"lines"`         // physical lines in the file
+	SkippedLines int64 `json:"skipped_lines"` // lines neither header nor record: preamble, blank lines
+	Ingested     int64 `json:"ingested"`      // records accepted for this run
+	New          int64 `json:"new"`           // accepted records not stored before
+	Rejected     int64 `json:"rejected"`      // records rejected, listed in the error report
+	InError      int64 `json:"in_error"`      // accepted records in error (amount too high)
+	Tagged       int64 `json:"tagged"`        // accepted records with a tag
+	Annotated    int64 `json:"annotated"`     // accepted records with an annotation
 
 	Outputs Outputs  `json:"outputs"`
 	Stages  []*Stage `json:"stages"`
@@ -212,6 +214,7 @@ func (s *Summary) ingested(r activities.IngestResult) {
 	st.Bytes, st.Size, st.Phase = 0, 0, ""
 	s.SHA256 = r.SHA256
 	s.RowsRead, s.Ingested, s.New, s.Rejected, s.InError = r.RowsRead, r.Accepted, r.New, r.Rejected, r.Errors
+	s.Lines, s.SkippedLines = r.Lines, r.SkippedLines
 	s.complete(StageIngest)
 }
 
