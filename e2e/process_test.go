@@ -76,9 +76,14 @@ func (s *syncBuffer) String() string {
 
 // workerEnv is the environment of a worker (or starter) using srv, the database and the roots.
 func workerEnv(srv *devtemporal.Server, dbURL, input, output string) config.Map {
+	return workerEnvAt(srv.FrontendHostPort(), srv.Namespace(), dbURL, input, output)
+}
+
+// workerEnvAt is workerEnv for a Temporal server at address, in namespace.
+func workerEnvAt(address, namespace, dbURL, input, output string) config.Map {
 	return config.Map{
-		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
-		"TEMPORAL_NAMESPACE":   srv.Namespace(),
+		"TEMPORAL_ADDRESS":     address,
+		"TEMPORAL_NAMESPACE":   namespace,
 		"TEMPORAL_CONFIG_FILE": os.DevNull,
 		"DATABASE_URL":         dbURL,
 		"TXFLOW_INPUT_DIR":     input,
