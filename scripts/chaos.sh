@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# chaos.sh: kill the worker at random moments of a large run and check nothing is lost or doubled.
+# chaos.sh: kill the worker (or the Temporal server) at random moments of a large run and check
+# nothing is lost or doubled.
 #
-# Usage: scripts/chaos.sh [-rows N] [-kills K] [-chunk N] [-heartbeat D] [-seed S]
+# Usage: scripts/chaos.sh [-rows N] [-kills K] [-chunk N] [-heartbeat D] [-seed S] [--kill worker|temporal]
 #
-# Starts its own Temporal server (devserver, in memory, headless) and local PostgreSQL cluster in a
-# temporary directory, generates a file of N rows (default 1,000,000), runs it once undisturbed
-# in a fresh database, then runs it again in another fresh database with a worker process that is
-# killed with SIGKILL K times (default 5) at random moments and restarted each time. It then
-# checks that both runs wrote byte-identical output_transactions.csv and error_report.csv and that
-# no table holds a key twice, and prints PASS or FAIL. Needs Go and the PostgreSQL server binaries.
-# Keep the temporary directory with KEEP=1.
+# Starts its own Temporal server (devserver, headless) and local PostgreSQL cluster in a temporary
+# directory, generates a file of N rows (default 1,000,000), runs it once undisturbed in a fresh
+# database, then runs it again in another fresh database while a process is killed with SIGKILL
+# K times (default 5) at random moments and restarted each time: the worker (--kill worker, the
+# default), or the Temporal dev server (--kill temporal), which then keeps its state in a SQLite
+# file and is restarted on the same port and file. It then checks that both runs wrote
+# byte-identical output_transactions.csv and error_report.csv and that no table holds a key twice,
+# and prints PASS or FAIL. Needs Go and the PostgreSQL server binaries. Keep the temporary
+# directory with KEEP=1.
 set -euo pipefail
 
-rows=1000000 kills=5 chunk=50000 heartbeat=5s seed=1
+rows=1000000 kills=5 chunk=50000 heartbeat=5s seed=1 target=worker
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rows) rows=$2; shift 2 ;;
@@ -20,10 +23,15 @@ while [ $# -gt 0 ]; do
 	-chunk) chunk=$2; shift 2 ;;
 	-heartbeat) heartbeat=$2; shift 2 ;;
 	-seed) seed=$2; shift 2 ;;
-	-h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-kill|--kill) target=$2; shift 2 ;;
+	-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "chaos.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+case "$target" in
+worker|temporal) ;;
+*) echo "chaos.sh: --kill takes worker or temporal, not $target" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/txflow-chaos.XXXXXX")
@@ -38,6 +46,8 @@ cleanup() {
 		kill -TERM "$devserver_pid" 2>/dev/null || true
 		wait "$devserver_pid" 2>/dev/null || true
 	fi
+	# PostgreSQL outlives a dev server killed with SIGKILL: stop it if it still runs.
+	[ -x "${kit:-}" ] && "$kit" pgstop "$work/pg" || true
 	if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -49,19 +59,32 @@ log "building worker, devserver and chaoskit"
 kit=$bin/chaoskit
 
 port=$("$kit" freeport)
-log "starting Temporal on 127.0.0.1:$port and PostgreSQL in $work/pg"
-# The same program as `go run ./devserver --in-memory --headless`, built above so that it can be
-# stopped by its pid.
-env -u DATABASE_URL "$bin/devserver" --in-memory --headless --port "$port" --pg-dir "$work/pg" \
-	>"$work/devserver.log" 2>&1 &
-devserver_pid=$!
-for _ in $(seq 1 600); do
-	grep -q 'Press Ctrl+C' "$work/devserver.log" 2>/dev/null && break
-	kill -0 "$devserver_pid" 2>/dev/null || { cat "$work/devserver.log"; echo "FAIL: devserver did not start"; exit 1; }
-	sleep 0.2
-done
-admin_url=$(sed -n "s/.*export DATABASE_URL='\(.*\)'.*/\1/p" "$work/devserver.log")
-[ -n "$admin_url" ] || { cat "$work/devserver.log"; echo "FAIL: no DATABASE_URL from devserver"; exit 1; }
+# The same program as `go run ./devserver --headless`, built above so that it can be stopped (or
+# killed) by its pid. Killing Temporal needs its state on disk: a SQLite file, which the restarted
+# server reopens; PostgreSQL, started with it, keeps running and is adopted on restart.
+if [ "$target" = temporal ]; then
+	state=(--db-filename "$work/temporal.db")
+else
+	state=(--in-memory)
+fi
+starts=0
+start_devserver() {
+	starts=$((starts + 1))
+	devserver_log=$work/devserver-$starts.log
+	env -u DATABASE_URL "$bin/devserver" "${state[@]}" --headless --port "$port" --pg-dir "$work/pg" \
+		>"$devserver_log" 2>&1 &
+	devserver_pid=$!
+	for _ in $(seq 1 600); do
+		grep -q 'Press Ctrl+C' "$devserver_log" 2>/dev/null && return 0
+		kill -0 "$devserver_pid" 2>/dev/null || { cat "$devserver_log"; echo "FAIL: devserver did not start"; exit 1; }
+		sleep 0.2
+	done
+	cat "$devserver_log"; echo "FAIL: devserver not ready after 2 minutes"; exit 1
+}
+log "starting Temporal on 127.0.0.1:$port (${state[*]}) and PostgreSQL in $work/pg"
+start_devserver
+admin_url=$(sed -n "s/.*export DATABASE_URL='\(.*\)'.*/\1/p" "$devserver_log")
+[ -n "$admin_url" ] || { cat "$devserver_log"; echo "FAIL: no DATABASE_URL from devserver"; exit 1; }
 clean_db=$("$kit" createdb -url "$admin_url" txflow_clean)
 chaos_db=$("$kit" createdb -url "$admin_url" txflow_chaos)
 
@@ -94,7 +117,7 @@ log "clean run took ${took}s"
 
 # 2. The run under fire: K kills, each a random 1 to took/2 seconds after the previous restart
 # (every kill also costs the heartbeat timeout, so they land before the run ends).
-log "run with $kills kills"
+log "run with $kills kills of the $target"
 start_worker "$chaos_db" "$work/chaos" "$work/worker-chaos.log"
 "$kit" start -chunk "$chunk" -heartbeat "$heartbeat" "$file" >/dev/null
 spread=$(( took / 2 > 2 ? took / 2 : 2 ))
@@ -102,16 +125,24 @@ landed=0
 for i in $(seq 1 "$kills"); do
 	pause=$(( RANDOM % spread + 1 ))
 	sleep "$pause"
-	state=$("$kit" stage "$id" 2>/dev/null || echo unknown)
+	stage=$("$kit" stage "$id" 2>/dev/null || echo unknown)
 	if "$kit" wait -timeout 1ms "$id" >/dev/null 2>&1; then
 		log "kill $i: the run had already ended"
 		break
 	fi
-	kill -9 "$worker_pid"
-	wait "$worker_pid" 2>/dev/null || true
 	landed=$((landed + 1))
-	log "kill $i after ${pause}s, during $state; restarting the worker"
-	start_worker "$chaos_db" "$work/chaos" "$work/worker-chaos.log"
+	if [ "$target" = temporal ]; then
+		kill -9 "$devserver_pid"
+		wait "$devserver_pid" 2>/dev/null || true
+		log "kill $i after ${pause}s, during $stage; restarting Temporal on port $port and $work/temporal.db"
+		sleep 2 # the worker and the waiting clients see the server gone
+		start_devserver
+	else
+		kill -9 "$worker_pid"
+		wait "$worker_pid" 2>/dev/null || true
+		log "kill $i after ${pause}s, during $stage; restarting the worker"
+		start_worker "$chaos_db" "$work/chaos" "$work/worker-chaos.log"
+	fi
 done
 result=0
 "$kit" wait -timeout 30m "$id" | sed 's/^/    /' || result=1

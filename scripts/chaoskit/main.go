@@ -9,6 +9,7 @@
 //	chaoskit stage RUN_ID                   prints the activities running now
 //	chaoskit wait -timeout D RUN_ID         exits 1 unless the run completes
 //	chaoskit dups -url URL                  exits 1 if a table holds a key twice
+//	chaoskit pgstop DIR                     stops the PostgreSQL server running in DIR, if any
 //
 // Temporal is reached through TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
 package main
@@ -30,6 +31,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/devserver/devpg"
 	"github.com/txflow/txflow/devserver/devtemporal"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/workflows"
@@ -37,7 +39,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: chaoskit freeport|gen|createdb|start|stage|wait|dups ...")
+		fmt.Fprintln(os.Stderr, "usage: chaoskit freeport|gen|createdb|start|stage|wait|dups|pgstop ...")
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -61,6 +63,8 @@ func main() {
 		err = wait(ctx, args)
 	case "dups":
 		err = dups(ctx, args)
+	case "pgstop":
+		err = pgStop(ctx, args)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
@@ -240,4 +244,20 @@ func dups(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d table(s) hold duplicates", bad)
 	}
 	return nil
+}
+
+// pgStop stops the PostgreSQL server running in the data directory args[0], which a dev server
+// killed with SIGKILL leaves behind. A directory without a running server is left alone.
+func pgStop(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("one data directory expected")
+	}
+	if _, err := os.Stat(filepath.Join(args[0], "postmaster.pid")); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	pg, err := devpg.Start(ctx, devpg.Options{DataDir: args[0]}) // adopts the running server
+	if err != nil {
+		return err
+	}
+	return pg.Stop()
 }
