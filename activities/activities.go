@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +29,8 @@ const (
 	ErrTypeFileChanged = "FileChangedError" // the file's content differs from the one the run was started for
 )
 
-// NonRetryableErrorTypes lists every error type above, for retry policies.
-var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged}
+// NonRetryableErrorTypes lists every error type above and those of paths.go, for retry policies.
+var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeConfig, ErrTypeBadInput}
 
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
@@ -88,16 +87,9 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 }
 
 func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (IngestResult, error) {
-	path, err := ResolveInput(a.InputRoot, in.File)
+	f, err := OpenInput(a.InputRoot, in.File)
 	if err != nil {
-		return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			return IngestResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadPath, err)
-		}
-		return IngestResult{}, fmt.Errorf("open input: %w", err)
+		return IngestResult{}, err
 	}
 	defer f.Close()
 

@@ -270,3 +270,45 @@ func TestBlockedStatementTimesOut(t *testing.T) {
 	require.False(t, postgres.IsTimeout(errors.New("connection refused")))
 	require.False(t, postgres.IsTimeout(&pgconn.PgError{Code: "23505"}))
 }
+
+// TestFinishIngestWaitsForAnotherSettleBeyondTheLockTimeout: a run waiting for another run's
+// settling (serialised by an advisory lock) is not stalled, however long that takes, while the
+// lock timeout still applies to the settling statements themselves.
+func TestFinishIngestWaitsForAnotherSettleBeyondTheLockTimeout(t *testing.T) {
+	dbURL := testdb.URL(t)
+	ctx := context.Background()
+	migrated, err := postgres.Open(ctx, dbURL)
+	require.NoError(t, err)
+	require.NoError(t, migrated.Migrate(ctx))
+	migrated.Close()
+
+	db, err := postgres.OpenWith(ctx, dbURL, postgres.Options{LockTimeout: 200 * time.Millisecond, StatementTimeout: -1})
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.BeginIngest(ctx, postgres.Run{ID: "waiting", File: "w.csv", SHA256: "00"}, false)
+	require.NoError(t, err)
+	require.NoError(t, db.LoadBatch(ctx, "waiting", 1, []txn.Record{{Line: 2, ID: "1", Amount: decimal.RequireFromString("1.00"), RawAmount: "1.00", Wording: "A"}}, nil))
+
+	// Another session settles: it holds the settling lock for 1 s, five times the lock timeout.
+	other, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	_, err = other.Exec(ctx, "SELECT pg_advisory_lock(x'7478666c6f770002'::bigint)")
+	require.NoError(t, err)
+	time.AfterFunc(time.Second, func() { _, _ = other.Exec(ctx, "SELECT pg_advisory_unlock(x'7478666c6f770002'::bigint)") })
+
+	began := time.Now()
+	c, err := db.FinishIngest(ctx, "waiting", 1)
+	require.NoError(t, err, "waiting for another run's settling is not a lock timeout")
+	require.GreaterOrEqual(t, time.Since(began), 900*time.Millisecond)
+	require.EqualValues(t, 1, c.New)
+
+	// The lock timeout is back for the settling statements: a table held elsewhere still times out.
+	_, err = db.BeginIngest(ctx, postgres.Run{ID: "waiting2", File: "w2.csv", SHA256: "01"}, false)
+	require.NoError(t, err)
+	release := holdLock(t, dbURL, "transactions")
+	defer release()
+	_, err = db.FinishIngest(ctx, "waiting2", 0)
+	require.Error(t, err)
+	require.True(t, postgres.IsTimeout(err), "got %v", err)
+}

@@ -285,8 +285,21 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (IngestCounts, error) {
 	var c IngestCounts
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Waiting for another run's settling is not a stall: it may take longer than the
+		// lock timeout on a large file. The statement timeout still bounds the wait, and the
+		// lock timeout applies again to the statements that follow.
+		var lockTimeout string
+		if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
+			return fmt.Errorf("read lock_timeout: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+			return fmt.Errorf("set lock_timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
 			return fmt.Errorf("lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", lockTimeout); err != nil {
+			return fmt.Errorf("restore lock_timeout: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
 			return fmt.Errorf("set work_mem: %w", err)
