@@ -7,12 +7,12 @@ WORKERS ?= 1
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
-	$(GO) run ./demo
+	$(GO) run ./dev/demo
 
 ## test: vet and run every test; the tests start their own PostgreSQL and Temporal
 test:
-	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) vet ./... ./dev/...
+	$(GO) test -count=1 -timeout 40m ./... ./dev/...
 
 ## check: formatting check (CI runs it before the tests)
 check:
@@ -20,11 +20,11 @@ check:
 
 ## bench: the pipeline on a generated file of ROWS rows, against the COPY floor (see README)
 bench:
-	$(GO) run ./bench -rows $(ROWS) -workers $(WORKERS)
+	$(GO) run ./dev/bench -rows $(ROWS) -workers $(WORKERS)
 
 ## build: the worker, the starter and the dev server, into bin/
 build:
-	$(GO) build -o bin/ ./worker ./starter ./devserver
+	$(GO) build -o bin/ ./worker ./starter ./dev/devserver
 
 ## clean-state: forget the local Temporal history, database cluster and demo outputs
 clean-state:

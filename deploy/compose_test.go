@@ -129,12 +129,12 @@ func TestComposeImagesArePinned(t *testing.T) {
 	}
 	// The Temporal images are those of the server version the module depends on; the UI the
 	// one of the ui-server module.
-	server := "temporalio/server:" + moduleVersion(t, "go.temporal.io/server")
+	server := "temporalio/server:" + moduleVersion(t, "dev", "go.temporal.io/server")
 	assert.Equal(t, server, c.Services["temporal"].Image)
-	admin := "temporalio/admin-tools:" + moduleVersion(t, "go.temporal.io/server")
+	admin := "temporalio/admin-tools:" + moduleVersion(t, "dev", "go.temporal.io/server")
 	assert.Equal(t, admin, c.Services["temporal-schema"].Image)
 	assert.Equal(t, admin, c.Services["temporal-namespace"].Image)
-	assert.Equal(t, "temporalio/ui:"+moduleVersion(t, "github.com/temporalio/ui-server/v2"), c.Services["temporal-ui"].Image)
+	assert.Equal(t, "temporalio/ui:"+moduleVersion(t, "dev", "github.com/temporalio/ui-server/v2"), c.Services["temporal-ui"].Image)
 }
 
 func TestComposeWorkerAndStarter(t *testing.T) {

@@ -90,11 +90,12 @@ func TestDockerfileStages(t *testing.T) {
 
 func TestDockerfileBuildsStaticWorkerAndStarter(t *testing.T) {
 	var build string
-	var cgoOff, localToolchain bool
+	var cgoOff, localToolchain, workOff bool
 	for _, in := range readDockerfile(t) {
 		if in.Op == "ENV" {
 			cgoOff = cgoOff || strings.Contains(" "+in.Args+" ", " CGO_ENABLED=0 ")
 			localToolchain = localToolchain || strings.Contains(" "+in.Args+" ", " GOTOOLCHAIN=local ")
+			workOff = workOff || strings.Contains(" "+in.Args+" ", " GOWORK=off ")
 		}
 		if in.Op == "RUN" && strings.Contains(in.Args, "go build") {
 			build = in.Args
@@ -102,10 +103,11 @@ func TestDockerfileBuildsStaticWorkerAndStarter(t *testing.T) {
 	}
 	assert.True(t, cgoOff, "the binaries must be static for distroless/static")
 	assert.True(t, localToolchain)
+	assert.True(t, workOff, "the image builds the product module alone, without the dev module")
 	require.NotEmpty(t, build, "no go build")
 	assert.Contains(t, build, "--mount=type=cache,target=/go/pkg/mod")
 	assert.Contains(t, build, " ./worker ./starter")
-	assert.NotContains(t, build, "./devserver")
+	assert.NotContains(t, build, "./dev/")
 	assert.DirExists(t, filepath.Join("..", "worker"))
 	assert.DirExists(t, filepath.Join("..", "starter"))
 }

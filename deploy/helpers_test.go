@@ -27,13 +27,14 @@ func knownVariables(t *testing.T) map[string]bool {
 	return known
 }
 
-// moduleVersion returns the version of module path required by go.mod, without its "v".
-func moduleVersion(t *testing.T, path string) string {
+// moduleVersion returns the version of module path required by the go.mod of the repository's
+// module dir ("." for the product, "dev" for the development tooling), without its "v".
+func moduleVersion(t *testing.T, dir, path string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	raw, err := os.ReadFile(filepath.Join("..", dir, "go.mod"))
 	require.NoError(t, err)
 	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(path) + `\s+v(\S+)`).FindSubmatch(raw)
-	require.NotNil(t, m, "go.mod does not require %s", path)
+	require.NotNil(t, m, "%s/go.mod does not require %s", dir, path)
 	return string(m[1])
 }
 

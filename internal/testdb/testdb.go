@@ -21,7 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txflow/txflow/devserver/devpg"
+	"github.com/txflow/txflow/internal/devpg"
 )
 
 // EnvURL names the environment variable holding the URL of an existing

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )
@@ -20,7 +20,7 @@ import (
 // start-to-close timeout) and be retried; once the lock is released the run completes with the
 // outputs of an undisturbed run.
 func TestStalledDatabaseFailsFastAndRetries(t *testing.T) {
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	c := dial(t, srv)
 	input, out, db := t.TempDir(), t.TempDir(), testdb.URL(t)
 	copySamples(t, input)
@@ -84,7 +84,7 @@ func TestIngestProgressVisibleDuringIngest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("ingests a large file")
 	}
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	c := dial(t, srv)
 	input, out := t.TempDir(), t.TempDir()
 	name := generate(t, input, 300_000, 21)

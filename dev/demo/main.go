@@ -15,8 +15,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/txflow/txflow/dev/internal/devstack"
 	"github.com/txflow/txflow/internal/config"
-	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/workerapp"
 )
@@ -94,7 +94,7 @@ func run(ctx context.Context, stateDir, dataDir string, keep bool) error {
 		fmt.Println("Temporal and its Web UI keep running; Ctrl-C to stop.")
 		<-ctx.Done()
 	} else {
-		fmt.Printf("(servers stopped; `go run ./devserver` reopens this history from %s, or run the demo with --keep)\n", stateDir)
+		fmt.Printf("(servers stopped; `go run ./dev/devserver` reopens this history from %s, or run the demo with --keep)\n", stateDir)
 	}
 	return nil
 }

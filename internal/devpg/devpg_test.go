@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/txflow/txflow/devserver/devpg"
+	"github.com/txflow/txflow/internal/devpg"
 )
 
 // tempDir returns a temporary directory the unprivileged server user can

@@ -19,9 +19,9 @@ import (
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/sdk/client"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
-	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
@@ -43,7 +43,7 @@ type harness struct {
 
 func start(t *testing.T) *harness {
 	t.Helper()
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	h := &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()}
 	h.env = config.Map{
 		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
@@ -127,7 +127,7 @@ func TestSampleFilesEndToEnd(t *testing.T) {
 	require.EqualValues(t, 13, s.Tagged)
 	require.EqualValues(t, 19, s.Annotated)
 	if *update {
-		saveHistory(t, h, id, "../workflows/testdata/processfile_history.json")
+		saveHistory(t, h, id, "../../workflows/testdata/processfile_history.json")
 	}
 
 	// The sample with errors: rejected rows, rows in error, a duplicate and a conflict with the

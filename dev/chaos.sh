@@ -2,7 +2,7 @@
 # chaos.sh: kill the worker (or the Temporal server) at random moments of a large run and check
 # nothing is lost or doubled.
 #
-# Usage: scripts/chaos.sh [-rows N] [-kills K] [-chunk N] [-heartbeat D] [-seed S] [--kill worker|temporal]
+# Usage: dev/chaos.sh [-rows N] [-kills K] [-chunk N] [-heartbeat D] [-seed S] [--kill worker|temporal]
 #
 # Starts its own Temporal server (devserver, headless) and local PostgreSQL cluster in a temporary
 # directory, generates a file of N rows (default 1,000,000), runs it once undisturbed in a fresh
@@ -55,11 +55,11 @@ trap cleanup EXIT
 log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 log "building worker, devserver and chaoskit"
-(cd "$root" && go build -o "$bin/" ./worker ./devserver ./scripts/chaoskit)
+(cd "$root" && go build -o "$bin/" ./worker ./dev/devserver ./dev/chaoskit)
 kit=$bin/chaoskit
 
 port=$("$kit" freeport)
-# The same program as `go run ./devserver --headless`, built above so that it can be stopped (or
+# The same program as `go run ./dev/devserver --headless`, built above so that it can be stopped (or
 # killed) by its pid. Killing Temporal needs its state on disk: a SQLite file, which the restarted
 # server reopens; PostgreSQL, started with it, keeps running and is adopted on restart.
 if [ "$target" = temporal ]; then

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -29,7 +28,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
+	"github.com/txflow/txflow/workflows"
 )
 
 const taskQueue = "devtemporal-test"
@@ -43,8 +43,8 @@ func Greet(ctx workflow.Context, name string) (string, error) {
 		return "", err
 	}
 	err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(devtemporal.SearchAttrFile).ValueSet(name+".csv"),
-		temporal.NewSearchAttributeKeyInt64(devtemporal.SearchAttrRows).ValueSet(int64(len(name))),
+		temporal.NewSearchAttributeKeyKeyword(workflows.SearchAttrFile.GetName()).ValueSet(name+".csv"),
+		temporal.NewSearchAttributeKeyInt64(workflows.SearchAttrRows.GetName()).ValueSet(int64(len(name))),
 	)
 	if err != nil {
 		return "", err
@@ -114,7 +114,7 @@ func TestServerEndToEndAndRestart(t *testing.T) {
 		UIPort:           uiPort,
 		DBFilename:       dbFile,
 		ExtraNamespaces:  []string{"txflow-extra"},
-		SearchAttributes: devtemporal.TxflowSearchAttributes,
+		SearchAttributes: workflows.SearchAttributes(),
 	})
 	t.Logf("first start took %v", time.Since(began))
 
@@ -134,7 +134,7 @@ func TestServerEndToEndAndRestart(t *testing.T) {
 	describeNamespace(t, c, "txflow-extra")
 	for _, name := range []string{"default", "txflow-extra"} {
 		sas := customSearchAttributes(t, c, name)
-		for sa, typ := range devtemporal.TxflowSearchAttributes {
+		for sa, typ := range workflows.SearchAttributes() {
 			assert.Equal(t, typ, sas[sa], "search attribute %s on %s", sa, name)
 		}
 	}
@@ -153,7 +153,7 @@ func TestServerEndToEndAndRestart(t *testing.T) {
 	assert.Equal(t, "hello, txflow (attempt 1)", greeting)
 	w.Stop()
 
-	query := fmt.Sprintf("%s = 'txflow.csv' AND %s = 6", devtemporal.SearchAttrFile, devtemporal.SearchAttrRows)
+	query := fmt.Sprintf("%s = 'txflow.csv' AND %s = 6", workflows.SearchAttrFile.GetName(), workflows.SearchAttrRows.GetName())
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
 		if assert.NoError(ct, err) && assert.Len(ct, resp.GetExecutions(), 1) {
@@ -197,7 +197,7 @@ func TestServerEndToEndAndRestart(t *testing.T) {
 
 	// A restart on the same file keeps the namespace, its history and its
 	// search attributes, and adds newly requested ones.
-	wantSAs := maps.Clone(devtemporal.TxflowSearchAttributes)
+	wantSAs := workflows.SearchAttributes()
 	wantSAs["TxflowBatch"] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	began = time.Now()
 	s2 := devtemporal.StartForTest(t, devtemporal.Options{DBFilename: dbFile, SearchAttributes: wantSAs})
@@ -218,12 +218,12 @@ func TestServerEndToEndAndRestart(t *testing.T) {
 	require.NoError(t, s2.Stop())
 
 	// A search attribute that exists with another type is an error.
-	conflicting := map[string]enumspb.IndexedValueType{devtemporal.SearchAttrRows: enumspb.INDEXED_VALUE_TYPE_KEYWORD}
+	conflicting := map[string]enumspb.IndexedValueType{workflows.SearchAttrRows.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD}
 	_, err = devtemporal.Start(ctx, devtemporal.Options{
 		Port: mustFreePort(t), UIPort: -1, DBFilename: dbFile, SearchAttributes: conflicting, LogLevel: "off",
 	})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), devtemporal.SearchAttrRows)
+	assert.Contains(t, err.Error(), workflows.SearchAttrRows.GetName())
 }
 
 func mustFreePort(t *testing.T) int {

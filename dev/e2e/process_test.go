@@ -24,9 +24,9 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/txflow/txflow/activities"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
-	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/workerapp"
@@ -441,7 +441,7 @@ func runWorker(t *testing.T, env config.Map) (stop func()) {
 func copySamples(t *testing.T, dir string) {
 	t.Helper()
 	for _, name := range []string{"transactions.csv", "transactions_with_errors.csv"} {
-		b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", name))
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
 	}

@@ -17,23 +17,24 @@ import (
 	"github.com/txflow/txflow/internal/config"
 )
 
-// ModuleRoot returns the directory of txflow's go.mod.
-func ModuleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+// RepoRoot returns the directory of txflow's product module (the repository root), from
+// anywhere in the workspace, the dev module included.
+func RepoRoot() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/txflow/txflow").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("find the txflow module (run inside the repository): %w", err)
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the txflow module")
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", errors.New("not inside the txflow repository")
 	}
-	return filepath.Dir(gomod), nil
+	return dir, nil
 }
 
-// Build builds the named commands of the module (e.g. "worker", "starter") into dir and returns
-// their paths by name.
+// Build builds the named commands, given by their directory in the repository (e.g. "worker",
+// "starter", "dev/devserver"), into dir and returns their paths by base name ("devserver").
 func Build(ctx context.Context, dir string, commands ...string) (map[string]string, error) {
-	root, err := ModuleRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +49,7 @@ func Build(ctx context.Context, dir string, commands ...string) (map[string]stri
 	}
 	paths := make(map[string]string, len(commands))
 	for _, c := range commands {
-		paths[c] = filepath.Join(dir, filepath.Base(c))
+		paths[filepath.Base(c)] = filepath.Join(dir, filepath.Base(c))
 	}
 	return paths, nil
 }

@@ -3,7 +3,7 @@
 // server and PostgreSQL, and compares the wall time with the floor measured in the same run on
 // the same database: COPY of the same file into a table, and back out.
 //
-//	go run ./bench -rows 1000000        (make bench ROWS=1000000)
+//	go run ./dev/bench -rows 1000000        (make bench ROWS=1000000)
 package main
 
 import (
@@ -18,7 +18,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/txflow/txflow/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devstack"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/workflows"

@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/txflow/txflow/devserver/devpg"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
+	"github.com/txflow/txflow/internal/devpg"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )
@@ -23,7 +23,7 @@ func TestOutagePostgresRestartedMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a large file twice and restarts PostgreSQL")
 	}
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	c := dial(t, srv)
 	input := t.TempDir()
 	name := generate(t, input, 100_000, 11)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )
@@ -28,7 +28,7 @@ func TestChaosWorkerKilled(t *testing.T) {
 		t.Skip("builds the worker and runs a large file several times")
 	}
 	bin := buildWorker(t)
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	c := dial(t, srv)
 	input := t.TempDir()
 	name := generate(t, input, chaosRows, 7)

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/require"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
@@ -29,7 +29,7 @@ type observed struct {
 // in-process worker serving /healthz, /readyz and /metrics on a free port.
 func startObserved(t *testing.T, withUI bool) *observed {
 	t.Helper()
-	opts := devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes}
+	opts := devtemporal.Options{SearchAttributes: workflows.SearchAttributes()}
 	if withUI {
 		port, err := devtemporal.FreePort()
 		require.NoError(t, err)

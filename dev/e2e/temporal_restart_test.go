@@ -14,9 +14,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
-	"github.com/txflow/txflow/internal/devstack"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )
@@ -32,7 +32,7 @@ func TestTemporalKilledMidRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bins, err := devstack.Build(ctx, t.TempDir(), "devserver", "worker", "starter")
+	bins, err := devstack.Build(ctx, t.TempDir(), "dev/devserver", "worker", "starter")
 	require.NoError(t, err)
 
 	port, err := devtemporal.FreePort()

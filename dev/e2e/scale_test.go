@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/activities"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )

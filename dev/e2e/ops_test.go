@@ -20,7 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/txflow/txflow/activities"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/testdb"
@@ -164,7 +164,7 @@ type opsHarness struct {
 
 func startOps(t *testing.T, alertFailFirst, eventsFailFirst int) *opsHarness {
 	t.Helper()
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	h := &opsHarness{t: t, srv: srv, input: t.TempDir(), output: t.TempDir(),
 		alert: newReceiver(t, alertFailFirst), events: newReceiver(t, eventsFailFirst), metrics: newMetricsRecorder()}
 	dbURL := testdb.URL(t)
@@ -205,7 +205,7 @@ func (h *opsHarness) put(dir, name string, content []byte) {
 }
 
 func sample(t *testing.T, name string) []byte {
-	b, err := os.ReadFile(filepath.Join("..", "testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", name))
 	require.NoError(t, err)
 	return b
 }

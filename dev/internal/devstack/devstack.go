@@ -14,9 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/txflow/txflow/devserver/devpg"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/internal/devpg"
+	"github.com/txflow/txflow/workflows"
 )
 
 // Options configures Start.
@@ -78,7 +79,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.DatabaseURL = s.Postgres.URL("txflow")
 	}
 
-	topts := devtemporal.Options{IP: "127.0.0.1", SearchAttributes: devtemporal.TxflowSearchAttributes}
+	topts := devtemporal.Options{IP: "127.0.0.1", SearchAttributes: workflows.SearchAttributes()}
 	if topts.Port, err = pickPort(opts.Port, 7233); err != nil {
 		return nil, err
 	}

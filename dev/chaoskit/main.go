@@ -1,4 +1,4 @@
-// Command chaoskit holds the small steps scripts/chaos.sh needs that a shell cannot do alone:
+// Command chaoskit holds the small steps dev/chaos.sh needs that a shell cannot do alone:
 // generating a file, creating a database, starting and watching a run, and checking a database
 // for duplicates.
 //
@@ -31,8 +31,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/activities"
-	"github.com/txflow/txflow/devserver/devpg"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
+	"github.com/txflow/txflow/internal/devpg"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/workflows"
 )

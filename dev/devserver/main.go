@@ -3,7 +3,7 @@
 //
 // Usage:
 //
-//	go run ./devserver [flags]
+//	go run ./dev/devserver [flags]
 //
 // It persists to .txflow/temporal.db under the current directory unless
 // --in-memory is given, and runs until interrupted (SIGINT or SIGTERM).
@@ -18,8 +18,9 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/txflow/txflow/devserver/devpg"
-	"github.com/txflow/txflow/devserver/devtemporal"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
+	"github.com/txflow/txflow/internal/devpg"
+	"github.com/txflow/txflow/workflows"
 )
 
 func main() {
@@ -32,7 +33,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("devserver", flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: go run ./devserver [flags]
+		fmt.Fprint(fs.Output(), `Usage: go run ./dev/devserver [flags]
 
 Runs a Temporal server and its Web UI in one process, for local txflow runs.
 The namespace is registered with the txflow search attributes (TxflowFile,
@@ -67,7 +68,7 @@ Flags (one or two dashes):
 		Port:             *port,
 		UIPort:           *uiPort,
 		Namespace:        *namespace,
-		SearchAttributes: devtemporal.TxflowSearchAttributes,
+		SearchAttributes: workflows.SearchAttributes(),
 		LogLevel:         *logLevel,
 	}
 	if *headless {

@@ -23,8 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/txflow/txflow/activities"
-	"github.com/txflow/txflow/devserver/devtemporal"
-	"github.com/txflow/txflow/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/starterapp"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
@@ -274,7 +274,7 @@ func TestHostileSecretsNeverLeak(t *testing.T) {
 		apiKey     = "tmprl-apikey-7c2b5a0e9f"
 	)
 	bin := buildWorker(t)
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: devtemporal.TxflowSearchAttributes})
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
 	c := dial(t, srv)
 	u, err := url.Parse(testdb.URL(t))
 	require.NoError(t, err)
