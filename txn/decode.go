@@ -21,6 +21,7 @@ type rowMeta struct {
 	reason    Reason // set when the row is rejected before decoding
 	detail    string
 	rawAmount string // the raw amount of a row rejected before decoding
+	account   string // the account field as read ("" when the file has no account column)
 }
 
 // csvRow is what gocsv decodes each row into.

@@ -21,11 +21,19 @@ const maxHeaderLine = 50
 // expectedColumns describes the header Read accepts.
 const expectedColumns = "columns id, amount (or montant), wording (or label, libelle, libellé)"
 
+// Indexes in header.cols.
+const (
+	colIndexID = iota
+	colIndexAmount
+	colIndexWording
+	colIndexAccount
+)
+
 // header is the usable header line of a file.
 type header struct {
 	line   int64  // physical line
 	delim  byte   // ',', ';' or '\t'
-	cols   [3]int // file column of id, amount, wording
+	cols   [4]int // file column of id, amount, wording, account (-1: no account column)
 	fields int    // number of fields of the header line
 	// trailingEmpty: the header ends with a delimiter (its last name is
 	// empty), so rows without that last empty field are accepted too.
@@ -107,20 +115,24 @@ func detectHeader(line string) (header, bool) {
 }
 
 // headerAliases maps folded header names to the index of the column in
-// header.cols: 0 id, 1 amount, 2 wording.
+// header.cols.
 var headerAliases = map[string]int{
-	"id":      0,
-	"amount":  1,
-	"montant": 1,
-	"wording": 2,
-	"label":   2,
-	"libelle": 2,
+	"id":      colIndexID,
+	"amount":  colIndexAmount,
+	"montant": colIndexAmount,
+	"wording": colIndexWording,
+	"label":   colIndexWording,
+	"libelle": colIndexWording,
+	"account": colIndexAccount,
+	"compte":  colIndexAccount,
+	"iban":    colIndexAccount,
 }
 
-// mapHeader finds the id, amount and wording columns. It fails when one is
-// missing or appears twice (for example both amount and montant).
-func mapHeader(header []string) ([3]int, bool) {
-	cols := [3]int{-1, -1, -1}
+// mapHeader finds the id, amount and wording columns, and the optional
+// account column. It fails when a required one is missing or when one
+// appears twice (for example both amount and montant, or compte and iban).
+func mapHeader(header []string) ([4]int, bool) {
+	cols := [4]int{-1, -1, -1, -1}
 	for i, h := range header {
 		k, ok := headerAliases[foldHeader(h)]
 		if !ok {

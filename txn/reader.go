@@ -28,7 +28,10 @@ type Record struct {
 	Amount    decimal.Decimal // parsed exactly
 	RawAmount string          // the amount field exactly as read
 	Wording   string          // as read
-	Error     Reason          // left "" by Read; set by the caller with Rules.Check
+	// Account is the row's account (valid, see ParseAccount) when the file
+	// has an account column, "" otherwise: the caller fills in the run's.
+	Account string
+	Error   Reason // left "" by Read; set by the caller with Rules.Check
 }
 
 // Rejected is a data row that cannot be accepted.
@@ -37,6 +40,10 @@ type Rejected struct {
 	ID      string // raw id as read, "" when absent
 	Amount  string // raw amount as read, "" when absent
 	Wording string // raw wording as read, "" when absent
+	// Account is the raw account as read when the file has an account
+	// column, "" otherwise (and when the field is empty): the caller fills
+	// in the run's.
+	Account string
 	Reason  Reason
 	Detail  string // human-readable explanation
 }
@@ -75,6 +82,9 @@ type Stats struct {
 	Delimiter  rune   // ',', ';' or '\t'
 	Encoding   string // EncodingUTF8 or EncodingWindows1252
 	HeaderLine int64  // physical line of the header
+	// AccountColumn: the header has an account column (account, compte or
+	// iban), so every row carries its own account.
+	AccountColumn bool
 
 	// Lines is the number of physical lines in the file (a last line
 	// without a line end counts).
@@ -135,14 +145,17 @@ func (e *FileError) Error() string {
 // columns; the lines before it (a bank's account number, period, blank
 // lines) are skipped. It is matched case-insensitively, ignoring
 // surrounding spaces and accents, in any column order; extra columns are
-// ignored. A trailing delimiter on the header or on a row (an empty last
+// ignored. An optional account column (account, compte or iban) gives each
+// row its own account (Record.Account, Stats.AccountColumn). A trailing delimiter on the header or on a row (an empty last
 // field) is ignored. Blank lines, including lines whose fields are all
 // blank such as ";;", are skipped and not counted as rows.
 //
 // Rows are rejected with ReasonMalformedRow (CSV syntax error, line too
 // long, wrong number of fields), ReasonInvalidEncoding, ReasonMalformedRow
-// (NUL byte), ReasonFieldTooLong, ReasonMissingID or ReasonInvalidAmount, in
-// that order of precedence. A row with a CSV syntax error is rejected as its
+// (NUL byte), ReasonFieldTooLong, ReasonMissingID, ReasonInvalidAmount or
+// ReasonInvalidAccount (a row whose account field is not a valid account,
+// see ParseAccount, in a file with an account column), in that order of
+// precedence. A row with a CSV syntax error is rejected as its
 // first physical line only and reading resumes at the next line, so that an
 // unterminated quote never swallows the rows after it (see scanner).
 // Duplicate ids are not detected here. Record.Error is left empty.
@@ -169,6 +182,7 @@ func Read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onReject
 		return stats, err
 	}
 	stats.HeaderLine = h.line
+	stats.AccountColumn = h.cols[colIndexAccount] >= 0
 	stats.Delimiter = rune(h.delim)
 	sc.delim = h.delim
 
@@ -271,6 +285,9 @@ func (rr *rowReader) classify(rec rawRecord) (m rowMeta, id, amount, wording str
 		return m, "", "", "", true
 	}
 	id, amount, wording = rr.project(fields)
+	if c := rr.hdr.cols[colIndexAccount]; c >= 0 && c < len(fields) {
+		m.account = storable(fields[c])
+	}
 	switch {
 	case rec.syntax != "":
 		m.reason, m.detail = ReasonMalformedRow, rec.syntax
@@ -304,7 +321,7 @@ func (rr *rowReader) project(fields []string) (id, amount, wording string) {
 		}
 		return ""
 	}
-	return get(rr.hdr.cols[0]), get(rr.hdr.cols[1]), get(rr.hdr.cols[2])
+	return get(rr.hdr.cols[colIndexID]), get(rr.hdr.cols[colIndexAmount]), get(rr.hdr.cols[colIndexWording])
 }
 
 // storable makes a raw value of a rejected row storable as text: valid
@@ -317,8 +334,13 @@ func storable(s string) string {
 // callback.
 func (rr *rowReader) deliver(m rowMeta, row *csvRow, onRecord func(Record) error, onRejected func(Rejected) error) error {
 	stats := rr.stats
-	rej := Rejected{Line: m.line, ID: row.ID, Amount: row.Amount.raw, Wording: row.Wording}
+	rej := Rejected{Line: m.line, ID: row.ID, Amount: row.Amount.raw, Wording: row.Wording, Account: m.account}
 	trimmed := strings.TrimSpace(row.ID)
+	var account string
+	var accountErr error
+	if rr.hdr.cols[colIndexAccount] >= 0 && m.reason == "" {
+		account, accountErr = ParseAccount(m.account)
+	}
 	switch {
 	case m.reason != "":
 		rej.Amount, rej.Reason, rej.Detail = m.rawAmount, m.reason, m.detail
@@ -326,11 +348,14 @@ func (rr *rowReader) deliver(m rowMeta, row *csvRow, onRecord func(Record) error
 		rej.Reason, rej.Detail = ReasonMissingID, "id is empty"
 	case row.Amount.err != nil:
 		rej.Reason, rej.Detail = ReasonInvalidAmount, row.Amount.err.Error()
+	case accountErr != nil:
+		rej.Reason, rej.Detail = ReasonInvalidAccount, accountErr.Error()
 	default:
 		stats.Records++
 		stats.Accepted++
 		stats.AcceptedLines += m.lines
-		return onRecord(Record{Line: m.line, ID: trimmed, Amount: row.Amount.value, RawAmount: row.Amount.raw, Wording: row.Wording})
+		return onRecord(Record{Line: m.line, ID: trimmed, Amount: row.Amount.value, RawAmount: row.Amount.raw,
+			Wording: row.Wording, Account: account})
 	}
 	stats.Records++
 	stats.Rejected++

@@ -32,6 +32,9 @@ const (
 	ReasonInvalidEncoding Reason = "invalid_encoding"
 	// ReasonFieldTooLong: the id or the wording exceeds ReaderOptions.MaxFieldBytes.
 	ReasonFieldTooLong Reason = "field_too_long"
+	// ReasonInvalidAccount: the row's account field is not a valid account
+	// (see ParseAccount), in a file with an account column.
+	ReasonInvalidAccount Reason = "invalid_account"
 	// ReasonDuplicateID: the same id appears twice in one file (detected by the store).
 	ReasonDuplicateID Reason = "duplicate_id"
 	// ReasonIDConflict: the id was already stored with different content
