@@ -26,6 +26,13 @@ bench:
 build:
 	$(GO) build -o bin/ ./worker ./starter ./dev/devserver
 
-## clean-state: forget the local Temporal history, database cluster and demo outputs
+## clean-state: forget the local Temporal history, database cluster and demo outputs; a cluster
+## that lives in the temporary directory (.txflow/pg is then a link to it) goes too, stopped first
 clean-state:
+	@pg=.txflow/pg; if [ -L "$$pg" ]; then pg=$$(readlink "$$pg"); fi; \
+	if [ -f "$$pg/postmaster.pid" ]; then \
+		pid=$$(head -n 1 "$$pg/postmaster.pid"); echo "stopping PostgreSQL (pid $$pid) in $$pg"; \
+		kill -INT "$$pid" 2>/dev/null; i=0; while kill -0 "$$pid" 2>/dev/null && [ $$i -lt 100 ]; do sleep 0.1; i=$$((i+1)); done; \
+	fi; \
+	if [ "$$pg" != .txflow/pg ]; then echo "rm -rf $$pg"; rm -rf "$$pg"; fi
 	rm -rf .txflow data

@@ -95,7 +95,9 @@ Flags (one or two dashes):
 		if err := os.MkdirAll(filepath.Dir(*pgDir), 0o755); err != nil {
 			return fmt.Errorf("create postgres directory: %w", err)
 		}
-		pg, err := devpg.Start(ctx, devpg.Options{DataDir: *pgDir})
+		pg, err := devpg.StartOrFallback(ctx, devpg.Options{DataDir: *pgDir, Logf: func(f string, a ...any) {
+			fmt.Printf(f+"\n", a...)
+		}})
 		if err != nil {
 			return fmt.Errorf("start local postgresql: %w", err)
 		}
@@ -103,7 +105,7 @@ Flags (one or two dashes):
 		if err := pg.CreateDatabase(ctx, "txflow"); err != nil {
 			return err
 		}
-		fmt.Printf("PostgreSQL: %s\n  for the worker: export DATABASE_URL='%s'\n", *pgDir, pg.URL("txflow"))
+		fmt.Printf("PostgreSQL: %s\n  for the worker: export DATABASE_URL='%s'\n", pg.DataDir(), pg.URL("txflow"))
 	}
 
 	srv, err := devtemporal.Start(ctx, opts)

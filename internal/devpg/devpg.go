@@ -16,6 +16,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -193,7 +195,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.port = opts.Port
 	if c.port == 0 {
-		if c.port, err = freePort(); err != nil {
+		// The port of the previous start, when it is still free, so that the DATABASE_URL
+		// given to a worker stays the same across restarts of the same cluster.
+		if prev := previousPort(dataDir); prev > 0 && portFree(prev) {
+			c.port = prev
+		} else if c.port, err = freePort(); err != nil {
 			return nil, fmt.Errorf("devpg: pick a port: %w", err)
 		}
 	}
@@ -530,6 +536,80 @@ func checkTraversable(dir string, cred *syscall.Credential) error {
 			return nil
 		}
 	}
+}
+
+// previousPort returns the port recorded in DataDir's settings file by the previous start, or 0.
+func previousPort(dataDir string) int {
+	data, err := os.ReadFile(filepath.Join(dataDir, confFile))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) != "port" {
+			continue
+		}
+		if port, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && port > 0 && port < 65536 {
+			return port
+		}
+	}
+	return 0
+}
+
+// portFree reports whether port can be listened on at 127.0.0.1.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// TempDataDir returns where StartOrFallback puts the cluster of dataDir when the server's user
+// cannot reach dataDir: a directory of the temporary directory named after dataDir's absolute
+// path, so that every start for the same dataDir finds the same cluster.
+func TempDataDir(dataDir string) string {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "txflow-pg-"+hex.EncodeToString(sum[:4]))
+}
+
+// StartOrFallback is Start, except that when the server's user cannot reach opts.DataDir
+// (ErrNotSearchable: a checkout under a private home directory, started as root) the cluster
+// lives in TempDataDir(opts.DataDir) instead, and opts.DataDir becomes a symbolic link to it, so
+// that later starts, and whoever cleans the state up, find it there. It reports the move through
+// opts.Logf.
+func StartOrFallback(ctx context.Context, opts Options) (*Cluster, error) {
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if target, err := os.Readlink(opts.DataDir); err == nil {
+		// A link left by an earlier fallback; its target may have been removed since (a reboot
+		// empties the temporary directory): Start then makes a new cluster there.
+		opts.DataDir = target
+		return Start(ctx, opts)
+	}
+	c, err := Start(ctx, opts)
+	if !errors.Is(err, ErrNotSearchable) {
+		return c, err
+	}
+	abs, aerr := filepath.Abs(opts.DataDir)
+	if aerr != nil {
+		return nil, fmt.Errorf("devpg: data dir: %w", aerr)
+	}
+	tmp := TempDataDir(abs)
+	logf("%s is not reachable by the PostgreSQL server's user; the cluster lives in %s (linked from %s)", abs, tmp, abs)
+	_ = os.Remove(abs) // the empty directory the first attempt made; a non-empty one stays and Symlink fails
+	if err := os.Symlink(tmp, abs); err != nil {
+		return nil, fmt.Errorf("devpg: link %s to %s: %w", abs, tmp, err)
+	}
+	opts.DataDir = tmp
+	return Start(ctx, opts)
 }
 
 // freePort asks the kernel for a free loopback TCP port.

@@ -3,6 +3,7 @@ package devpg_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,6 +67,7 @@ func TestStartStopRestartKeepsData(t *testing.T) {
 	c2, err := devpg.Start(ctx, devpg.Options{DataDir: dataDir, Fast: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c2.Stop() })
+	require.Equal(t, c.Port(), c2.Port(), "a restarted cluster keeps its port, so its DATABASE_URL stays the same")
 	conn, err = pgx.Connect(ctx, c2.URL("app"))
 	require.NoError(t, err)
 	defer conn.Close(ctx)
@@ -98,4 +100,62 @@ func TestFindBinDir(t *testing.T) {
 	require.True(t, strings.Contains(err.Error(), "PG_BINDIR"), err.Error())
 	require.True(t, strings.Contains(err.Error(), "apt-get install postgresql"), err.Error())
 	require.True(t, strings.Contains(err.Error(), "DATABASE_URL"), err.Error())
+}
+
+// A state directory the server's user cannot reach (t.TempDir is 0700, owned by root) makes
+// StartOrFallback put the cluster in the temporary directory, linked from the state directory;
+// the next start finds it through the link on the same port, and `make clean-state` stops it and
+// removes it.
+func TestStartOrFallbackAndCleanState(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the fallback only happens when running as root (the server then runs as another user)")
+	}
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make is not installed")
+	}
+	makefile, err := filepath.Abs(filepath.Join("..", "..", "Makefile"))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	checkout := t.TempDir()
+	require.NoError(t, os.Chmod(checkout, 0o700))
+	dataDir := filepath.Join(checkout, ".txflow", "pg")
+	require.NoError(t, os.MkdirAll(filepath.Dir(dataDir), 0o755))
+	tmp := devpg.TempDataDir(dataDir)
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+
+	_, err = devpg.Start(ctx, devpg.Options{DataDir: dataDir, Fast: true})
+	require.ErrorIs(t, err, devpg.ErrNotSearchable, "the plain Start cannot use this directory")
+
+	c, err := devpg.StartOrFallback(ctx, devpg.Options{DataDir: dataDir, Fast: true, Logf: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Stop() })
+	require.Equal(t, tmp, c.DataDir())
+	target, err := os.Readlink(dataDir)
+	require.NoError(t, err, "the state directory links to the cluster")
+	require.Equal(t, tmp, target)
+	require.NoError(t, c.CreateDatabase(ctx, "txflow"))
+	require.NoError(t, c.Stop())
+
+	again, err := devpg.StartOrFallback(ctx, devpg.Options{DataDir: dataDir, Fast: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Stop() })
+	require.Equal(t, tmp, again.DataDir())
+	require.Equal(t, c.Port(), again.Port(), "the same cluster, on the same port")
+	conn, err := pgx.Connect(ctx, again.URL("txflow"))
+	require.NoError(t, err, "the database made before the restart is there")
+	conn.Close(ctx)
+
+	// The server is still running: clean-state stops it and removes the cluster, link and all.
+	cmd := exec.CommandContext(ctx, makeBin, "-f", makefile, "clean-state")
+	cmd.Dir = checkout
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	t.Logf("make clean-state:\n%s", out)
+	require.NoDirExists(t, tmp)
+	require.NoDirExists(t, filepath.Join(checkout, ".txflow"))
+	_, err = pgx.Connect(ctx, again.URL("txflow"))
+	require.Error(t, err, "the server must be stopped")
 }

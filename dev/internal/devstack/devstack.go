@@ -5,8 +5,6 @@ package devstack
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -60,16 +58,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, errors.New("a state directory is needed for the local PostgreSQL cluster")
 		}
 		pgDir := filepath.Join(opts.StateDir, "pg")
-		s.Postgres, err = devpg.Start(ctx, devpg.Options{DataDir: pgDir, Logf: opts.Logf})
-		if errors.Is(err, devpg.ErrNotSearchable) {
-			// A checkout under a private home directory: the server's user cannot reach it, so
-			// the cluster lives in the temporary directory instead, under a name of its own.
-			abs, _ := filepath.Abs(pgDir)
-			sum := sha256.Sum256([]byte(abs))
-			pgDir = filepath.Join(os.TempDir(), "txflow-pg-"+hex.EncodeToString(sum[:4]))
-			opts.Logf("%s is not reachable by the PostgreSQL server's user; the cluster lives in %s", abs, pgDir)
-			s.Postgres, err = devpg.Start(ctx, devpg.Options{DataDir: pgDir, Logf: opts.Logf})
-		}
+		// A checkout under a private home directory is not reachable by the server's user: the
+		// cluster then lives in the temporary directory, linked from pg/.
+		s.Postgres, err = devpg.StartOrFallback(ctx, devpg.Options{DataDir: pgDir, Logf: opts.Logf})
 		if err != nil {
 			return nil, fmt.Errorf("start local postgresql: %w", err)
 		}
