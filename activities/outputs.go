@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,74 +79,16 @@ func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error)
 	}
 	defer dir.Close()
 	opts := postgres.OutputOptions{OmitTags: in.OmitTags, OmitAnnotations: in.OmitAnnotations}
-	var counted outputCounts
-	rows, err := writeFileAtomic(dir.Root, OutputFile, func(w io.Writer) (int64, error) {
-		// The file is counted as it streams out: a second pass over the joined tables would
-		// cost as much as the export itself.
-		count := newOutputCounter()
-		n, err := a.DB.WriteOutput(ctx, in.RunID, opts, io.MultiWriter(w, count))
-		counted, err = count.close(err)
-		return n, err
+	var counts postgres.OutputCounts
+	_, err = writeFileAtomic(dir.Root, OutputFile, func(w io.Writer) (int64, error) {
+		var err error
+		counts, err = a.DB.WriteOutput(ctx, in.RunID, opts, w)
+		return counts.Rows, err
 	})
 	if err != nil {
 		return DumpResult{}, fmt.Errorf("write output: %w", typedError(err, false))
 	}
-	return DumpResult{Path: dir.path(OutputFile), Rows: rows, Tagged: counted.tagged, Annotated: counted.annotated}, nil
-}
-
-type outputCounts struct{ tagged, annotated int64 }
-
-// outputCounter reads output_transactions.csv as it is written and counts the rows with a tag
-// and with an annotation (columns 4 and 5).
-type outputCounter struct {
-	*io.PipeWriter
-	done chan struct{}
-	n    outputCounts
-	err  error
-}
-
-func newOutputCounter() *outputCounter {
-	pr, pw := io.Pipe()
-	c := &outputCounter{PipeWriter: pw, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		r := csv.NewReader(pr)
-		r.ReuseRecord = true
-		r.FieldsPerRecord = 6
-		header := true
-		for {
-			rec, err := r.Read()
-			if err == io.EOF {
-				return
-			}
-			if err != nil {
-				c.err = fmt.Errorf("count output rows: %w", err)
-				pr.CloseWithError(c.err) // unblocks the writer
-				return
-			}
-			if header {
-				header = false
-				continue
-			}
-			if rec[3] != "" {
-				c.n.tagged++
-			}
-			if rec[4] != "" {
-				c.n.annotated++
-			}
-		}
-	}()
-	return c
-}
-
-// close ends the stream after the export returned writeErr and returns the counts.
-func (c *outputCounter) close(writeErr error) (outputCounts, error) {
-	c.PipeWriter.CloseWithError(writeErr)
-	<-c.done
-	if writeErr != nil {
-		return outputCounts{}, writeErr
-	}
-	return c.n, c.err
+	return DumpResult{Path: dir.path(OutputFile), Rows: counts.Rows, Tagged: counts.Tagged, Annotated: counts.Annotated}, nil
 }
 
 // SummaryInput carries the run's summary, already encoded as JSON by the workflow.

@@ -53,9 +53,9 @@ func TestHugeAmountsAreStoredAndExported(t *testing.T) {
 	require.Equal(t, postgres.ChunkCounts{Lines: 5, Computed: 1}, anns, "lines in error are not annotated")
 
 	var out bytes.Buffer
-	n, err := db.WriteOutput(ctx, "big", postgres.OutputOptions{}, &out)
+	counts, err := db.WriteOutput(ctx, "big", postgres.OutputOptions{}, &out)
 	require.NoError(t, err)
-	require.Equal(t, int64(5), n)
+	require.Equal(t, postgres.OutputCounts{Rows: 5, Tagged: 4, Annotated: 1}, counts)
 	require.Equal(t, "id,amount,wording,tag,annotation,error\n"+
 		"H1,12.50,TAXI small,TAXI,SALE,\n"+
 		"H2,100000000000000000.00,TATA huge,TATA,,amount_too_high\n"+
@@ -64,7 +64,7 @@ func TestHugeAmountsAreStoredAndExported(t *testing.T) {
 		"H5,"+long+",long,,,amount_too_high\n", out.String())
 
 	var report bytes.Buffer
-	n, err = db.WriteErrorReport(ctx, "big", &report)
+	n, err := db.WriteErrorReport(ctx, "big", &report)
 	require.NoError(t, err)
 	require.Equal(t, int64(4), n)
 	require.Equal(t, "line,id,amount,wording,reason\n"+

@@ -78,9 +78,9 @@ func BenchmarkIngest1M(b *testing.B) {
 			require.NoError(b, err)
 		}
 		phase("annotate")
-		n, err := db.WriteOutput(ctx, runID, postgres.OutputOptions{}, io.Discard)
+		counts, err := db.WriteOutput(ctx, runID, postgres.OutputOptions{}, io.Discard)
 		require.NoError(b, err)
-		require.Equal(b, int64(rows), n)
+		require.Equal(b, int64(rows), counts.Rows)
 		phase("output")
 		_, err = db.WriteErrorReport(ctx, runID, io.Discard)
 		require.NoError(b, err)

@@ -10,17 +10,30 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// The columns of output_transactions.csv, in order. The query is built from them, and WriteOutput
+// counts the rows with a tag and with an annotation at their positions as the rows stream out.
+const (
+	colID = iota
+	colAmount
+	colWording
+	colTag
+	colAnnotation
+	colError
+	outputColumns // the number of columns
+)
+
+// outputColumnNames are the header of output_transactions.csv.
+var outputColumnNames = [outputColumns]string{
+	colID: "id", colAmount: "amount", colWording: "wording",
+	colTag: "tag", colAnnotation: "annotation", colError: "error",
+}
+
 // COPY takes no bind parameters: the run id reaches the queries through the
 // transaction-local setting txflow.run_id (set_config), never through string
 // concatenation.
 const (
 	sqlOutput = `COPY (
-    SELECT txflow_safe_cell(NULLIF(rl.id, '')) AS id,
-           round(rl.amount, 2)::text AS amount,
-           txflow_safe_cell(NULLIF(rl.wording, '')) AS wording,
-           %s AS tag,
-           %s AS annotation,
-           txflow_safe_cell(NULLIF(rl.error, '')) AS error
+    SELECT %s
     FROM run_lines rl
     %s
     WHERE rl.run_id = current_setting('txflow.run_id')
@@ -55,24 +68,144 @@ const (
 // fields are quoted only when they hold a comma, a quote or a line break.
 // opts.OmitTags (OmitAnnotations) leaves the tag (annotation) column empty:
 // the workflow asks for it when that stage failed, so that no partial column
-// is exported. It returns the number of data rows, ErrRunNotFound (wrapped)
-// for an unknown run, and the wrapped connection, SQL or w.Write error.
-func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions, w io.Writer) (int64, error) {
-	tag, annotation := "txflow_safe_cell(NULLIF(tg.tag, ''))", "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
+// is exported. It returns the number of data rows and of rows with a tag and
+// with an annotation, counted as the rows stream out (a second pass over the
+// joined tables would cost as much as the export itself), ErrRunNotFound
+// (wrapped) for an unknown run, and the wrapped connection, SQL or w.Write
+// error.
+func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions, w io.Writer) (OutputCounts, error) {
+	var exprs [outputColumns]string
+	exprs[colID] = "txflow_safe_cell(NULLIF(rl.id, ''))"
+	exprs[colAmount] = "round(rl.amount, 2)::text"
+	exprs[colWording] = "txflow_safe_cell(NULLIF(rl.wording, ''))"
+	exprs[colTag] = "txflow_safe_cell(NULLIF(tg.tag, ''))"
+	exprs[colAnnotation] = "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
+	exprs[colError] = "txflow_safe_cell(NULLIF(rl.error, ''))"
 	joins := []string{"LEFT JOIN tags tg ON tg.transaction_id = coalesce(rl.id_nfc, rl.id)",
 		"LEFT JOIN annotations an ON an.transaction_id = coalesce(rl.id_nfc, rl.id)"}
 	if opts.OmitTags {
-		tag, joins[0] = "NULL::text", ""
+		exprs[colTag], joins[0] = "NULL::text", ""
 	}
 	if opts.OmitAnnotations {
-		annotation, joins[1] = "NULL::text", ""
+		exprs[colAnnotation], joins[1] = "NULL::text", ""
 	}
-	query := fmt.Sprintf(sqlOutput, tag, annotation, strings.Join(joins, "\n    "))
-	n, err := db.copyOut(ctx, runID, query, w)
+	cols := make([]string, outputColumns)
+	for i, e := range exprs {
+		cols[i] = e + " AS " + outputColumnNames[i]
+	}
+	query := fmt.Sprintf(sqlOutput, strings.Join(cols, ",\n           "), strings.Join(joins, "\n    "))
+	cw := &outputCounter{w: w}
+	n, err := db.copyOut(ctx, runID, query, cw)
+	if err == nil {
+		err = cw.err
+	}
+	if err == nil && (cw.counts.Rows != n || cw.col != 0 || cw.state != fieldStart) {
+		err = fmt.Errorf("count output rows: %d counted, %d written", cw.counts.Rows, n)
+	}
 	if err != nil {
-		return n, db.wrap("write output of run "+runID, err)
+		return OutputCounts{Rows: n}, db.wrap("write output of run "+runID, err)
 	}
-	return n, nil
+	return cw.counts, nil
+}
+
+// OutputCounts count the data rows of output_transactions.csv.
+type OutputCounts struct {
+	Rows      int64 // data rows
+	Tagged    int64 // rows with a tag
+	Annotated int64 // rows with an annotation
+}
+
+// outputCounter passes output_transactions.csv through to w and counts, as it goes, the data rows
+// and those whose tag and annotation fields are not empty. It follows the CSV COPY writes, in
+// whatever pieces it is given: a field is quoted or not, "" inside quotes is a quote.
+type outputCounter struct {
+	w      io.Writer
+	counts OutputCounts
+	err    error
+
+	pastHeader bool // the header row is behind
+	col        int  // the current field
+	state      csvState
+	nonEmpty   bool // the current field holds a character
+	tagged     bool // the current row has a tag
+	noted      bool // the current row has an annotation
+}
+
+type csvState uint8
+
+const (
+	fieldStart   csvState = iota // at the start of a field
+	unquoted                     // in an unquoted field
+	quoted                       // in a quoted field
+	quoteInQuote                 // after a quote in a quoted field: its end, or the first of ""
+)
+
+func (c *outputCounter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	for _, b := range p[:n] {
+		if c.state == quoted {
+			if b == '"' {
+				c.state = quoteInQuote
+			} else {
+				c.nonEmpty = true
+			}
+			continue
+		}
+		switch b {
+		case ',':
+			c.endField()
+		case '\n':
+			c.endField()
+			c.endRow()
+		case '\r': // part of a \r\n line end
+		case '"':
+			switch c.state {
+			case fieldStart:
+				c.state = quoted
+			case quoteInQuote: // "" in a quoted field: one quote
+				c.state, c.nonEmpty = quoted, true
+			default:
+				c.nonEmpty = true
+			}
+		default:
+			c.state, c.nonEmpty = unquoted, true
+		}
+	}
+	if err == nil && c.err != nil {
+		err = c.err
+	}
+	return n, err
+}
+
+func (c *outputCounter) endField() {
+	switch c.col {
+	case colTag:
+		c.tagged = c.nonEmpty
+	case colAnnotation:
+		c.noted = c.nonEmpty
+	}
+	c.col++
+	c.state, c.nonEmpty = fieldStart, false
+}
+
+func (c *outputCounter) endRow() {
+	if c.col != outputColumns && c.err == nil {
+		c.err = fmt.Errorf("count output rows: a row of %d fields, %d expected", c.col, outputColumns)
+	}
+	if c.pastHeader {
+		c.counts.Rows++
+		if c.tagged {
+			c.counts.Tagged++
+		}
+		if c.noted {
+			c.counts.Annotated++
+		}
+	}
+	c.pastHeader = true
+	c.col, c.tagged, c.noted = 0, false, false
 }
 
 // OutputOptions leave columns of output_transactions.csv empty.

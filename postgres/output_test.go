@@ -47,15 +47,16 @@ func TestOutputFilesExactBytes(t *testing.T) {
 	require.NoError(t, err)
 
 	var out bytes.Buffer
-	n, err := db.WriteOutput(ctx, "out", postgres.OutputOptions{}, &out)
+	counts, err := db.WriteOutput(ctx, "out", postgres.OutputOptions{}, &out)
 	require.NoError(t, err)
-	require.Equal(t, int64(7), n)
+	require.Equal(t, postgres.OutputCounts{Rows: 7, Tagged: 3, Annotated: 5}, counts,
+		"a quoted wording holding commas, quotes and a line break does not shift the columns")
 	want, err := os.ReadFile("testdata/output_transactions.csv")
 	require.NoError(t, err)
 	require.Equal(t, string(want), out.String())
 
 	var report bytes.Buffer
-	n, err = db.WriteErrorReport(ctx, "out", &report)
+	n, err := db.WriteErrorReport(ctx, "out", &report)
 	require.NoError(t, err)
 	require.Equal(t, int64(4), n)
 	want, err = os.ReadFile("testdata/error_report.csv")
@@ -75,18 +76,24 @@ func TestWriteOutputOmitsFailedColumns(t *testing.T) {
 	_, err = db.AnnotateChunk(ctx, "omit", 1, c.MaxSeq+1, annotate)
 	require.NoError(t, err)
 	for _, tc := range []struct {
-		opts postgres.OutputOptions
-		want string
+		opts   postgres.OutputOptions
+		want   string
+		counts postgres.OutputCounts
 	}{
-		{postgres.OutputOptions{}, "O1,350.00,TAXI,TAXI,LARGE SALE,\nO2,-5.00,TOTO,TOTO,SMALL EXPENSE,\n"},
-		{postgres.OutputOptions{OmitTags: true}, "O1,350.00,TAXI,,LARGE SALE,\nO2,-5.00,TOTO,,SMALL EXPENSE,\n"},
-		{postgres.OutputOptions{OmitAnnotations: true}, "O1,350.00,TAXI,TAXI,,\nO2,-5.00,TOTO,TOTO,,\n"},
-		{postgres.OutputOptions{OmitTags: true, OmitAnnotations: true}, "O1,350.00,TAXI,,,\nO2,-5.00,TOTO,,,\n"},
+		{postgres.OutputOptions{}, "O1,350.00,TAXI,TAXI,LARGE SALE,\nO2,-5.00,TOTO,TOTO,SMALL EXPENSE,\n",
+			postgres.OutputCounts{Rows: 2, Tagged: 2, Annotated: 2}},
+		{postgres.OutputOptions{OmitTags: true}, "O1,350.00,TAXI,,LARGE SALE,\nO2,-5.00,TOTO,,SMALL EXPENSE,\n",
+			postgres.OutputCounts{Rows: 2, Annotated: 2}},
+		{postgres.OutputOptions{OmitAnnotations: true}, "O1,350.00,TAXI,TAXI,,\nO2,-5.00,TOTO,TOTO,,\n",
+			postgres.OutputCounts{Rows: 2, Tagged: 2}},
+		{postgres.OutputOptions{OmitTags: true, OmitAnnotations: true}, "O1,350.00,TAXI,,,\nO2,-5.00,TOTO,,,\n",
+			postgres.OutputCounts{Rows: 2}},
 	} {
 		var out bytes.Buffer
-		_, err := db.WriteOutput(ctx, "omit", tc.opts, &out)
+		counts, err := db.WriteOutput(ctx, "omit", tc.opts, &out)
 		require.NoError(t, err)
 		require.Equal(t, "id,amount,wording,tag,annotation,error\n"+tc.want, out.String(), "%+v", tc.opts)
+		require.Equal(t, tc.counts, counts, "%+v", tc.opts)
 	}
 }
 
@@ -95,9 +102,9 @@ func TestWriteOutputEmptyRun(t *testing.T) {
 	ctx := context.Background()
 	ingest(t, db, "empty", nil, nil)
 	var out bytes.Buffer
-	n, err := db.WriteOutput(ctx, "empty", postgres.OutputOptions{}, &out)
+	counts, err := db.WriteOutput(ctx, "empty", postgres.OutputOptions{}, &out)
 	require.NoError(t, err)
-	require.Zero(t, n)
+	require.Zero(t, counts)
 	require.Equal(t, "id,amount,wording,tag,annotation,error\n", out.String())
 }
 
