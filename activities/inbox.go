@@ -33,9 +33,10 @@ type InboxFile struct {
 
 // ListInbox lists the regular files waiting in <input root>/<Dir>, sorted by name, with their
 // hashes. Hidden files (a leading dot, as files still being copied often are), symbolic links
-// and subdirectories are left alone. A missing inbox directory is an empty inbox.
+// and subdirectories are left alone.
 //
-// It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root, and
+// It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root or does not
+// exist (its message names the directory), and
 // ErrTypeConfig when the input root is not configured or cannot be opened.
 func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxFile, error) {
 	defer keepAlive(ctx, nil)()
@@ -46,7 +47,11 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 	defer root.Close()
 	d, err := root.Open(rel)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		// A mistyped --dir, or an inbox never created, would otherwise look like an empty inbox
+		// forever.
+		err = fmt.Errorf("list inbox: directory %s does not exist under the input root %s (create it: mkdir -p %s): %w",
+			filepath.ToSlash(rel), a.InputRoot, filepath.Join(a.InputRoot, rel), errNoFile)
+		return nil, typedError(err, false)
 	}
 	if err != nil {
 		return nil, typedError(fmt.Errorf("list inbox: %w", confined(err)), false)

@@ -195,9 +195,18 @@ func TestListInboxConfined(t *testing.T) {
 	outside := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret.csv"), []byte("SECRET"), 0o644))
 	a := &Activities{InputRoot: root}
+	// A missing inbox (or a mistyped --dir) is an error naming it, not an empty inbox.
+	_, err := a.ListInbox(context.Background(), ListInboxInput{Dir: "inbxo"})
+	requireErrorType(t, err, ErrTypeBadPath)
+	require.ErrorContains(t, err, "directory inbxo does not exist under the input root "+root)
+	_, err = a.ListInbox(context.Background(), ListInboxInput{})
+	requireErrorType(t, err, ErrTypeBadPath)
+	require.ErrorContains(t, err, "directory inbox does not exist")
+	require.NoError(t, os.Mkdir(filepath.Join(root, "inbox"), 0o755))
 	files, err := a.ListInbox(context.Background(), ListInboxInput{})
-	require.NoError(t, err, "a missing inbox is an empty inbox")
-	require.Empty(t, files)
+	require.NoError(t, err)
+	require.Empty(t, files, "an empty inbox")
+	require.NoError(t, os.Remove(filepath.Join(root, "inbox")))
 
 	require.NoError(t, os.Symlink(outside, filepath.Join(root, "inbox")))
 	_, err = a.ListInbox(context.Background(), ListInboxInput{})
