@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,12 +21,49 @@ const DefaultInboxDir = "inbox"
 // DefaultInboxParallel is how many files an inbox processes at once when not told.
 const DefaultInboxParallel = 2
 
+// DefaultInboxFilesPerRun is how many files one inbox run takes before it continues as new.
+const DefaultInboxFilesPerRun = 200
+
+// ErrTypeInboxFilesFailed is the error type an inbox run fails with, once every file is filed,
+// when one of its files failed, was left in the inbox or could not be moved.
+const ErrTypeInboxFilesFailed = "InboxFilesFailedError"
+
+// MaxListedFailures bounds the failed files an inbox run names in its error and carries over
+// when it continues as new; the counts are always complete.
+const MaxListedFailures = 20
+
 // ProcessInboxInput is the input of ProcessInbox.
 type ProcessInboxInput struct {
 	Dir         string // relative to the input root; DefaultInboxDir when empty
 	MaxFiles    int    // files processed at once; DefaultInboxParallel when 0
 	ChunkSize   int64  // passed to each ProcessFile; its default when 0
 	MaxParallel int    // passed to each ProcessFile; its default when 0
+	// FilesPerRun is how many files a run takes before it continues as new (sooner when Temporal
+	// suggests it); DefaultInboxFilesPerRun when 0.
+	FilesPerRun int `json:",omitempty"`
+	// Before is what the earlier runs of this inbox run did, when it continued as new.
+	Before *InboxTotals `json:",omitempty"`
+}
+
+// InboxTotals sums up the files an inbox run handled, over the runs it continued as new.
+type InboxTotals struct {
+	Runs     int `json:"runs"` // runs of this inbox run, this one included
+	Archived int `json:"archived"`
+	Failed   int `json:"failed"`
+	Left     int `json:"left"`
+	// Problems counts the files that failed, were left in the inbox or could not be moved;
+	// ProblemFiles names the first MaxListedFailures of them, with what happened.
+	Problems     int      `json:"problems"`
+	ProblemFiles []string `json:"problem_files,omitempty"`
+	// Skip lists the files still in the inbox that earlier runs handled (left, or not moved):
+	// later runs leave them alone, so each file is handled once per inbox run.
+	Skip []InboxFileKey `json:"skip,omitempty"`
+}
+
+// InboxFileKey names one file of the inbox and its content.
+type InboxFileKey struct {
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
 }
 
 // Outcomes of an inbox file.
@@ -46,10 +84,12 @@ type InboxFileResult struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// InboxResult lists the files an inbox run handled.
+// InboxResult lists the files an inbox run handled; when it continued as new, Files are those of
+// its last run and Totals count them all.
 type InboxResult struct {
-	Dir   string            `json:"dir"`
-	Files []InboxFileResult `json:"files"`
+	Dir    string            `json:"dir"`
+	Files  []InboxFileResult `json:"files"`
+	Totals InboxTotals       `json:"totals"`
 }
 
 // ProcessInbox processes every file waiting in <input root>/<Dir>: one ProcessFile child per
@@ -59,6 +99,13 @@ type InboxResult struct {
 // <input root>/failed/ when its run failed. A file whose run is already open (started by an
 // overlapping inbox run or by the starter) is moved once that run ends, by its outcome.
 // Children are abandoned if the inbox run ends early.
+//
+// A run takes at most FilesPerRun files (fewer when Temporal suggests continuing as new), waits
+// for them, and continues as new: the next run lists the inbox again, so the files still waiting
+// are simply taken by it, and carries the totals so far. Once every file is filed, the run fails
+// with a non-retryable ErrTypeInboxFilesFailed error, naming the files and with the counts, when
+// any file failed, was left in the inbox or could not be moved; the error's details are the
+// InboxResult, each file's outcome.
 func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, error) {
 	if in.Dir == "" {
 		in.Dir = DefaultInboxDir
@@ -66,6 +113,11 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 	if in.MaxFiles <= 0 {
 		in.MaxFiles = DefaultInboxParallel
 	}
+	if in.FilesPerRun <= 0 {
+		in.FilesPerRun = DefaultInboxFilesPerRun
+	}
+	// Runs recorded before it neither continue as new nor fail for a failed file.
+	bounded := workflow.GetVersion(ctx, inboxBoundChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	var a *activities.Activities
 	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
@@ -73,14 +125,30 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		RetryPolicy:         retry(10),
 		Summary:             fmt.Sprintf("List and hash the files waiting in %s/", in.Dir),
 	})
-	var files []activities.InboxFile
-	if err := workflow.ExecuteActivity(actCtx, a.ListInbox, activities.ListInboxInput{Dir: in.Dir}).Get(ctx, &files); err != nil {
+	var listed []activities.InboxFile
+	if err := workflow.ExecuteActivity(actCtx, a.ListInbox, activities.ListInboxInput{Dir: in.Dir}).Get(ctx, &listed); err != nil {
 		return nil, fmt.Errorf("list inbox %s: %w", in.Dir, err)
+	}
+	var totals InboxTotals
+	if in.Before != nil {
+		totals = *in.Before
+	}
+	totals.Runs++
+	files := listed[:0:0]
+	for _, f := range listed {
+		if !slices.Contains(totals.Skip, InboxFileKey{File: f.File, SHA256: f.SHA256}) {
+			files = append(files, f)
+		}
 	}
 	res := &InboxResult{Dir: in.Dir, Files: make([]InboxFileResult, len(files))}
 	details := func() {
 		var b strings.Builder
-		fmt.Fprintf(&b, "**Inbox** `%s/`: %d files\n\n| file | run | outcome |\n|---|---|---|\n", in.Dir, len(files))
+		fmt.Fprintf(&b, "**Inbox** `%s/`: %d files", in.Dir, len(files))
+		if totals.Runs > 1 {
+			fmt.Fprintf(&b, " (run %d; before: archived %d, failed %d, left %d)", totals.Runs,
+				totals.Archived, totals.Failed, totals.Left)
+		}
+		b.WriteString("\n\n| file | run | outcome |\n|---|---|---|\n")
 		for i, f := range files {
 			r := res.Files[i]
 			outcome := r.Outcome
@@ -96,10 +164,14 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
 
-	inFlight := 0
+	inFlight, started := 0, 0
 	for i, f := range files {
+		if bounded && i > 0 && (i >= in.FilesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
+			break
+		}
 		_ = workflow.Await(ctx, func() bool { return inFlight < in.MaxFiles })
 		inFlight++
+		started++
 		res.Files[i] = InboxFileResult{File: f.File, RunID: RunID(f.SHA256)}
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { inFlight--; details() }()
@@ -127,7 +199,65 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		})
 	}
 	_ = workflow.Await(ctx, func() bool { return inFlight == 0 })
+	if !bounded {
+		return res, nil
+	}
+	res.Files = res.Files[:started]
+	for i, r := range res.Files {
+		totals.add(r, files[i].SHA256)
+	}
+	res.Totals = totals
+	if started < len(files) {
+		next := in
+		next.Before = &totals
+		return nil, workflow.NewContinueAsNewError(ctx, ProcessInbox, next)
+	}
+	res.Totals.Skip = nil
+	if totals.Problems > 0 {
+		return res, temporal.NewNonRetryableApplicationError(totals.failureText(in.Dir), ErrTypeInboxFilesFailed, nil, res)
+	}
 	return res, nil
+}
+
+// inboxBoundChange marks, for workflow.GetVersion, an inbox run that continues as new past
+// FilesPerRun files and fails when one of its files failed.
+const inboxBoundChange = "inbox-continues-as-new-and-fails"
+
+// add counts one handled file.
+func (t *InboxTotals) add(r InboxFileResult, sha256Hex string) {
+	switch r.Outcome {
+	case InboxArchived:
+		t.Archived++
+	case InboxFailed:
+		t.Failed++
+	case InboxLeft:
+		t.Left++
+	}
+	if r.MovedTo == "" {
+		t.Skip = append(t.Skip, InboxFileKey{File: r.File, SHA256: sha256Hex})
+	}
+	if r.Outcome != InboxFailed && r.Error == "" {
+		return
+	}
+	t.Problems++
+	if len(t.ProblemFiles) < MaxListedFailures {
+		what := r.Outcome
+		if r.Outcome != InboxLeft && r.MovedTo == "" {
+			what += ", not moved"
+		}
+		t.ProblemFiles = append(t.ProblemFiles, fmt.Sprintf("%s (%s: %s)", r.File, what, r.Error))
+	}
+}
+
+// failureText says in one line which files of the inbox did not go well, with the counts.
+func (t *InboxTotals) failureText(dir string) string {
+	total := t.Archived + t.Failed + t.Left
+	msg := fmt.Sprintf("inbox %s/: %d of %d files not processed successfully (archived %d, failed %d, left in the inbox %d): %s",
+		dir, t.Problems, total, t.Archived, t.Failed, t.Left, strings.Join(t.ProblemFiles, "; "))
+	if more := t.Problems - len(t.ProblemFiles); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	return msg
 }
 
 // processInboxFile runs ProcessFile on one inbox file and says whether the file is done with

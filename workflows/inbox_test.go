@@ -3,14 +3,19 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/txflow/txflow/activities"
 )
@@ -73,9 +78,7 @@ func TestInboxWaitsForARunAlreadyOpen(t *testing.T) {
 
 			env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{MaxFiles: 2})
 			require.True(t, env.IsWorkflowCompleted())
-			require.NoError(t, env.GetWorkflowError())
-			var res InboxResult
-			require.NoError(t, env.GetWorkflowResult(&res))
+			res := inboxResult(t, env, !tc.completed)
 			require.Equal(t, 1, waited, "the file whose run was open waits for it")
 			require.Equal(t, map[string]string{"inbox/a.csv": tc.want, "inbox/b.csv": tc.want}, m.to)
 			for _, f := range res.Files {
@@ -91,7 +94,7 @@ func TestInboxWaitsForARunAlreadyOpen(t *testing.T) {
 }
 
 // A run found completed before is archived; when how the run ended cannot be learnt, the file
-// stays in the inbox.
+// stays in the inbox, and the inbox run fails saying so.
 func TestInboxFilesARunStartedElsewhere(t *testing.T) {
 	env := newInboxEnv(t)
 	const done, unknown = "aaaaaaaaaaaaaaaa0000", "bbbbbbbbbbbbbbbb0000"
@@ -108,13 +111,150 @@ func TestInboxFilesARunStartedElsewhere(t *testing.T) {
 	env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(m.record)
 
 	env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{MaxFiles: 1})
-	require.NoError(t, env.GetWorkflowError())
-	var res InboxResult
-	require.NoError(t, env.GetWorkflowResult(&res))
+	res := inboxResult(t, env, true)
 	require.Equal(t, map[string]string{
 		"inbox/first.csv": activities.ArchiveDir, "inbox/again.csv": activities.ArchiveDir, "inbox/lost.csv": activities.ArchiveDir,
 	}, m.to, "lost-again.csv is not moved")
 	require.Equal(t, InboxLeft, res.Files[3].Outcome)
 	require.Contains(t, res.Files[3].Error, "not found")
 	require.Empty(t, res.Files[3].MovedTo)
+	require.Equal(t, InboxTotals{Runs: 1, Archived: 3, Left: 1, Problems: 1,
+		ProblemFiles: []string{"inbox/lost-again.csv (left: not found)"}}, res.Totals)
+}
+
+// inboxResult returns the result of an inbox run: its value when it completed, the details of
+// its error when it failed, as it must when failed says so.
+func inboxResult(t *testing.T, env *testsuite.TestWorkflowEnvironment, failed bool) InboxResult {
+	t.Helper()
+	var res InboxResult
+	err := env.GetWorkflowError()
+	if !failed {
+		require.NoError(t, err)
+		require.NoError(t, env.GetWorkflowResult(&res))
+		return res
+	}
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	require.Equal(t, ErrTypeInboxFilesFailed, appErr.Type())
+	require.True(t, appErr.NonRetryable())
+	require.NoError(t, appErr.Details(&res))
+	return res
+}
+
+// A failed file fails the inbox run, once every file is filed: red in the Web UI, its error
+// naming the file with the counts, its details each file's outcome.
+func TestInboxFailsWhenAFileFailed(t *testing.T) {
+	env := newInboxEnv(t)
+	env.OnActivity(a.ListInbox, mock.Anything, mock.Anything).Return([]activities.InboxFile{
+		{File: "inbox/a.csv", SHA256: "aaaaaaaaaaaaaaaa00"}, {File: "inbox/bad.csv", SHA256: "bbbbbbbbbbbbbbbb00"},
+		{File: "inbox/c.csv", SHA256: "cccccccccccccccc00"},
+	}, nil)
+	env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(
+		func(_ workflow.Context, in ProcessFileInput) (*Summary, error) {
+			if in.File == "inbox/bad.csv" {
+				return nil, temporal.NewNonRetryableApplicationError("line 1: expected a header", activities.ErrTypeBadFile, nil)
+			}
+			return &Summary{}, nil
+		})
+	m := &moves{to: map[string]string{}}
+	env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(m.record)
+
+	env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{})
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	require.ErrorContains(t, err, "inbox inbox/: 1 of 3 files not processed successfully (archived 2, failed 1, left in the inbox 0): inbox/bad.csv (failed: line 1: expected a header)")
+	res := inboxResult(t, env, true)
+	require.Equal(t, map[string]string{
+		"inbox/a.csv": activities.ArchiveDir, "inbox/bad.csv": activities.FailedDir, "inbox/c.csv": activities.ArchiveDir,
+	}, m.to, "every file is filed before the run fails")
+	require.Len(t, res.Files, 3)
+	require.Equal(t, []string{InboxArchived, InboxFailed, InboxArchived},
+		[]string{res.Files[0].Outcome, res.Files[1].Outcome, res.Files[2].Outcome})
+	require.Equal(t, "failed/x", res.Files[1].MovedTo)
+	require.Contains(t, res.Files[1].Error, "expected a header")
+	require.Equal(t, 2, res.Totals.Archived)
+	require.Equal(t, 1, res.Totals.Failed)
+}
+
+// fakeInbox is an inbox directory for the orchestration tests: ListInbox lists what is still
+// in it, MoveInboxFile takes a file out of it.
+type fakeInbox struct {
+	mu        sync.Mutex
+	waiting   []activities.InboxFile
+	moved     map[string]int // moves of each file
+	processed map[string]int // ProcessFile runs of each file
+	stuck     string         // a file that cannot be moved
+}
+
+func (f *fakeInbox) list(context.Context, activities.ListInboxInput) ([]activities.InboxFile, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.waiting), nil
+}
+
+func (f *fakeInbox) move(_ context.Context, in activities.MoveInput) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if in.File == f.stuck {
+		return "", temporal.NewNonRetryableApplicationError("permission denied", activities.ErrTypeConfig, nil)
+	}
+	f.moved[in.File]++
+	f.waiting = slices.DeleteFunc(f.waiting, func(w activities.InboxFile) bool { return w.File == in.File })
+	return in.To + "/" + path.Base(in.File), nil
+}
+
+func (f *fakeInbox) process(_ workflow.Context, in ProcessFileInput) (*Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.processed[in.File]++
+	return &Summary{}, nil
+}
+
+// A large inbox continues as new every FilesPerRun files instead of keeping every file's run in
+// one history; the next run lists the inbox again. Every file is processed and moved exactly
+// once, a file that could not be moved is not taken again by the later runs, and the last run's
+// totals count the files of every run.
+func TestInboxContinuesAsNew(t *testing.T) {
+	const n = 25
+	inbox := &fakeInbox{moved: map[string]int{}, processed: map[string]int{}, stuck: "inbox/f03.csv"}
+	for i := range n {
+		inbox.waiting = append(inbox.waiting, activities.InboxFile{
+			File: fmt.Sprintf("inbox/f%02d.csv", i), SHA256: fmt.Sprintf("%016x%04d", i, i)})
+	}
+	in := ProcessInboxInput{MaxFiles: 3, FilesPerRun: 10}
+	runs := 0
+	var err error
+	var env *testsuite.TestWorkflowEnvironment
+	for runs = 1; runs < 10; runs++ {
+		env = newInboxEnv(t)
+		env.OnActivity(a.ListInbox, mock.Anything, mock.Anything).Return(inbox.list)
+		env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(inbox.move)
+		env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(inbox.process)
+		env.ExecuteWorkflow(ProcessInbox, in)
+		require.True(t, env.IsWorkflowCompleted())
+		err = env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if !errors.As(err, &can) {
+			break
+		}
+		require.Equal(t, "ProcessInbox", can.WorkflowType.Name)
+		in = ProcessInboxInput{}
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &in))
+		require.Equal(t, runs, in.Before.Runs)
+	}
+	require.Equal(t, 3, runs, "10 + 10 + 5 files")
+	for i := range n {
+		f := fmt.Sprintf("inbox/f%02d.csv", i)
+		require.Equal(t, 1, inbox.processed[f], f)
+		if f != inbox.stuck {
+			require.Equal(t, 1, inbox.moved[f], f)
+		}
+	}
+	require.Equal(t, []string{inbox.stuck}, []string{inbox.waiting[0].File})
+	require.ErrorContains(t, err, "1 of 25 files not processed successfully (archived 25, failed 0, left in the inbox 0): inbox/f03.csv (archived, not moved: ")
+	res := inboxResult(t, env, true)
+	require.Len(t, res.Files, 5, "the last run's files")
+	require.Equal(t, 3, res.Totals.Runs)
+	require.Equal(t, 25, res.Totals.Archived)
+	require.Empty(t, res.Totals.Skip)
 }
