@@ -10,6 +10,8 @@
 //     t_seconds_sum and t_seconds_count, over the bounds in Buckets;
 //   - a gauge keeps its name.
 //
+// txflow's own metrics carry the help text of Help; the SDK's carry the reporter's generic one.
+//
 // Label names and values are restricted to letters, digits and '_' (anything else becomes '_').
 // The Go runtime's go_* and the process's process_* metrics are exposed too.
 package metrics
@@ -19,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +38,18 @@ import (
 var Buckets = []float64{
 	0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 	1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+}
+
+// Help is the help text of txflow's own metrics, by exposed name (see the naming rules above):
+// the HELP line of each in the exposition.
+var Help = map[string]string{
+	"txflow_rows_ingested_total":    "Rows accepted by Ingest (stored, new or already known), by workflow type.",
+	"txflow_rows_rejected_total":    "Rows Ingest rejected (unreadable, duplicate id, id conflict), listed in each run's error report.",
+	"txflow_rows_in_error_total":    "Accepted rows in error (e.g. amount too high): stored and exported, listed in the error report.",
+	"txflow_rows_tagged_total":      "Rows written to a run's output with a tag.",
+	"txflow_rows_annotated_total":   "Rows written to a run's output with an annotation.",
+	"txflow_runs_total":             "ProcessFile runs that ended, by status (completed or failed).",
+	"txflow_stage_duration_seconds": "Duration of one stage of a run (ingest, tag, annotate, report, dump), in seconds.",
 }
 
 // DefaultInterval is how often counter increments are handed to the Prometheus registry: a
@@ -78,7 +93,7 @@ func New(log *slog.Logger, interval time.Duration) (*Registry, error) {
 		},
 	})
 	scope, closer := tally.NewRootScope(tally.ScopeOptions{
-		CachedReporter:         reporter,
+		CachedReporter:         helpReporter{reporter},
 		Separator:              tallyprom.DefaultSeparator,
 		SanitizeOptions:        &sdktally.PrometheusSanitizeOptions,
 		OmitCardinalityMetrics: true,
@@ -89,6 +104,71 @@ func New(log *slog.Logger, interval time.Duration) (*Registry, error) {
 		closer: closer,
 	}, nil
 }
+
+// helpReporter registers the metrics named in Help with their help text; the others get the
+// reporter's generic one.
+type helpReporter struct {
+	tallyprom.Reporter
+}
+
+func keys(tags map[string]string) []string {
+	out := make([]string, 0, len(tags))
+	for k := range tags {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (r helpReporter) AllocateCounter(name string, tags map[string]string) tally.CachedCount {
+	help, ok := Help[name]
+	if !ok {
+		return r.Reporter.AllocateCounter(name, tags)
+	}
+	vec, err := r.RegisterCounter(name, keys(tags), help)
+	if err != nil {
+		return r.Reporter.AllocateCounter(name, tags) // reports the error, as for any metric
+	}
+	return counter{vec.With(tags)}
+}
+
+func (r helpReporter) AllocateGauge(name string, tags map[string]string) tally.CachedGauge {
+	help, ok := Help[name]
+	if !ok {
+		return r.Reporter.AllocateGauge(name, tags)
+	}
+	vec, err := r.RegisterGauge(name, keys(tags), help)
+	if err != nil {
+		return r.Reporter.AllocateGauge(name, tags)
+	}
+	return gauge{vec.With(tags)}
+}
+
+func (r helpReporter) AllocateTimer(name string, tags map[string]string) tally.CachedTimer {
+	help, ok := Help[name]
+	if !ok {
+		return r.Reporter.AllocateTimer(name, tags)
+	}
+	vec, err := r.RegisterTimer(name, keys(tags), help, &tallyprom.RegisterTimerOptions{
+		TimerType: tallyprom.HistogramTimerType, HistogramBuckets: Buckets,
+	})
+	if err != nil || vec.Histogram == nil {
+		return r.Reporter.AllocateTimer(name, tags)
+	}
+	return timer{vec.Histogram.With(tags)}
+}
+
+type counter struct{ c prometheus.Counter }
+
+func (c counter) ReportCount(v int64) { c.c.Add(float64(v)) }
+
+type gauge struct{ g prometheus.Gauge }
+
+func (g gauge) ReportGauge(v float64) { g.g.Set(v) }
+
+type timer struct{ o prometheus.Observer }
+
+func (t timer) ReportTimer(d time.Duration) { t.o.Observe(d.Seconds()) }
 
 // Handler returns the Temporal SDK metrics handler to set as client.Options.MetricsHandler.
 func (r *Registry) Handler() client.MetricsHandler {

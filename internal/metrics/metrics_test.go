@@ -87,3 +87,34 @@ func TestConflictingLabelsAreLoggedNotFatal(t *testing.T) {
 	require.Contains(t, out, `txflow_chunks_total{stage="tag"} 1`+"\n")
 	require.Contains(t, logs.String(), "metric dropped")
 }
+
+// Each of txflow's own metrics has its help text in the exposition, not the reporter's generic
+// "<name> counter"; the SDK's metrics keep theirs.
+func TestTxflowMetricsHaveHelp(t *testing.T) {
+	r, err := metrics.New(nil, time.Hour)
+	require.NoError(t, err)
+	h := r.Handler().WithTags(map[string]string{"namespace": "default", "workflow_type": "ProcessFile"})
+	for _, name := range []string{"txflow_rows_ingested", "txflow_rows_rejected", "txflow_rows_in_error",
+		"txflow_rows_tagged", "txflow_rows_annotated"} {
+		h.Counter(name).Inc(2)
+	}
+	h.WithTags(map[string]string{"status": "failed"}).Counter("txflow_runs").Inc(1)
+	h.WithTags(map[string]string{"stage": "dump"}).Timer("txflow_stage_duration").Record(250 * time.Millisecond)
+	h.Counter("temporal_request").Inc(1)
+	require.NoError(t, r.Close())
+	out := scrape(t, r.HTTPHandler())
+
+	require.Len(t, metrics.Help, 7)
+	for name, help := range metrics.Help {
+		require.NotEmpty(t, help)
+		require.Contains(t, out, "# HELP "+name+" "+help+"\n")
+		require.NotContains(t, out, "# HELP "+name+" "+name, "no generic help")
+	}
+	require.Contains(t, out, "# HELP txflow_rows_ingested_total Rows accepted by Ingest")
+	// The values are those recorded, through the help-carrying metrics.
+	require.Contains(t, out, `txflow_rows_tagged_total{namespace="default",workflow_type="ProcessFile"} 2`+"\n")
+	require.Contains(t, out, `txflow_runs_total{namespace="default",status="failed",workflow_type="ProcessFile"} 1`+"\n")
+	require.Contains(t, out, `txflow_stage_duration_seconds_bucket{namespace="default",stage="dump",workflow_type="ProcessFile",le="0.5"} 1`+"\n")
+	require.Contains(t, out, `txflow_stage_duration_seconds_sum{namespace="default",stage="dump",workflow_type="ProcessFile"} 0.25`+"\n")
+	require.Contains(t, out, "# HELP temporal_request_total temporal_request_total counter\n")
+}
