@@ -21,11 +21,11 @@ type ChunkCounts struct {
 type resultTable struct {
 	name   string // table
 	column string // result column
-	// pending selects (transaction id, input) of the lines in range whose
-	// transaction has no result yet; $1 run id, $2 from, $3 to. The
-	// transaction id of a line is its key, coalesce(id_nfc, id).
+	// pending selects (account, transaction id, input) of the lines in
+	// range whose transaction has no result yet; $1 run id, $2 from, $3 to.
+	// The transaction of a line is (account, coalesce(id_nfc, id)).
 	pending string
-	// fresh selects (transaction id, input) of all the lines in range, for a
+	// fresh selects (account, transaction id, input) of all the lines in range, for a
 	// run whose transactions are all its own (runs.all_new).
 	fresh string
 }
@@ -42,12 +42,12 @@ var (
 		name:   "tags",
 		column: "tag",
 		pending: `
-SELECT coalesce(rl.id_nfc, rl.id), rl.wording
+SELECT rl.account, coalesce(rl.id_nfc, rl.id), rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
-  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.transaction_id = coalesce(rl.id_nfc, rl.id))`,
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.account = rl.account AND t.transaction_id = coalesce(rl.id_nfc, rl.id))`,
 		fresh: `
-SELECT coalesce(rl.id_nfc, rl.id), rl.wording
+SELECT rl.account, coalesce(rl.id_nfc, rl.id), rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 	}
@@ -55,19 +55,19 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 		name:   "annotations",
 		column: "annotation",
 		pending: `
-SELECT coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
+SELECT rl.account, coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
-  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.transaction_id = coalesce(rl.id_nfc, rl.id))`,
+  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.account = rl.account AND a.transaction_id = coalesce(rl.id_nfc, rl.id))`,
 		fresh: `
-SELECT coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
+SELECT rl.account, coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}
 )
 
 // TagChunk computes tags for the run_lines of runID with from <= seq < to
-// whose transaction has no row in tags yet: it reads (id, wording) in one
+// whose transaction has no row in tags yet: it reads (account, id, wording) in one
 // query, calls tag(wording) for each, and writes the results with one COPY
 // ("" is stored as NULL: tagged, no tag word). If a concurrent run wrote some
 // of the same ids first, it retries through a staging table and INSERT ... ON
@@ -76,12 +76,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // unknown or not settled by FinishIngest, and the wrapped connection or SQL
 // error.
 func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, any, error) {
-		var id, wording string
-		if err := rows.Scan(&id, &wording); err != nil {
-			return "", nil, err
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, string, any, error) {
+		var account, id, wording string
+		if err := rows.Scan(&account, &id, &wording); err != nil {
+			return "", "", nil, err
 		}
-		return id, nullIfEmpty(tag(wording)), nil
+		return account, id, nullIfEmpty(tag(wording)), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("tag chunk [%d,%d) of run %s", from, to, runID), err)
@@ -95,12 +95,12 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 // NULL: annotated, no annotation). Lines counts every line in range, errors
 // included. It is idempotent and returns the same errors as TagChunk.
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, any, error) {
-		var id string
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, string, any, error) {
+		var account, id string
 		var cents pgtype.Int8
 		var big pgtype.Text
-		if err := rows.Scan(&id, &cents, &big); err != nil {
-			return "", nil, err
+		if err := rows.Scan(&account, &id, &cents, &big); err != nil {
+			return "", "", nil, err
 		}
 		var amount decimal.Decimal
 		switch {
@@ -109,12 +109,12 @@ func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, a
 		case big.Valid:
 			var err error
 			if amount, err = decimal.NewFromString(big.String); err != nil {
-				return "", nil, fmt.Errorf("amount %q: %w", big.String, err)
+				return "", "", nil, fmt.Errorf("amount %q: %w", big.String, err)
 			}
 		default:
-			return "", nil, fmt.Errorf("transaction %q has no amount", id)
+			return "", "", nil, fmt.Errorf("transaction %q of account %q has no amount", id, account)
 		}
-		return id, nullIfEmpty(annotate(amount)), nil
+		return account, id, nullIfEmpty(annotate(amount)), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)
@@ -132,7 +132,7 @@ func nullIfEmpty(s string) any {
 // computeChunk reads the pending lines of a chunk, computes their results
 // with compute and writes them to t.
 func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
-	compute func(pgx.Rows) (id string, result any, err error)) (ChunkCounts, error) {
+	compute func(pgx.Rows) (account, id string, result any, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
 	var results [][]any
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -172,11 +172,11 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 		}
 		defer rows.Close()
 		for rows.Next() {
-			id, result, err := compute(rows)
+			account, id, result, err := compute(rows)
 			if err != nil {
 				return fmt.Errorf("read pending: %w", err)
 			}
-			results = append(results, []any{id, result, runID})
+			results = append(results, []any{account, id, result, runID})
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read pending: %w", err)
@@ -189,7 +189,7 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	if len(results) == 0 {
 		return c, nil
 	}
-	columns := []string{"transaction_id", t.column, "run_id"}
+	columns := []string{"account", "transaction_id", t.column, "run_id"}
 	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, pgx.CopyFromRows(results))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
@@ -209,17 +209,17 @@ func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results 
 	var n int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE txflow_stage
-			(transaction_id text, result text, run_id text) ON COMMIT DROP`); err != nil {
+			(account text, transaction_id text, result text, run_id text) ON COMMIT DROP`); err != nil {
 			return err
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txflow_stage"},
-			[]string{"transaction_id", "result", "run_id"}, pgx.CopyFromRows(results)); err != nil {
+			[]string{"account", "transaction_id", "result", "run_id"}, pgx.CopyFromRows(results)); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`
-			INSERT INTO %[1]s (transaction_id, %[2]s, run_id)
-			SELECT DISTINCT ON (transaction_id) transaction_id, result, run_id FROM txflow_stage
-			ON CONFLICT (transaction_id) DO NOTHING`,
+			INSERT INTO %[1]s (account, transaction_id, %[2]s, run_id)
+			SELECT DISTINCT ON (account, transaction_id) account, transaction_id, result, run_id FROM txflow_stage
+			ON CONFLICT (account, transaction_id) DO NOTHING`,
 			pgx.Identifier{t.name}.Sanitize(), pgx.Identifier{t.column}.Sanitize()))
 		n = tag.RowsAffected()
 		return err

@@ -18,6 +18,9 @@ type Run struct {
 	ID     string // run id, unique per ingestion of a file
 	File   string // file name as received
 	SHA256 string // hex SHA-256 of the file content
+	// Account is the run's account (see txn.ParseAccount), the account of
+	// every line that does not carry its own; "" means txn.DefaultAccount.
+	Account string
 }
 
 // IngestCounts are the totals of a run after FinishIngest.
@@ -51,8 +54,12 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 	if run.ID == "" {
 		return Checkpoint{}, errors.New("begin ingest: empty run id")
 	}
+	account, err := runAccount(run.Account)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("begin ingest %s: %w", run.ID, err)
+	}
 	cp := Checkpoint{NextSeq: 1}
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if resume && run.SHA256 != "" {
 			var sha string
 			var settled bool
@@ -76,11 +83,12 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 		}
 		cp = Checkpoint{NextSeq: 1}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO runs (run_id, file, sha256) VALUES ($1, $2, $3)
+			INSERT INTO runs (run_id, file, sha256, account) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (run_id) DO UPDATE
-			SET file = excluded.file, sha256 = excluded.sha256, started_at = now(), ingested_at = NULL,
-			    records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL`,
-			run.ID, run.File, run.SHA256); err != nil {
+			SET file = excluded.file, sha256 = excluded.sha256, account = excluded.account, started_at = now(),
+			    ingested_at = NULL, records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL,
+			    has_account_column = false`,
+			run.ID, run.File, run.SHA256, account); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM run_lines WHERE run_id = $1", run.ID); err != nil {
@@ -118,7 +126,9 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		// are in transactions. FOR SHARE orders this against FinishIngest.
 		var loading bool
 		var nextSeq int64
-		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq FROM runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&loading, &nextSeq)
+		var account string
+		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq, account FROM runs WHERE run_id = $1 FOR UPDATE", runID).
+			Scan(&loading, &nextSeq, &account)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrRunNotFound
@@ -135,7 +145,7 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
-				[]string{"run_id", "seq", "line", "id", "id_nfc", "amount", "raw_amount", "wording", "error"},
+				[]string{"run_id", "seq", "line", "account", "id", "id_nfc", "amount", "raw_amount", "wording", "error"},
 				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
 					r := &recs[i]
 					var reason any
@@ -143,7 +153,7 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 						reason = string(r.Error)
 					}
 					id := cleanText(r.ID)
-					return []any{runID, firstSeq + int64(i), r.Line, id, nfcIfDifferent(id), r.Amount,
+					return []any{runID, firstSeq + int64(i), r.Line, lineAccount(r.Account, account), id, nfcIfDifferent(id), r.Amount,
 						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
 				}))
 			if err != nil {
@@ -152,10 +162,10 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		}
 		if len(rejected) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"rejected_rows"},
-				[]string{"run_id", "line", "id", "amount", "wording", "reason", "detail"},
+				[]string{"run_id", "line", "account", "id", "amount", "wording", "reason", "detail"},
 				pgx.CopyFromSlice(len(rejected), func(i int) ([]any, error) {
 					r := &rejected[i]
-					return []any{runID, r.Line, cleanText(r.ID), cleanText(r.Amount), cleanText(r.Wording),
+					return []any{runID, r.Line, lineAccount(r.Account, account), cleanText(r.ID), cleanText(r.Amount), cleanText(r.Wording),
 						string(r.Reason), cleanText(r.Detail)}, nil
 				}))
 			if err != nil {
@@ -170,6 +180,14 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 	return nil
 }
 
+// runAccount validates a run's account; "" is txn.DefaultAccount.
+func runAccount(account string) (string, error) {
+	if account == "" {
+		return txn.DefaultAccount, nil
+	}
+	return txn.ParseAccount(account)
+}
+
 // cleanText makes s storable in a PostgreSQL text column: invalid UTF-8
 // sequences and NUL bytes become U+FFFD.
 func cleanText(s string) string {
@@ -177,6 +195,15 @@ func cleanText(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// lineAccount is the account a line is stored under: its own when the file
+// has an account column (as read, for a rejected row), the run's otherwise.
+func lineAccount(own, run string) string {
+	if own == "" {
+		return run
+	}
+	return cleanText(own)
 }
 
 // nfcIfDifferent returns the NFC form of s when it differs from s, and nil
@@ -198,8 +225,10 @@ func nfcIfDifferent(s string) any {
 //
 // Ids and wordings are compared in NFC, so that the same text typed with
 // composed or decomposed accents is the same. The key of a line is
-// coalesce(id_nfc, id), the NFC form of its id (id_nfc is set only when it
-// differs from id), and transactions.id is that key. Wordings are compared
+// (account, coalesce(id_nfc, id)): its account and the NFC form of its id
+// (id_nfc is set only when it differs from id), and (transactions.account,
+// transactions.id) is that key. The same id in two accounts is two
+// transactions; duplicates and conflicts are found within one account. Wordings are compared
 // raw first: normalize() runs only for the rare pairs that differ as bytes.
 const (
 	// In-file duplicates: every line whose key appeared at a smaller seq of
@@ -209,15 +238,15 @@ WITH ranked AS (
     SELECT seq, first_value(line) OVER w AS first_line, row_number() OVER w AS n
     FROM run_lines
     WHERE run_id = $1
-    WINDOW w AS (PARTITION BY coalesce(id_nfc, id) ORDER BY seq)
+    WINDOW w AS (PARTITION BY account, coalesce(id_nfc, id) ORDER BY seq)
 ), moved AS (
     DELETE FROM run_lines rl
     USING ranked r
     WHERE rl.run_id = $1 AND rl.seq = r.seq AND r.n > 1
-    RETURNING rl.line, rl.id, rl.raw_amount, rl.wording, r.first_line
+    RETURNING rl.line, rl.account, rl.id, rl.raw_amount, rl.wording, r.first_line
 )
-INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
-SELECT $1, line, id, raw_amount, wording, $2, 'id already on line ' || first_line
+INSERT INTO rejected_rows (run_id, line, account, id, amount, wording, reason, detail)
+SELECT $1, line, account, id, raw_amount, wording, $2, 'id already on line ' || first_line
 FROM moved`
 
 	// Conflicts: lines whose key is stored with another amount or wording.
@@ -225,23 +254,25 @@ FROM moved`
 WITH moved AS (
     DELETE FROM run_lines rl
     USING transactions t
-    WHERE rl.run_id = $1 AND t.id = coalesce(rl.id_nfc, rl.id)
+    WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = coalesce(rl.id_nfc, rl.id)
       AND (t.amount <> rl.amount
            OR (t.wording <> rl.wording AND normalize(t.wording, NFC) <> normalize(rl.wording, NFC)))
-    RETURNING rl.line, rl.id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
+    RETURNING rl.line, rl.account, rl.id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
 )
-INSERT INTO rejected_rows (run_id, line, id, amount, wording, reason, detail)
-SELECT $1, line, id, raw_amount, wording, $2,
+INSERT INTO rejected_rows (run_id, line, account, id, amount, wording, reason, detail)
+SELECT $1, line, account, id, raw_amount, wording, $2,
        format('id already stored with amount %s and wording %L', round(stored_amount, 2), stored_wording)
 FROM moved`
 
 	// New transactions: anti-join, no ON CONFLICT (FinishIngest holds a lock
 	// serialising it across runs, so no concurrent insert can race).
 	sqlInsertNew = `
-INSERT INTO transactions (id, id_as_read, amount, wording, first_run_id)
-SELECT coalesce(rl.id_nfc, rl.id), CASE WHEN rl.id_nfc IS NOT NULL THEN rl.id END, rl.amount, rl.wording, rl.run_id
+INSERT INTO transactions (account, id, id_as_read, amount, wording, error, first_run_id)
+SELECT rl.account, coalesce(rl.id_nfc, rl.id), CASE WHEN rl.id_nfc IS NOT NULL THEN rl.id END, rl.amount, rl.wording,
+       rl.error, rl.run_id
 FROM run_lines rl
-WHERE rl.run_id = $1 AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = coalesce(rl.id_nfc, rl.id))`
+WHERE rl.run_id = $1
+  AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.account = rl.account AND t.id = coalesce(rl.id_nfc, rl.id))`
 )
 
 // runTotals counts the run's lines and rejected rows (New is left 0).
@@ -266,13 +297,13 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 // FinishIngest settles the run, in one transaction, set-based (ids and
 // wordings compared in NFC):
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
-//     of the same run moves to rejected_rows as duplicate_id (the first is
+//     of the same run in the same account moves to rejected_rows as duplicate_id (the first is
 //     kept);
-//  2. id conflicts: a run_line whose id exists in transactions with a
-//     different amount or wording moves to rejected_rows as id_conflict
+//  2. id conflicts: a run_line whose id exists in transactions of its
+//     account with a different amount or wording moves to rejected_rows as id_conflict
 //     (detail names the stored values);
-//  3. new transactions: run_lines whose id is not in transactions are
-//     inserted; identical existing ones are untouched and keep their tags
+//  3. new transactions: run_lines whose (account, id) is not in
+//     transactions are inserted; identical existing ones are untouched and keep their tags
 //     and annotations.
 //
 // FinishIngest calls are serialised across runs (advisory lock). Calling it
@@ -283,6 +314,20 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 // returns ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or
 // SQL error otherwise; on error nothing is changed.
 func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (IngestCounts, error) {
+	return db.FinishIngestFile(ctx, runID, FileFacts{RowsRead: rowsRead})
+}
+
+// FileFacts are what FinishIngestFile records about the file read.
+type FileFacts struct {
+	RowsRead      int64 // data records of the file (txn.Stats.Records)
+	AccountColumn bool  // the file had an account column (txn.Stats.AccountColumn)
+}
+
+// FinishIngestFile is FinishIngest, also recording whether the file had an
+// account column (runs.has_account_column): the run's outputs then carry an
+// account column first, mirroring the input.
+func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (IngestCounts, error) {
+	rowsRead := f.RowsRead
 	var c IngestCounts
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		// Waiting for another run's settling is not a stall: it may take longer than the
@@ -321,7 +366,7 @@ func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (I
 		// half the cost of the sort the move needs.
 		var dups bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (
-			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY coalesce(id_nfc, id) HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
+			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, coalesce(id_nfc, id) HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
 			return fmt.Errorf("find duplicates: %w", err)
 		}
 		if dups {
@@ -352,8 +397,9 @@ func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (I
 			return err
 		}
 		c.New = n
-		if _, err := tx.Exec(ctx, "UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint) WHERE run_id = $1",
-			runID, rowsRead, c.New, c.Accepted); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
+			has_account_column = $5 WHERE run_id = $1`,
+			runID, rowsRead, c.New, c.Accepted, f.AccountColumn); err != nil {
 			return fmt.Errorf("record totals: %w", err)
 		}
 		return nil

@@ -41,17 +41,17 @@ const (
 ) TO STDOUT (FORMAT csv, HEADER true)`
 
 	sqlErrorReport = `COPY (
-    SELECT line,
+    SELECT %sline,
            txflow_safe_cell(NULLIF(id, '')) AS id,
            txflow_safe_cell(NULLIF(amount, '')) AS amount,
            txflow_safe_cell(NULLIF(wording, '')) AS wording,
            txflow_safe_cell(NULLIF(reason, '')) AS reason
     FROM (
-        SELECT line, id, amount, wording, reason
+        SELECT line, account, id, amount, wording, reason
         FROM rejected_rows
         WHERE run_id = current_setting('txflow.run_id')
         UNION ALL
-        SELECT line, id, raw_amount, wording, error
+        SELECT line, account, id, raw_amount, wording, error
         FROM run_lines
         WHERE run_id = current_setting('txflow.run_id') AND error IS NOT NULL
     ) r
@@ -60,7 +60,10 @@ const (
 )
 
 // WriteOutput streams the run's output_transactions.csv to w with COPY ... TO
-// STDOUT (FORMAT csv): header id,amount,wording,tag,annotation,error; one row
+// STDOUT (FORMAT csv): header id,amount,wording,tag,annotation,error, after
+// an account column (each line's account) when the run's file had one
+// (FinishIngestFile's FileFacts.AccountColumn), so the output mirrors the
+// input; one row
 // per run line in seq order; amount with two decimals and a dot (12.50,
 // -3.00, 0.00); an empty field where there is no tag, annotation or error;
 // the annotation is empty on a line in error; text cells go through the
@@ -81,8 +84,8 @@ func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions,
 	exprs[colTag] = "txflow_safe_cell(NULLIF(tg.tag, ''))"
 	exprs[colAnnotation] = "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
 	exprs[colError] = "txflow_safe_cell(NULLIF(rl.error, ''))"
-	joins := []string{"LEFT JOIN tags tg ON tg.transaction_id = coalesce(rl.id_nfc, rl.id)",
-		"LEFT JOIN annotations an ON an.transaction_id = coalesce(rl.id_nfc, rl.id)"}
+	joins := []string{"LEFT JOIN tags tg ON tg.account = rl.account AND tg.transaction_id = coalesce(rl.id_nfc, rl.id)",
+		"LEFT JOIN annotations an ON an.account = rl.account AND an.transaction_id = coalesce(rl.id_nfc, rl.id)"}
 	if opts.OmitTags {
 		exprs[colTag], joins[0] = "NULL::text", ""
 	}
@@ -93,8 +96,15 @@ func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions,
 	for i, e := range exprs {
 		cols[i] = e + " AS " + outputColumnNames[i]
 	}
-	query := fmt.Sprintf(sqlOutput, strings.Join(cols, ",\n           "), strings.Join(joins, "\n    "))
 	cw := &outputCounter{w: w}
+	query := func(withAccount bool) string {
+		all := cols
+		if withAccount {
+			all = append([]string{accountColumn("rl.account")}, cols...)
+			cw.first = 1
+		}
+		return fmt.Sprintf(sqlOutput, strings.Join(all, ",\n           "), strings.Join(joins, "\n    "))
+	}
 	n, err := db.copyOut(ctx, runID, query, cw)
 	if err == nil {
 		err = cw.err
@@ -106,6 +116,12 @@ func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions,
 		return OutputCounts{Rows: n}, db.wrap("write output of run "+runID, err)
 	}
 	return cw.counts, nil
+}
+
+// accountColumn is the account column of a run's outputs, first when its
+// file had an account column (runs.has_account_column).
+func accountColumn(expr string) string {
+	return "txflow_safe_cell(NULLIF(" + expr + ", '')) AS account"
 }
 
 // OutputCounts count the data rows of output_transactions.csv.
@@ -123,6 +139,7 @@ type outputCounter struct {
 	counts OutputCounts
 	err    error
 
+	first      int  // the position of the id column: 1 after an account column, 0 otherwise
 	pastHeader bool // the header row is behind
 	col        int  // the current field
 	state      csvState
@@ -181,7 +198,7 @@ func (c *outputCounter) Write(p []byte) (int, error) {
 }
 
 func (c *outputCounter) endField() {
-	switch c.col {
+	switch c.col - c.first {
 	case colTag:
 		c.tagged = c.nonEmpty
 	case colAnnotation:
@@ -192,8 +209,8 @@ func (c *outputCounter) endField() {
 }
 
 func (c *outputCounter) endRow() {
-	if c.col != outputColumns && c.err == nil {
-		c.err = fmt.Errorf("count output rows: a row of %d fields, %d expected", c.col, outputColumns)
+	if c.col != c.first+outputColumns && c.err == nil {
+		c.err = fmt.Errorf("count output rows: a row of %d fields, %d expected", c.col, c.first+outputColumns)
 	}
 	if c.pastHeader {
 		c.counts.Rows++
@@ -215,30 +232,39 @@ type OutputOptions struct {
 }
 
 // WriteErrorReport streams the run's error_report.csv to w: header
-// line,id,amount,wording,reason; every rejected row of the run and every run
+// line,id,amount,wording,reason (after an account column, the row's account
+// as read, when the run's file had one, like WriteOutput); every rejected row of the run and every run
 // line with an error (amount as read from the file), ordered by line, with
 // the txn.SafeCell rule applied to text cells, the raw amount included (a
 // plain number such as -2500000.00 or -1 234,56 is written as read). It returns
 // the number of data rows, ErrRunNotFound (wrapped) for an unknown run, and
 // the wrapped connection, SQL or w.Write error.
 func (db *DB) WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error) {
-	n, err := db.copyOut(ctx, runID, sqlErrorReport, w)
+	query := func(withAccount bool) string {
+		if withAccount {
+			return fmt.Sprintf(sqlErrorReport, accountColumn("account")+",\n           ")
+		}
+		return fmt.Sprintf(sqlErrorReport, "")
+	}
+	n, err := db.copyOut(ctx, runID, query, w)
 	if err != nil {
 		return n, db.wrap("write error report of run "+runID, err)
 	}
 	return n, nil
 }
 
-// copyOut runs a COPY TO STDOUT query for runID in a read-only snapshot.
-func (db *DB) copyOut(ctx context.Context, runID, query string, w io.Writer) (int64, error) {
+// copyOut runs a COPY TO STDOUT query for runID in a read-only snapshot;
+// query builds it, with an account column when the run's file had one.
+func (db *DB) copyOut(ctx context.Context, runID string, query func(withAccount bool) string, w io.Writer) (int64, error) {
 	var n int64
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $1)", runID).Scan(&exists); err != nil {
-			return err
-		}
-		if !exists {
+		var withAccount bool
+		err := tx.QueryRow(ctx, "SELECT has_account_column FROM runs WHERE run_id = $1", runID).Scan(&withAccount)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrRunNotFound
+		}
+		if err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
 			return err
@@ -246,7 +272,7 @@ func (db *DB) copyOut(ctx context.Context, runID, query string, w io.Writer) (in
 		if _, err := tx.Exec(ctx, "SELECT set_config('txflow.run_id', $1, true)", runID); err != nil {
 			return err
 		}
-		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, query)
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, query(withAccount))
 		if err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
@@ -274,9 +300,9 @@ SELECT
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id),
     (SELECT count(*) FROM rejected_rows WHERE run_id = r.run_id),
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND error IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.transaction_id = coalesce(rl.id_nfc, rl.id)
+    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.account = rl.account AND t.transaction_id = coalesce(rl.id_nfc, rl.id)
      WHERE rl.run_id = r.run_id AND t.tag IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.transaction_id = coalesce(rl.id_nfc, rl.id)
+    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.account = rl.account AND a.transaction_id = coalesce(rl.id_nfc, rl.id)
      WHERE rl.run_id = r.run_id AND rl.error IS NULL AND a.annotation IS NOT NULL)
 FROM runs r
 WHERE r.run_id = $1`, runID).Scan(&c.Accepted, &c.Rejected, &c.Errors, &c.Tagged, &c.Annotated)
