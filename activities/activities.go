@@ -59,17 +59,12 @@ type IngestInput struct {
 	SHA256 string // optional: the content hash the run was started for
 }
 
-// IngestResult counts what the ingestion did.
+// IngestResult counts what the ingestion did: every count up to InError (Tagged and Annotated
+// are the Dump's). It crosses Temporal in a wire form of its own (counts.go).
 type IngestResult struct {
-	SHA256       string
-	RowsRead     int64 // data records in the file
-	Lines        int64 // physical lines in the file
-	SkippedLines int64 // lines that are neither the header nor part of a record (preamble, blank lines)
-	Accepted     int64 // records kept for this run
-	New          int64 // accepted records not stored before
-	Rejected     int64 // records rejected (unreadable, duplicate, conflicting)
-	Errors       int64 // accepted records in error (amount too high)
-	MaxSeq       int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
+	SHA256 string
+	Counts
+	MaxSeq int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -232,15 +227,17 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 
 func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.IngestCounts) IngestResult {
 	return IngestResult{
-		SHA256:       sha,
-		RowsRead:     rowsRead,
-		Lines:        stats.Lines,
-		SkippedLines: stats.SkippedLines,
-		Accepted:     c.Accepted,
-		New:          c.New,
-		Rejected:     c.Rejected,
-		Errors:       c.Errors,
-		MaxSeq:       c.MaxSeq,
+		SHA256: sha,
+		Counts: Counts{
+			RowsRead:     rowsRead,
+			Lines:        stats.Lines,
+			SkippedLines: stats.SkippedLines,
+			Ingested:     c.Accepted,
+			New:          c.New,
+			Rejected:     c.Rejected,
+			InError:      c.Errors,
+		},
+		MaxSeq: c.MaxSeq,
 	}
 }
 

@@ -39,17 +39,6 @@ type Notifier struct {
 	Client        *http.Client // http.DefaultClient with a 30 s timeout when nil
 }
 
-// Counts are a run's row counts, as in its summary.
-type Counts struct {
-	RowsRead  int64 `json:"rows_read"`
-	Ingested  int64 `json:"ingested"`
-	New       int64 `json:"new"`
-	Rejected  int64 `json:"rejected"`
-	InError   int64 `json:"in_error"`
-	Tagged    int64 `json:"tagged"`
-	Annotated int64 `json:"annotated"`
-}
-
 // NoticeOutputs are the paths of a run's output files, on the worker's file system.
 type NoticeOutputs struct {
 	Dir          string `json:"dir,omitempty"`
@@ -72,7 +61,7 @@ type RunNotice struct {
 	FailedStage string        `json:"failed_stage,omitempty"` // the first stage that failed
 	Error       string        `json:"error,omitempty"`        // root cause of every failed stage
 	ErrorType   string        `json:"error_type,omitempty"`   // type of the error the run failed with, e.g. BadPathError
-	Counts      Counts        `json:"counts"`
+	Counts      Counts        `json:"counts"`                 // as in the summary (counts.go)
 	Outputs     NoticeOutputs `json:"outputs"`
 	StartedAt   time.Time     `json:"started_at"`
 	FinishedAt  time.Time     `json:"finished_at"`

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,27 +92,31 @@ func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error)
 	return DumpResult{Path: dir.path(OutputFile), Rows: counts.Rows, Tagged: counts.Tagged, Annotated: counts.Annotated}, nil
 }
 
-// SummaryInput carries the run's summary, already encoded as JSON by the workflow.
+// SummaryInput carries the run's summary, already encoded as JSON by the workflow. It crosses
+// Temporal compacted, whatever its layout.
 type SummaryInput struct {
 	RunID   string
 	Summary json.RawMessage
 }
 
-// WriteSummary writes summary.json and returns its path. It is the last file a run writes: a
-// run directory with a summary.json holds the complete set of one attempt.
+// WriteSummary writes summary.json, indented like failure.json, and returns its path. It is the
+// last file a run writes: a run directory with a summary.json holds the complete set of one
+// attempt.
 //
 // It returns a non-retryable ErrTypeBadInput error when the summary is not valid JSON.
 func (a *Activities) WriteSummary(ctx context.Context, in SummaryInput) (string, error) {
-	if !json.Valid(in.Summary) {
-		err := fmt.Errorf("summary of %s is not valid JSON", in.RunID)
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, in.Summary, "", "  "); err != nil {
+		err := fmt.Errorf("summary of %s is not valid JSON: %w", in.RunID, err)
 		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
 	}
+	indented.WriteByte('\n')
 	dir, err := a.runDir(ctx, in.RunID)
 	if err != nil {
 		return "", err
 	}
 	defer dir.Close()
-	if err := writeBytes(dir.Root, SummaryFile, append(in.Summary, '\n')); err != nil {
+	if err := writeBytes(dir.Root, SummaryFile, indented.Bytes()); err != nil {
 		return "", fmt.Errorf("write summary: %w", typedError(err, false))
 	}
 	return dir.path(SummaryFile), nil

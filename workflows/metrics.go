@@ -5,10 +5,13 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/txflow/txflow/activities"
 )
 
 // Names of the metrics ProcessFile emits through the worker's metrics handler (Prometheus when
-// the worker serves it), beside the SDK's own temporal_* metrics. The workflow emits them with
+// the worker serves it), beside the SDK's own temporal_* metrics. The row counters carry the
+// counts of activities.Counts of the same names. The workflow emits them with
 // workflow.GetMetricsHandler, which stays silent during replay, so a run counts once.
 const (
 	MetricRowsIngested  = "txflow_rows_ingested"  // counter: rows accepted by Ingest
@@ -39,15 +42,17 @@ func (m runMetrics) stage(name string, d time.Duration) {
 	m.h.WithTags(map[string]string{MetricTagStage: name}).Timer(MetricStageDuration).Record(d)
 }
 
-func (m runMetrics) ingested(s *Summary) {
-	m.h.Counter(MetricRowsIngested).Inc(s.Ingested)
-	m.h.Counter(MetricRowsRejected).Inc(s.Rejected)
-	m.h.Counter(MetricRowsInError).Inc(s.InError)
+// ingested counts Ingest's counts, once Ingest completed.
+func (m runMetrics) ingested(c activities.Counts) {
+	m.h.Counter(MetricRowsIngested).Inc(c.Ingested)
+	m.h.Counter(MetricRowsRejected).Inc(c.Rejected)
+	m.h.Counter(MetricRowsInError).Inc(c.InError)
 }
 
-func (m runMetrics) dumped(s *Summary) {
-	m.h.Counter(MetricRowsTagged).Inc(s.Tagged)
-	m.h.Counter(MetricRowsAnnotated).Inc(s.Annotated)
+// dumped counts Dump's counts, once Dump completed.
+func (m runMetrics) dumped(c activities.Counts) {
+	m.h.Counter(MetricRowsTagged).Inc(c.Tagged)
+	m.h.Counter(MetricRowsAnnotated).Inc(c.Annotated)
 }
 
 func (m runMetrics) finished(status string) {

@@ -177,10 +177,7 @@ func (s *Summary) notice() activities.RunNotice {
 		Status:      s.Status,
 		FailedStage: s.FailedStage(),
 		Error:       s.Error,
-		Counts: activities.Counts{
-			RowsRead: s.RowsRead, Ingested: s.Ingested, New: s.New, Rejected: s.Rejected,
-			InError: s.InError, Tagged: s.Tagged, Annotated: s.Annotated,
-		},
+		Counts:      s.Counts,
 		Outputs: activities.NoticeOutputs{
 			Dir: s.Outputs.Dir, Transactions: s.Outputs.Transactions,
 			ErrorReport: s.Outputs.ErrorReport, Summary: s.Outputs.Summary,

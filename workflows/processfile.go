@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -81,113 +82,301 @@ const (
 // metrics of metrics.go. When it ends it starts a Notify child workflow, abandoned to run on its
 // own: an alert and failure.json for a failed run, an event for a completed one.
 func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
-	in = in.withDefaults()
-	info := workflow.GetInfo(ctx)
-	s := newSummary(info.WorkflowExecution.ID, in.File, workflow.Now(ctx))
+	r := newRun(ctx, in.withDefaults())
+	s := r.summary
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*Summary, error) { return s, nil }); err != nil {
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
-	m := newRunMetrics(ctx)
-	s.now = func() time.Time { return workflow.Now(ctx) }
-	s.onStageEnd = func(st *Stage) {
-		if st.Name != StageSummary && !st.began.IsZero() {
-			m.stage(st.Name, workflow.Now(ctx).Sub(st.began))
-		}
-		workflow.SetCurrentDetails(ctx, s.Markdown())
-	}
-	s.onProgress = func() { workflow.SetCurrentDetails(ctx, s.Markdown()) }
 	// Ingest reports its progress by signal (a few per run); handling one issues no command.
 	progress := workflow.GetSignalChannel(ctx, activities.IngestProgressSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var p activities.IngestProgress
 			progress.Receive(ctx, &p)
-			s.ingestProgressed(p)
+			r.ingestProgressed(p)
 		}
 	})
 	upsertSearchAttributes(ctx, s)
-	workflow.SetCurrentDetails(ctx, s.Markdown())
+	r.publish()
 
-	res, err := processFile(ctx, in, s, m)
+	err := r.pipeline(ctx)
 
 	if err != nil && s.Status != StatusFailed {
 		// The summary itself could not be written.
 		s.Status, s.Error = StatusFailed, rootCause(err)
 	}
-	m.finished(s.Status)
-	workflow.SetCurrentDetails(ctx, s.Markdown())
+	r.metrics.finished(s.Status)
+	r.publish()
 	upsertSearchAttributes(ctx, s)
 	notify(ctx, s, err)
-	return res, err
-}
-
-// processFile is the pipeline itself.
-func processFile(ctx workflow.Context, in ProcessFileInput, s *Summary, m runMetrics) (*Summary, error) {
-	var a *activities.Activities
-
-	// 1. Ingest: a file that cannot be read fails the run at once.
-	s.start(StageIngest)
-	var ing activities.IngestResult
-	hb := in.HeartbeatTimeout
-	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
-		activities.IngestInput{RunID: s.RunID, File: in.File, SHA256: in.SHA256}).Get(ctx, &ing)
 	if err != nil {
-		s.fail(StageIngest, err)
-		s.finish(workflow.Now(ctx))
 		return nil, err
 	}
-	s.ingested(ing)
-	m.ingested(s)
+	return s, nil
+}
+
+// run is one execution of ProcessFile under way: the summary it fills in, publishes (progress
+// query, current details) and returns, and the metrics it emits. Its methods record what the
+// pipeline learns and issue no command; the commands are issued by pipeline and chunkScheduler.
+type run struct {
+	// ctx is the workflow's root context, used only for what does not block (the clock, the
+	// current details): each coroutine blocks on its own context.
+	ctx     workflow.Context
+	in      ProcessFileInput
+	summary *Summary
+	metrics runMetrics
+	began   map[string]time.Time // when each stage started running, for the stage duration metric
+}
+
+func newRun(ctx workflow.Context, in ProcessFileInput) *run {
+	return &run{
+		ctx:     ctx,
+		in:      in,
+		summary: newSummary(workflow.GetInfo(ctx).WorkflowExecution.ID, in.File, workflow.Now(ctx)),
+		metrics: newRunMetrics(ctx),
+		began:   map[string]time.Time{},
+	}
+}
+
+// pipeline runs the stages of the package doc, in order.
+func (r *run) pipeline(ctx workflow.Context) error {
+	var a *activities.Activities
+	s, hb := r.summary, r.in.HeartbeatTimeout
+
+	// 1. Ingest: a file that cannot be read fails the run at once.
+	r.start(StageIngest)
+	var ing activities.IngestResult
+	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
+		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256}).Get(ctx, &ing)
+	if err != nil {
+		r.fail(StageIngest, err)
+		r.finish()
+		return err
+	}
+	r.ingested(ing)
 	upsertSearchAttributes(ctx, s)
 
 	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other.
-	chunks := Chunks(ing.MaxSeq, in.ChunkSize)
+	chunks := Chunks(ing.MaxSeq, r.in.ChunkSize)
 	var tagErr, annotateErr error
 	wg := workflow.NewWaitGroup(ctx)
 	wg.Add(2)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		tagErr = s.runChunks(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks, in.MaxParallel)
+		tagErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks)
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		annotateErr = s.runChunks(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks, in.MaxParallel)
+		annotateErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks)
 	})
 	wg.Wait(ctx)
 
 	// 3. The error report and 4. the dump are written whatever happened to Tag and Annotate.
-	s.start(StageReport)
+	r.start(StageReport)
 	var report activities.FileResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, reportOptions, hb), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
-		s.fail(StageReport, err)
-		s.finish(workflow.Now(ctx))
-		return nil, err
+		r.fail(StageReport, err)
+		r.finish()
+		return err
 	}
-	s.reported(report)
+	s.Outputs.ErrorReport, s.Outputs.Dir = report.Path, path.Dir(report.Path)
+	r.complete(StageReport)
 
-	s.start(StageDump)
+	r.start(StageDump)
 	var dump activities.DumpResult
 	dumpIn := activities.DumpInput{RunID: s.RunID, OmitTags: tagErr != nil, OmitAnnotations: annotateErr != nil}
 	if err := workflow.ExecuteActivity(withOptions(ctx, dumpOptions, hb), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
-		s.fail(StageDump, err)
-		s.finish(workflow.Now(ctx))
-		return nil, err
+		r.fail(StageDump, err)
+		r.finish()
+		return err
 	}
-	s.dumped(dump)
-	m.dumped(s)
+	s.Outputs.Transactions = dump.Path
+	s.Tagged, s.Annotated = dump.Tagged, dump.Annotated
+	r.complete(StageDump)
+	r.metrics.dumped(s.Counts)
 
 	// 5. The summary, beside the outputs; then the run fails if a stage did.
 	stageErr := errors.Join(tagErr, annotateErr)
-	s.finish(workflow.Now(ctx))
-	if err := s.write(withOptions(ctx, summaryOptions, hb), a); err != nil {
-		return nil, err
+	r.finish()
+	if err := r.writeSummary(withOptions(ctx, summaryOptions, hb)); err != nil {
+		return err
 	}
 	if stageErr != nil {
-		return nil, temporal.NewNonRetryableApplicationError(
+		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s; report and output were written to %s", s.failureText(), s.Outputs.Dir),
 			ErrTypeStageFailed, stageErr)
 	}
-	return s, nil
+	return nil
+}
+
+// chunked runs a chunked stage, Tag or Annotate, over the run's chunks and records its progress.
+func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activities.ChunkInput) error {
+	r.start(stage)
+	st := r.summary.stage(stage)
+	st.Total = r.summary.Ingested
+	sched := chunkScheduler{runID: r.summary.RunID, stage: stage, fn: fn, parallel: r.in.MaxParallel,
+		done: func(res activities.ChunkResult) {
+			st.Done += res.Lines
+			st.Computed += res.Computed
+			r.publish()
+		}}
+	if err := sched.run(ctx, chunks); err != nil {
+		r.fail(stage, err)
+		return err
+	}
+	r.complete(stage)
+	return nil
+}
+
+// writeSummary has the summary written beside the outputs, and records the path the activity
+// returns. The file says its own stage completed: it exists only once written.
+func (r *run) writeSummary(ctx workflow.Context) error {
+	var a *activities.Activities
+	s := r.summary
+	r.start(StageSummary)
+	r.complete(StageSummary)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode summary: %w", err)
+	}
+	var written string
+	if err := workflow.ExecuteActivity(ctx, a.WriteSummary, activities.SummaryInput{RunID: s.RunID, Summary: b}).Get(ctx, &written); err != nil {
+		r.fail(StageSummary, err)
+		return err
+	}
+	s.Outputs.Summary = written
+	return nil
+}
+
+// chunkScheduler runs one activity per chunk of a stage, at most parallel of them in flight.
+// After the first failure it schedules no more chunks, waits for those in flight and returns that
+// failure: the stage has failed, and the chunks not yet started would be work for nothing.
+type chunkScheduler struct {
+	runID    string
+	stage    string // names the activities in the Web UI
+	fn       any    // the activity: Activities.Tag or Activities.Annotate
+	parallel int
+	done     func(activities.ChunkResult) // called as each chunk completes
+}
+
+func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput) error {
+	sel := workflow.NewSelector(ctx)
+	var firstErr error
+	next, inFlight := 0, 0
+	for {
+		for firstErr == nil && inFlight < c.parallel && next < len(chunks) {
+			chunk := chunks[next]
+			chunk.RunID = c.runID
+			next++
+			inFlight++
+			actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
+				fmt.Sprintf("%s lines %d to %d: %s", c.stage, chunk.From, chunk.To-1, stageDoc[c.stage])))
+			sel.AddFuture(workflow.ExecuteActivity(actCtx, c.fn, chunk), func(f workflow.Future) {
+				inFlight--
+				var res activities.ChunkResult
+				if err := f.Get(ctx, &res); err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
+				c.done(res)
+			})
+		}
+		if inFlight == 0 {
+			return firstErr
+		}
+		sel.Select(ctx)
+	}
+}
+
+// publish shows the summary in the workflow's current details (Web UI); it issues no command.
+func (r *run) publish() {
+	workflow.SetCurrentDetails(r.ctx, r.summary.Markdown())
+}
+
+func (r *run) start(stage string) {
+	r.summary.stage(stage).Status = StatusRunning
+	r.began[stage] = workflow.Now(r.ctx)
+	r.publish()
+}
+
+func (r *run) complete(stage string) {
+	r.summary.stage(stage).Status = StatusCompleted
+	r.ended(stage)
+}
+
+func (r *run) fail(stage string, err error) {
+	st := r.summary.stage(stage)
+	st.Status, st.Error = StatusFailed, rootCause(err)
+	r.ended(stage)
+}
+
+func (r *run) ended(stage string) {
+	// The summary stage completes before its activity runs: it has no duration of its own.
+	if began, ok := r.began[stage]; ok && stage != StageSummary {
+		r.metrics.stage(stage, workflow.Now(r.ctx).Sub(began))
+	}
+	r.publish()
+}
+
+// finish closes the summary: stages never reached are skipped, the status says whether any failed.
+func (r *run) finish() {
+	s := r.summary
+	now := workflow.Now(r.ctx)
+	s.FinishedAt = &now
+	s.Status = StatusCompleted
+	for _, st := range s.Stages {
+		switch st.Status {
+		case StatusPending, StatusRunning:
+			st.Status = StatusSkipped
+		case StatusFailed:
+			s.Status = StatusFailed
+		}
+	}
+	if s.Status == StatusFailed {
+		s.Error = s.failureText()
+	}
+}
+
+// ingestProgressed records a progress report of Ingest; reports that arrive when the stage no
+// longer runs (a late one from an abandoned attempt) are dropped.
+func (r *run) ingestProgressed(p activities.IngestProgress) {
+	st := r.summary.stage(StageIngest)
+	if st.Status != StatusRunning {
+		return
+	}
+	st.Done, st.Bytes, st.Size, st.Phase = p.Records, p.Bytes, p.Size, p.Phase
+	r.summary.RowsRead = p.Records
+	r.publish()
+}
+
+// ingested records Ingest's result: the counts it returns are the run's, as they are.
+func (r *run) ingested(res activities.IngestResult) {
+	s := r.summary
+	st := s.stage(StageIngest)
+	st.Done, st.Total = res.RowsRead, res.RowsRead
+	st.Bytes, st.Size, st.Phase = 0, 0, ""
+	s.SHA256 = res.SHA256
+	s.Counts = res.Counts
+	r.complete(StageIngest)
+	r.metrics.ingested(s.Counts)
+}
+
+// rootCause is the innermost message of an activity failure, without Temporal's wrapping.
+func rootCause(err error) string {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok || u.Unwrap() == nil {
+			break
+		}
+		err = u.Unwrap()
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }
 
 func (in ProcessFileInput) withDefaults() ProcessFileInput {
@@ -219,67 +408,6 @@ func Chunks(maxSeq, size int64) []activities.ChunkInput {
 		out = append(out, activities.ChunkInput{From: from, To: min(from+size, maxSeq+1)})
 	}
 	return out
-}
-
-// runChunks executes fn once per chunk with at most parallel activities in flight. After the
-// first failure it schedules no more chunks, waits for those in flight and returns that failure.
-func (s *Summary) runChunks(ctx workflow.Context, stage string, fn any, chunks []activities.ChunkInput, parallel int) error {
-	s.start(stage)
-	st := s.stage(stage)
-	st.Total = s.Ingested
-	sel := workflow.NewSelector(ctx)
-	var firstErr error
-	next, inFlight := 0, 0
-	for {
-		for firstErr == nil && inFlight < parallel && next < len(chunks) {
-			c := chunks[next]
-			c.RunID = s.RunID
-			next++
-			inFlight++
-			actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
-				fmt.Sprintf("%s lines %d to %d: %s", stage, c.From, c.To-1, stageDoc[stage])))
-			sel.AddFuture(workflow.ExecuteActivity(actCtx, fn, c), func(f workflow.Future) {
-				inFlight--
-				var r activities.ChunkResult
-				if err := f.Get(ctx, &r); err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					return
-				}
-				st.Done += r.Lines
-				st.Computed += r.Computed
-				s.progressed()
-			})
-		}
-		if inFlight == 0 {
-			break
-		}
-		sel.Select(ctx)
-	}
-	if firstErr != nil {
-		s.fail(stage, firstErr)
-		return firstErr
-	}
-	s.complete(stage)
-	return nil
-}
-
-// write encodes the summary and has it written beside the outputs.
-func (s *Summary) write(ctx workflow.Context, a *activities.Activities) error {
-	s.start(StageSummary)
-	s.Outputs.Summary = s.Outputs.Dir + "/" + activities.SummaryFile
-	s.complete(StageSummary)
-	b, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode summary: %w", err)
-	}
-	var path string
-	if err := workflow.ExecuteActivity(ctx, a.WriteSummary, activities.SummaryInput{RunID: s.RunID, Summary: b}).Get(ctx, &path); err != nil {
-		s.fail(StageSummary, err)
-		return err
-	}
-	return nil
 }
 
 type activityOptions = workflow.ActivityOptions

@@ -2,9 +2,12 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
@@ -30,7 +33,8 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 var a *activities.Activities
 
 func ingestOK(maxSeq int64) activities.IngestResult {
-	return activities.IngestResult{SHA256: "abc", RowsRead: maxSeq + 2, Accepted: maxSeq, New: maxSeq, Rejected: 2, Errors: 1, MaxSeq: maxSeq}
+	return activities.IngestResult{SHA256: "abc", MaxSeq: maxSeq,
+		Counts: activities.Counts{RowsRead: maxSeq + 2, Ingested: maxSeq, New: maxSeq, Rejected: 2, InError: 1}}
 }
 
 func TestChunks(t *testing.T) {
@@ -72,7 +76,8 @@ func TestProcessFileSuccess(t *testing.T) {
 		Return(activities.FileResult{Path: "/out/r/error_report.csv", Rows: 3}, nil).Once()
 	env.OnActivity(a.Dump, mock.Anything, activities.DumpInput{RunID: "default-test-workflow-id"}).
 		Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 25, Tagged: 9, Annotated: 20}, nil).Once()
-	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil).Once()
+	// The summary's path is the one the activity returns, not one the workflow rebuilds.
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/run-summary.json", nil).Once()
 
 	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 2})
 	require.True(t, env.IsWorkflowCompleted())
@@ -84,7 +89,9 @@ func TestProcessFileSuccess(t *testing.T) {
 	require.EqualValues(t, 25, s.Ingested)
 	require.EqualValues(t, 9, s.Tagged)
 	require.EqualValues(t, 20, s.Annotated)
-	require.Equal(t, "/out/r/summary.json", s.Outputs.Summary)
+	require.Equal(t, Outputs{Dir: "/out/r", ErrorReport: "/out/r/error_report.csv",
+		Transactions: "/out/r/output_transactions.csv", Summary: "/out/r/run-summary.json"}, s.Outputs)
+	require.Equal(t, activities.Counts{RowsRead: 27, Ingested: 25, New: 25, Rejected: 2, InError: 1, Tagged: 9, Annotated: 20}, s.Counts)
 	want := []activities.ChunkInput{
 		{RunID: "default-test-workflow-id", From: 1, To: 11},
 		{RunID: "default-test-workflow-id", From: 11, To: 21},
@@ -125,14 +132,15 @@ func TestProcessFileTagFailsStillReportsAndDumps(t *testing.T) {
 	require.True(t, errors.As(err, &appErr))
 	require.Equal(t, ErrTypeStageFailed, appErr.Type())
 	require.Contains(t, appErr.Error(), "tag failed: tag words table is gone")
-	require.Contains(t, string(written), `"status":"failed"`)
-	require.Contains(t, string(written), "tag words table is gone")
+	var w Summary
+	require.NoError(t, json.Unmarshal(written, &w))
+	require.Equal(t, StatusFailed, w.Status)
+	require.Equal(t, "tag words table is gone", w.stage(StageTag).Error)
+	require.Equal(t, StatusCompleted, w.stage(StageSummary).Status)
+	require.Empty(t, w.Outputs.Summary, "summary.json cannot know the path it is written to")
 
 	// The progress query still answers with the final summary.
-	v, qerr := env.QueryWorkflow(ProgressQuery)
-	require.NoError(t, qerr)
-	var s Summary
-	require.NoError(t, v.Get(&s))
+	s := query(t, env)
 	require.Equal(t, StatusFailed, s.Status)
 	require.Equal(t, StatusFailed, s.stage(StageTag).Status)
 	require.Equal(t, StatusCompleted, s.stage(StageAnnotate).Status)
@@ -149,15 +157,28 @@ func TestProcessFileUnreadableFileFailsFast(t *testing.T) {
 		// Returned as the real activity does: typed, and listed as non-retryable.
 		return activities.IngestResult{}, temporal.NewApplicationError("in.csv: no usable header", activities.ErrTypeBadFile)
 	})
+	// Had any later stage run, its mock would be called (and panic).
+	later := []string{"Tag", "Annotate", "ReportErrors", "Dump", "WriteSummary"}
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Never()
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Never()
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Never()
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Never()
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Never()
 	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv"})
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "no usable header")
 	require.Equal(t, 1, calls, "a bad file must not be retried")
-	env.AssertNotCalled(t, "Tag", mock.Anything, mock.Anything)
-	env.AssertNotCalled(t, "ReportErrors", mock.Anything, mock.Anything)
-	env.AssertNotCalled(t, "Dump", mock.Anything, mock.Anything)
+	for _, name := range later {
+		env.AssertNumberOfCalls(t, name, 0)
+	}
+	s := query(t, env)
+	require.Equal(t, StatusFailed, s.Status)
+	require.Equal(t, StatusFailed, s.stage(StageIngest).Status)
+	for _, name := range []string{StageTag, StageAnnotate, StageReport, StageDump, StageSummary} {
+		require.Equal(t, StatusSkipped, s.stage(name).Status, name)
+	}
 }
 
 func TestProcessFileRetriesInfrastructureErrors(t *testing.T) {
@@ -182,4 +203,120 @@ func TestProcessFileRetriesInfrastructureErrors(t *testing.T) {
 
 func TestRunID(t *testing.T) {
 	require.Equal(t, "txflow-0123456789abcdef", RunID("0123456789abcdef0123456789abcdef"))
+}
+
+// query returns the run's summary as the progress query answers it.
+func query(t *testing.T, env *testsuite.TestWorkflowEnvironment) Summary {
+	t.Helper()
+	v, err := env.QueryWorkflow(ProgressQuery)
+	require.NoError(t, err)
+	var s Summary
+	require.NoError(t, v.Get(&s))
+	return s
+}
+
+// inFlight counts the chunk activities of one stage running at once, as the mocked activities
+// see them, and the most it saw.
+type inFlight struct {
+	mu        sync.Mutex
+	now, most int
+	chunks    []activities.ChunkInput
+}
+
+// run is a mocked chunk activity: it holds its chunk for hold (real time, so that the
+// activities the workflow scheduled together overlap), then returns result.
+func (f *inFlight) run(hold time.Duration, result func(activities.ChunkInput) (activities.ChunkResult, error)) func(context.Context, activities.ChunkInput) (activities.ChunkResult, error) {
+	return func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		f.mu.Lock()
+		f.now++
+		f.most = max(f.most, f.now)
+		f.chunks = append(f.chunks, c)
+		f.mu.Unlock()
+		time.Sleep(hold)
+		f.mu.Lock()
+		f.now--
+		f.mu.Unlock()
+		return result(c)
+	}
+}
+
+func chunkDone(c activities.ChunkInput) (activities.ChunkResult, error) {
+	return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
+}
+
+func outputsOK(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil).Once()
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil).Once()
+}
+
+// TestChunkSchedulerBoundsInFlight checks that each chunked stage has at most MaxParallel
+// activities in flight, and does reach that many.
+func TestChunkSchedulerBoundsInFlight(t *testing.T) {
+	for _, parallel := range []int{1, 3} {
+		t.Run(fmt.Sprint(parallel), func(t *testing.T) {
+			env := newEnv(t)
+			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(70), nil).Once()
+			var tag, annotate inFlight
+			env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(tag.run(30*time.Millisecond, chunkDone)).Times(7)
+			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(annotate.run(30*time.Millisecond, chunkDone)).Times(7)
+			outputsOK(env)
+			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
+
+			env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: parallel})
+			require.True(t, env.IsWorkflowCompleted())
+			require.NoError(t, env.GetWorkflowError())
+			require.Equal(t, parallel, tag.most, "tag chunks in flight at once")
+			require.Equal(t, parallel, annotate.most, "annotate chunks in flight at once")
+			require.Len(t, tag.chunks, 7)
+			s := query(t, env)
+			require.EqualValues(t, 70, s.stage(StageTag).Done)
+			require.EqualValues(t, 70, s.stage(StageAnnotate).Done)
+			env.AssertExpectations(t)
+		})
+	}
+}
+
+// TestChunkSchedulerStopsAfterFirstFailure checks that a chunked stage schedules no chunk after
+// its first failure, still waits for (and counts) the chunks in flight, and that the other stage,
+// the report and the dump run all the same.
+func TestChunkSchedulerStopsAfterFirstFailure(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(50), nil).Once()
+	var tag, annotate inFlight
+	// Chunk 1 fails at once while chunk 2 is in flight; chunks 3 to 5 must never start.
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(func(ctx context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		if c.From == 1 {
+			return tag.run(0, func(activities.ChunkInput) (activities.ChunkResult, error) {
+				return activities.ChunkResult{}, temporal.NewNonRetryableApplicationError("tag words table is gone", "Boom", nil)
+			})(ctx, c)
+		}
+		return tag.run(100*time.Millisecond, chunkDone)(ctx, c)
+	})
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(annotate.run(0, chunkDone)).Times(5)
+	outputsOK(env)
+	env.OnActivity(a.Dump, mock.Anything, activities.DumpInput{RunID: "default-test-workflow-id", OmitTags: true}).
+		Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Annotated: 50}, nil).Once()
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 2})
+	require.True(t, env.IsWorkflowCompleted())
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, env.GetWorkflowError(), &appErr)
+	require.Equal(t, ErrTypeStageFailed, appErr.Type())
+
+	require.ElementsMatch(t, []activities.ChunkInput{
+		{RunID: "default-test-workflow-id", From: 1, To: 11},
+		{RunID: "default-test-workflow-id", From: 11, To: 21},
+	}, tag.chunks)
+	s := query(t, env)
+	st := s.stage(StageTag)
+	require.Equal(t, StatusFailed, st.Status)
+	require.Equal(t, "tag words table is gone", st.Error)
+	require.EqualValues(t, 10, st.Done, "the chunk in flight when the stage failed is waited for")
+	require.Equal(t, StatusCompleted, s.stage(StageAnnotate).Status)
+	require.EqualValues(t, 50, s.stage(StageAnnotate).Done)
+	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
+	require.Equal(t, StatusCompleted, s.stage(StageDump).Status)
+	require.Equal(t, StatusCompleted, s.stage(StageSummary).Status)
+	require.EqualValues(t, 50, s.Annotated)
+	env.AssertExpectations(t)
 }

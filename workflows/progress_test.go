@@ -25,26 +25,18 @@ func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
 	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil)
 	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil)
 
-	query := func() Summary {
-		t.Helper()
-		v, err := env.QueryWorkflow(ProgressQuery)
-		require.NoError(t, err)
-		var s Summary
-		require.NoError(t, v.Get(&s))
-		return s
-	}
 	var before, loading, settling Summary
 	env.RegisterDelayedCallback(func() {
-		before = query()
+		before = query(t, env)
 		env.SignalWorkflow(activities.IngestProgressSignal,
 			activities.IngestProgress{Records: 12, Bytes: 500, Size: 1000, Phase: activities.IngestLoading})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
-		loading = query()
+		loading = query(t, env)
 		env.SignalWorkflow(activities.IngestProgressSignal,
 			activities.IngestProgress{Records: 27, Bytes: 1000, Size: 1000, Phase: activities.IngestSettling})
 	}, 2*time.Minute)
-	env.RegisterDelayedCallback(func() { settling = query() }, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { settling = query(t, env) }, 3*time.Minute)
 
 	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10})
 	require.True(t, env.IsWorkflowCompleted())
@@ -86,14 +78,26 @@ func TestIngestProgressSignalUpdatesQuery(t *testing.T) {
 // TestLateIngestProgressIsDropped checks that a progress report arriving once Ingest is over (from
 // an attempt that was given up) changes nothing.
 func TestLateIngestProgressIsDropped(t *testing.T) {
-	s := newSummary("r", "in.csv", time.Now())
-	s.start(StageIngest)
-	s.ingestProgressed(activities.IngestProgress{Records: 5, Bytes: 10, Size: 100})
-	require.EqualValues(t, 5, s.RowsRead)
-	s.ingested(ingestOK(25))
-	s.ingestProgressed(activities.IngestProgress{Records: 3, Bytes: 10, Size: 100, Phase: activities.IngestLoading})
-	require.EqualValues(t, 27, s.RowsRead)
-	st := s.stage(StageIngest)
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(25), nil).Once()
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).After(10*time.Minute).Return(activities.ChunkResult{Lines: 25}, nil)
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 25}, nil)
+	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil)
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil)
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil)
+	var after Summary
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(activities.IngestProgressSignal,
+			activities.IngestProgress{Records: 3, Bytes: 10, Size: 100, Phase: activities.IngestLoading})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() { after = query(t, env) }, 2*time.Minute)
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv"})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, StatusRunning, after.stage(StageTag).Status, "the report came while Tag ran")
+	require.EqualValues(t, 27, after.RowsRead)
+	st := after.stage(StageIngest)
+	require.Equal(t, StatusCompleted, st.Status)
 	require.EqualValues(t, 27, st.Done)
 	require.Zero(t, st.Size)
 	require.Empty(t, st.Phase)

@@ -10,11 +10,12 @@ import (
 // `temporal workflow list --query`. They must be registered on the namespace (the dev server
 // does it; on a cluster: temporal operator search-attribute create).
 var (
-	SearchAttrFile     = temporal.NewSearchAttributeKeyKeyword("TxflowFile")   // the file, relative to the input root
-	SearchAttrStatus   = temporal.NewSearchAttributeKeyKeyword("TxflowStatus") // running, completed or failed
-	SearchAttrRows     = temporal.NewSearchAttributeKeyInt64("TxflowRows")     // rows read from the file
-	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // rows rejected
-	SearchAttrErrors   = temporal.NewSearchAttributeKeyInt64("TxflowErrors")   // accepted rows in error
+	SearchAttrFile   = temporal.NewSearchAttributeKeyKeyword("TxflowFile")   // the file, relative to the input root
+	SearchAttrStatus = temporal.NewSearchAttributeKeyKeyword("TxflowStatus") // running, completed or failed
+	// The counts, set once Ingest completed: which count each carries is listed by activities.Counts.
+	SearchAttrRows     = temporal.NewSearchAttributeKeyInt64("TxflowRows")     // Counts.RowsRead
+	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // Counts.Rejected
+	SearchAttrErrors   = temporal.NewSearchAttributeKeyInt64("TxflowErrors")   // Counts.InError
 )
 
 // SearchAttributes lists the custom search attributes above by name, with their types.
