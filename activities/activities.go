@@ -37,7 +37,7 @@ const DefaultBatchSize = 50_000
 
 // Activities are the pipeline's steps, bound to their dependencies.
 type Activities struct {
-	DB         *postgres.DB
+	DB         Store // *postgres.DB in the worker
 	Rules      txn.Rules
 	Reader     txn.ReaderOptions
 	InputRoot  string // files are read only below this directory

@@ -1,0 +1,42 @@
+package activities
+
+import (
+	"context"
+	"io"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/txn"
+)
+
+// Store is what the activities need of the database: *postgres.DB in the worker, an in-memory
+// fake in the activities' unit tests. Each interface is the part one group of activities uses.
+type Store interface {
+	IngestStore
+	ChunkStore
+	OutputStore
+}
+
+// IngestStore loads a run's file in batches and settles it (Ingest). See the methods of
+// postgres.DB of the same names for the contract: BeginIngest with resume returns where a
+// previous attempt stopped, or its totals when it had settled the run.
+type IngestStore interface {
+	BeginIngest(ctx context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error)
+	LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error
+	FinishIngest(ctx context.Context, runID string, rowsRead int64) (postgres.IngestCounts, error)
+}
+
+// ChunkStore computes the tags and annotations of a chunk of a run's lines (Tag, Annotate).
+type ChunkStore interface {
+	TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (postgres.ChunkCounts, error)
+	AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (postgres.ChunkCounts, error)
+}
+
+// OutputStore streams a run's output files (Dump, ReportErrors).
+type OutputStore interface {
+	WriteOutput(ctx context.Context, runID string, opts postgres.OutputOptions, w io.Writer) (postgres.OutputCounts, error)
+	WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error)
+}
+
+var _ Store = (*postgres.DB)(nil)

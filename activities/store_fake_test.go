@@ -1,0 +1,263 @@
+package activities
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/txn"
+)
+
+// fakeStore is an in-memory Store for the activities' unit tests. It keeps the contract of
+// postgres.DB that the activities rely on: a batch is loaded once or refused, BeginIngest with
+// resume returns the checkpoint of an unsettled run of the same hash or the totals of a settled
+// one, and otherwise restarts the run. It does not settle duplicates or conflicts (the
+// PostgreSQL tests cover them): every record loaded is accepted and new.
+type fakeStore struct {
+	mu   sync.Mutex
+	runs map[string]*fakeRun
+	tags map[string]string // transaction id -> tag
+	anns map[string]string // transaction id -> annotation
+
+	begins []bool      // the resume argument of each BeginIngest call
+	loads  []fakeLoad  // every LoadBatch call that committed
+	calls  fakeCalls   // per method, the number of calls
+	fail   fakeFailure // errors to inject
+}
+
+type fakeRun struct {
+	run      postgres.Run
+	lines    map[int64]txn.Record // by seq
+	rejected []txn.Rejected
+	records  int64 // records committed, accepted and rejected
+	nextSeq  int64
+	settled  bool
+	rowsRead int64
+	totals   postgres.IngestCounts
+}
+
+// fakeLoad is one committed batch.
+type fakeLoad struct {
+	Begin    int   // the BeginIngest call it followed (1-based)
+	FirstSeq int64 // seq of its first record
+	Records  int   // accepted records
+	Rejected int   // rejected rows
+}
+
+type fakeCalls struct{ load, finish, output int }
+
+// fakeFailure makes the store fail; each error is returned once.
+type fakeFailure struct {
+	loadCall    int   // the LoadBatch call (1-based) that fails without committing
+	afterFinish error // FinishIngest settles the run, then returns this, as if the answer were lost
+	output      error // WriteOutput writes half of the file, then returns this
+}
+
+var errConnectionLost = errors.New("connection lost")
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{runs: map[string]*fakeRun{}, tags: map[string]string{}, anns: map[string]string{}}
+}
+
+func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.begins = append(s.begins, resume)
+	if run.ID == "" {
+		return postgres.Checkpoint{}, errors.New("begin ingest: empty run id")
+	}
+	if r, ok := s.runs[run.ID]; ok && resume && run.SHA256 != "" && r.run.SHA256 == run.SHA256 {
+		if r.settled {
+			return postgres.Checkpoint{Settled: true, RowsRead: r.rowsRead, Totals: r.totals, NextSeq: r.nextSeq, Records: r.records}, nil
+		}
+		return postgres.Checkpoint{Records: r.records, NextSeq: r.nextSeq}, nil
+	}
+	s.runs[run.ID] = &fakeRun{run: run, lines: map[int64]txn.Record{}, nextSeq: 1}
+	return postgres.Checkpoint{NextSeq: 1}, nil
+}
+
+func (s *fakeStore) LoadBatch(_ context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls.load++
+	if s.calls.load == s.fail.loadCall {
+		return fmt.Errorf("load batch at seq %d: %w", firstSeq, errConnectionLost)
+	}
+	r, ok := s.runs[runID]
+	if !ok {
+		return fmt.Errorf("load batch: %w", postgres.ErrRunNotFound)
+	}
+	if r.settled {
+		return fmt.Errorf("load batch: run %s already settled", runID)
+	}
+	if firstSeq != r.nextSeq {
+		return fmt.Errorf("load batch: first seq %d, the run's next is %d", firstSeq, r.nextSeq)
+	}
+	for i, rec := range recs {
+		r.lines[firstSeq+int64(i)] = rec
+	}
+	r.rejected = append(r.rejected, rejected...)
+	r.records += int64(len(recs) + len(rejected))
+	r.nextSeq += int64(len(recs))
+	s.loads = append(s.loads, fakeLoad{Begin: len(s.begins), FirstSeq: firstSeq, Records: len(recs), Rejected: len(rejected)})
+	return nil
+}
+
+func (s *fakeStore) FinishIngest(_ context.Context, runID string, rowsRead int64) (postgres.IngestCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls.finish++
+	r, ok := s.runs[runID]
+	if !ok {
+		return postgres.IngestCounts{}, fmt.Errorf("finish ingest: %w", postgres.ErrRunNotFound)
+	}
+	c := postgres.IngestCounts{Accepted: int64(len(r.lines)), Rejected: int64(len(r.rejected))}
+	for seq, rec := range r.lines {
+		c.MaxSeq = max(c.MaxSeq, seq)
+		if rec.Error != "" {
+			c.Errors++
+		}
+	}
+	if !r.settled {
+		c.New = c.Accepted
+		r.settled, r.rowsRead, r.totals = true, rowsRead, c
+	}
+	if err := s.fail.afterFinish; err != nil {
+		s.fail.afterFinish = nil
+		return postgres.IngestCounts{}, err
+	}
+	return c, nil
+}
+
+// seqs returns the run's seqs in order.
+func (r *fakeRun) seqs() []int64 {
+	seqs := make([]int64, 0, len(r.lines))
+	for seq := range r.lines {
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	return seqs
+}
+
+// chunk calls f for each line of a settled run with from <= seq < to.
+func (s *fakeStore) chunk(runID string, from, to int64, f func(txn.Record)) (postgres.ChunkCounts, error) {
+	r, ok := s.runs[runID]
+	if !ok {
+		return postgres.ChunkCounts{}, postgres.ErrRunNotFound
+	}
+	if !r.settled {
+		return postgres.ChunkCounts{}, postgres.ErrRunNotIngested
+	}
+	var c postgres.ChunkCounts
+	for _, seq := range r.seqs() {
+		if seq >= from && seq < to {
+			c.Lines++
+			f(r.lines[seq])
+		}
+	}
+	return c, nil
+}
+
+func (s *fakeStore) TagChunk(_ context.Context, runID string, from, to int64, tag func(string) string) (postgres.ChunkCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	computed := int64(0)
+	c, err := s.chunk(runID, from, to, func(rec txn.Record) {
+		if _, done := s.tags[rec.ID]; !done {
+			s.tags[rec.ID] = tag(rec.Wording)
+			computed++
+		}
+	})
+	c.Computed = computed
+	return c, err
+}
+
+func (s *fakeStore) AnnotateChunk(_ context.Context, runID string, from, to int64, annotate func(decimal.Decimal) string) (postgres.ChunkCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	computed := int64(0)
+	c, err := s.chunk(runID, from, to, func(rec txn.Record) {
+		if _, done := s.anns[rec.ID]; !done && rec.Error == "" {
+			s.anns[rec.ID] = annotate(rec.Amount)
+			computed++
+		}
+	})
+	c.Computed = computed
+	return c, err
+}
+
+// WriteOutput writes the run's lines as CSV (id, amount, wording, tag, annotation, error) and
+// counts them as it goes.
+func (s *fakeStore) WriteOutput(_ context.Context, runID string, opts postgres.OutputOptions, w io.Writer) (postgres.OutputCounts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls.output++
+	r, ok := s.runs[runID]
+	if !ok {
+		return postgres.OutputCounts{}, fmt.Errorf("write output: %w", postgres.ErrRunNotFound)
+	}
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"id", "amount", "wording", "tag", "annotation", "error"})
+	var c postgres.OutputCounts
+	seqs := r.seqs()
+	for i, seq := range seqs {
+		if s.fail.output != nil && i == len(seqs)/2 {
+			cw.Flush()
+			err := s.fail.output
+			s.fail.output = nil
+			return c, err
+		}
+		rec := r.lines[seq]
+		tag, ann := s.tags[rec.ID], s.anns[rec.ID]
+		if opts.OmitTags {
+			tag = ""
+		}
+		if opts.OmitAnnotations || rec.Error != "" {
+			ann = ""
+		}
+		cw.Write([]string{rec.ID, rec.Amount.StringFixed(2), rec.Wording, tag, ann, string(rec.Error)})
+		c.Rows++
+		if tag != "" {
+			c.Tagged++
+		}
+		if ann != "" {
+			c.Annotated++
+		}
+	}
+	cw.Flush()
+	return c, cw.Error()
+}
+
+// WriteErrorReport writes the run's rejected rows and lines in error (line, id, reason).
+func (s *fakeStore) WriteErrorReport(_ context.Context, runID string, w io.Writer) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[runID]
+	if !ok {
+		return 0, fmt.Errorf("write error report: %w", postgres.ErrRunNotFound)
+	}
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"line", "id", "reason"})
+	var n int64
+	for _, rej := range r.rejected {
+		cw.Write([]string{fmt.Sprint(rej.Line), rej.ID, string(rej.Reason)})
+		n++
+	}
+	for _, seq := range r.seqs() {
+		if rec := r.lines[seq]; rec.Error != "" {
+			cw.Write([]string{fmt.Sprint(rec.Line), rec.ID, string(rec.Error)})
+			n++
+		}
+	}
+	cw.Flush()
+	return n, cw.Error()
+}
+
+var _ Store = (*fakeStore)(nil)
