@@ -14,6 +14,7 @@ import (
 
 	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/internal/metrics"
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/workflows"
 )
@@ -139,6 +140,15 @@ func TestMetricsExposedByWorker(t *testing.T) {
 	}, 15*time.Second, 200*time.Millisecond, "temporal_workflow_completed_total for ProcessFile never reached 2")
 
 	// The SDK's metrics, as Prometheus names them.
+	// The ones the operations page names (activities are dispatched eagerly to the worker that
+	// scheduled them, so the SDK records no activity schedule-to-start latency here).
+	for _, name := range []string{"temporal_workflow_task_schedule_to_start_latency_seconds",
+		"temporal_activity_succeed_endtoend_latency_seconds", "temporal_worker_task_slots_available"} {
+		require.Contains(t, families, name)
+	}
+	for name, help := range metrics.Help {
+		require.Equal(t, help, families[name].GetHelp(), name)
+	}
 	require.Equal(t, "COUNTER", families["temporal_workflow_completed_total"].GetType().String())
 	require.Equal(t, "HISTOGRAM", families["temporal_activity_execution_latency_seconds"].GetType().String())
 	for _, activity := range []string{"Ingest", "Tag", "Annotate", "ReportErrors", "Dump"} {
