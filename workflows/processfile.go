@@ -9,6 +9,11 @@
 // in flight, so any worker can take any chunk. ReportErrors and Dump always run once ingestion
 // succeeded, even when Tag or Annotate failed: the failed column is left empty, the summary says
 // why, and the run then fails. Only references (run id, chunk bounds, paths) cross the workflow.
+//
+// In the code: run.pipeline issues the stages in that order; run records what each activity
+// returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
+// it; chunkScheduler keeps at most MaxParallel chunk activities of a stage in flight.
+//
 // At the end the run starts Notify (notify.go), which alerts on failure or announces completion;
 // ProcessInbox (inbox.go), run by a schedule, starts one ProcessFile per file of the inbox.
 package workflows
