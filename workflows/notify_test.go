@@ -103,10 +103,17 @@ func TestNotifyDeliveredByTheRun(t *testing.T) {
 	})
 	t.Run("alert", func(t *testing.T) {
 		env, children := failedRunEnv(t)
-		env.OnActivity(n.Alert, mock.Anything, mock.Anything).Return(activities.NotifyResult{Posted: true, Report: "/out/x/failure.json"}, nil).Once()
-		env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "page.csv"})
+		var got activities.RunNotice
+		env.OnActivity(n.Alert, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, notice activities.RunNotice) (activities.NotifyResult, error) {
+				got = notice
+				return activities.NotifyResult{Posted: true, Report: "/out/x/failure.json"}, nil
+			}).Once()
+		const sum = "1b2666569dcef9c4aa000000000000000000000000000000000000000000ffff"
+		env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "page.csv", SHA256: sum})
 		require.Error(t, env.GetWorkflowError())
 		require.Empty(t, *children, "no Notify run")
+		require.Equal(t, sum, got.SHA256, "the file's hash, although Ingest refused it")
 		env.AssertExpectations(t)
 	})
 }

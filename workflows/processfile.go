@@ -14,7 +14,8 @@
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
 // it; chunkScheduler keeps at most MaxParallel chunk activities of a stage in flight.
 //
-// At the end the run starts Notify (notify.go), which alerts on failure or announces completion;
+// At the end the run delivers its notice (notify.go): an alert on failure, an event on
+// completion, starting the Notify workflow only to keep retrying a receiver that is down;
 // ProcessInbox (inbox.go), run by a schedule, starts one ProcessFile per file of the inbox.
 package workflows
 
@@ -84,11 +85,12 @@ const (
 //
 // While it runs it keeps the Txflow* search attributes (file, status, rows, rejected, errors)
 // and the workflow's current details (a markdown table of the stages) up to date, and emits the
-// metrics of metrics.go. When it ends it starts a Notify child workflow, abandoned to run on its
-// own: an alert and failure.json for a failed run, an event for a completed one.
+// metrics of metrics.go. When it ends it delivers its notice (notify): an alert and
+// failure.json for a failed run, an event for a completed one.
 func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	r := newRun(ctx, in.withDefaults())
 	s := r.summary
+	s.SHA256 = in.SHA256 // known before Ingest: the notice of a file refused by Ingest names it too
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*Summary, error) { return s, nil }); err != nil {
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
