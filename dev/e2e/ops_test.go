@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -222,8 +225,10 @@ func (h *opsHarness) inbox(id string) workflows.InboxResult {
 	run, err := h.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue},
 		workflows.ProcessInbox, workflows.ProcessInboxInput{})
 	require.NoError(h.t, err)
-	var res workflows.InboxResult
-	require.NoError(h.t, run.Get(ctx, &res))
+	res, failed := inboxOutcome(h.t, ctx, run)
+	require.Equal(h.t, failed, slices.ContainsFunc(res.Files, func(f workflows.InboxFileResult) bool {
+		return f.Outcome == workflows.InboxFailed
+	}), "an inbox run fails when one of its files did")
 	return res
 }
 
@@ -370,9 +375,9 @@ func TestOpsInboxSearchAttributesNoticesAndMetrics(t *testing.T) {
 
 func TestOpsScheduleCommands(t *testing.T) {
 	h := startOps(t, 0, 0)
-	code, out, errOut := h.starter("schedule", "create", "daily", "--cron", "0 6 * * *", "--paused")
+	code, out, errOut := h.starter("schedule", "create", "daily", "--cron", "0 6 * * *", "--timezone", "Europe/Paris", "--paused")
 	require.Equal(t, 0, code, errOut)
-	require.Contains(t, out, `created schedule daily: cron "0 6 * * *", inbox inbox/, overlap skip, catch-up window 1h0m0s, paused`)
+	require.Contains(t, out, `created schedule daily: cron "0 6 * * *" in time zone Europe/Paris, inbox inbox/, overlap skip, catch-up window 1h0m0s, paused`)
 
 	code, _, errOut = h.starter("schedule", "create", "bad", "--cron", "0 6 * * *", "--overlap", "sometimes")
 	require.Equal(t, starterapp.ExitUsage, code)
@@ -383,7 +388,7 @@ func TestOpsScheduleCommands(t *testing.T) {
 		return strings.Contains(out, "daily")
 	}, 30*time.Second, 200*time.Millisecond)
 	_, out, _ = h.starter("schedule", "list")
-	require.Regexp(t, `daily\s+paused\s+next \S+\s+0 6 \* \* \*`, out)
+	require.Regexp(t, `daily\s+paused\s+next \S+T0[45]:00:00Z\s+0 6 \* \* \* \(Europe/Paris\)`, out, "06:00 in Paris is 05:00 or 04:00 UTC")
 
 	code, out, errOut = h.starter("schedule", "describe", "daily")
 	require.Equal(t, 0, code, errOut)
@@ -391,6 +396,7 @@ func TestOpsScheduleCommands(t *testing.T) {
 	require.Contains(t, out, "overlap:        skip")
 	require.Contains(t, out, "catch-up window: 1h0m0s")
 	require.Contains(t, out, "ProcessInbox on task queue txflow")
+	require.Contains(t, out, "spec:           0 6 * * * (Europe/Paris)")
 
 	code, out, _ = h.starter("schedule", "unpause", "daily", "--note", "go")
 	require.Equal(t, 0, code)
@@ -405,10 +411,37 @@ func TestOpsScheduleCommands(t *testing.T) {
 	code, out, errOut = h.starter("schedule", "trigger", "daily")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, "triggered schedule daily (overlap allow-all)")
-	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(h.input, "archive", "t.csv"))
-		return err == nil
-	}, time.Minute, 200*time.Millisecond)
+	// It names the inbox run it started, waits for it and says what became of the file.
+	require.Regexp(t, `workflow id: txflow-inbox-daily-\S+`, out)
+	require.Contains(t, out, "inbox inbox/: 1 archived, 0 failed, 0 left in the inbox")
+	sum := func(b []byte) string {
+		s := sha256.Sum256(b)
+		return hex.EncodeToString(s[:])
+	}
+	tID := workflows.RunID(sum(sample(t, "transactions.csv")))
+	require.Contains(t, out, "inbox/t.csv: archived → archive/t.csv (run "+tID+")")
+	require.FileExists(t, filepath.Join(h.input, "archive", "t.csv"))
+	code, out, errOut = h.starter("status", tID)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "run "+tID+": completed")
+
+	// A run that failed: starter status exits 1.
+	html := []byte("<!DOCTYPE html>\n<html><body>Not found</body></html>\n")
+	h.put("", "page.csv", html)
+	code, _, _ = h.starter("run", "page.csv")
+	require.Equal(t, starterapp.ExitRunFailed, code)
+	code, out, _ = h.starter("status", workflows.RunID(sum(html)))
+	require.Equal(t, starterapp.ExitRunFailed, code, out)
+	require.Contains(t, out, ": failed")
+
+	// An inbox directory that does not exist fails the inbox run, naming it.
+	code, _, errOut = h.starter("schedule", "create", "typo", "--cron", "0 6 * * *", "--dir", "inbxo", "--paused")
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = h.starter("schedule", "trigger", "typo")
+	require.Equal(t, starterapp.ExitRunFailed, code, out)
+	require.Contains(t, errOut, "directory inbxo does not exist under the input root")
+	code, _, _ = h.starter("schedule", "delete", "typo")
+	require.Equal(t, 0, code)
 
 	// Backfill two days of 06:00 runs: both are taken, one after the other.
 	code, out, errOut = h.starter("schedule", "backfill", "daily", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-02T23:00:00Z")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -21,12 +22,17 @@ Schedules run the inbox (ProcessInbox on the "` + workflows.TaskQueue + `" task 
 <input root>/<dir> is processed, then moved to archive/ or failed/.
 
 Commands:
-  create NAME --cron "0 6 * * *" [--dir inbox] [--overlap skip] [--catchup-window 1h] [--paused] [--note TEXT]
+  create NAME --cron "0 6 * * *" [--timezone UTC] [--dir inbox] [--overlap skip] [--catchup-window 1h]
+              [--paused] [--note TEXT]
+                              the cron's times are in --timezone, an IANA name such as
+                              Europe/Paris (default UTC); the inbox directory must exist
   list                        list the schedules
   describe NAME               print a schedule: spec, policies, next and recent runs
   pause NAME [--note TEXT]    stop taking scheduled actions
   unpause NAME [--note TEXT]  take them again
-  trigger NAME [--overlap allow-all]   run the inbox now
+  trigger NAME [--overlap allow-all] [--no-wait]
+                              run the inbox now: prints the inbox run's workflow id, waits for
+                              it and prints what became of each file (exits 1 if it failed)
   backfill NAME --start TIME --end TIME [--overlap buffer-all]
                               take the actions the schedule would have taken between two times
                               (RFC 3339, e.g. 2026-01-02T06:00:00Z)
@@ -48,6 +54,7 @@ const (
 	DefaultBackfillOverlap = "buffer-all"
 	DefaultTriggerOverlap  = "allow-all"
 	DefaultCatchupWindow   = time.Hour
+	DefaultTimeZone        = "UTC"
 )
 
 var overlapPolicies = map[string]enumspb.ScheduleOverlapPolicy{
@@ -100,13 +107,14 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 	fs.SetOutput(s.stderr)
 	fs.Usage = func() { fmt.Fprint(s.stderr, scheduleUsage) }
 	var (
-		cron, dir, overlap, note, start, end string
-		catchup                              time.Duration
-		paused                               bool
+		cron, dir, overlap, note, start, end, tz string
+		catchup                                  time.Duration
+		paused, noWait                           bool
 	)
 	switch sub {
 	case "create":
 		fs.StringVar(&cron, "cron", "", "cron expression of the schedule, e.g. \"0 6 * * *\" (required)")
+		fs.StringVar(&tz, "timezone", DefaultTimeZone, "IANA time zone `name` the cron's times are in, e.g. Europe/Paris")
 		fs.StringVar(&dir, "dir", workflows.DefaultInboxDir, "inbox directory, relative to the input root")
 		fs.StringVar(&overlap, "overlap", DefaultScheduleOverlap, "overlap policy")
 		fs.DurationVar(&catchup, "catchup-window", DefaultCatchupWindow, "how late a missed run may still start")
@@ -116,6 +124,7 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 		fs.StringVar(&note, "note", "", "why, shown with the schedule")
 	case "trigger":
 		fs.StringVar(&overlap, "overlap", DefaultTriggerOverlap, "overlap policy of this run")
+		fs.BoolVar(&noWait, "no-wait", false, "print the inbox run's workflow id and exit, without waiting for it")
 	case "backfill":
 		fs.StringVar(&start, "start", "", "start of the backfill period, RFC 3339 (required)")
 		fs.StringVar(&end, "end", "", "end of the backfill period, RFC 3339 (required)")
@@ -172,6 +181,12 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 		fmt.Fprintln(s.stderr, "starter schedule create: --cron is required")
 		return ExitUsage
 	}
+	if sub == "create" {
+		if err := CheckTimeZone(tz); err != nil {
+			fmt.Fprintln(s.stderr, "starter schedule create:", err)
+			return ExitUsage
+		}
+	}
 
 	c, err := s.dial(ctx)
 	if err != nil {
@@ -185,7 +200,7 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 		case "create":
 			_, err := sc.Create(ctx, client.ScheduleOptions{
 				ID:            name,
-				Spec:          client.ScheduleSpec{CronExpressions: []string{cron}},
+				Spec:          client.ScheduleSpec{CronExpressions: []string{cron}, TimeZoneName: tz},
 				Overlap:       policy,
 				CatchupWindow: catchup,
 				Paused:        paused,
@@ -201,8 +216,8 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 			if err != nil {
 				return fmt.Errorf("create schedule %s: %w", name, err)
 			}
-			fmt.Fprintf(s.stdout, "created schedule %s: cron %q, inbox %s/, overlap %s, catch-up window %s%s\n",
-				name, cron, dir, overlapName(policy), catchup, map[bool]string{true: ", paused"}[paused])
+			fmt.Fprintf(s.stdout, "created schedule %s: cron %q in time zone %s, inbox %s/, overlap %s, catch-up window %s%s\n",
+				name, cron, tz, dir, overlapName(policy), catchup, map[bool]string{true: ", paused"}[paused])
 			return nil
 		case "list":
 			it, err := sc.List(ctx, client.ScheduleListOptions{})
@@ -250,10 +265,7 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 			}
 			fmt.Fprintf(s.stdout, "unpaused schedule %s\n", name)
 		case "trigger":
-			if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: policy}); err != nil {
-				return fmt.Errorf("trigger schedule %s: %w", name, err)
-			}
-			fmt.Fprintf(s.stdout, "triggered schedule %s (overlap %s)\n", name, overlapName(policy))
+			return s.trigger(ctx, c, h, name, policy, noWait)
 		case "backfill":
 			err := h.Backfill(ctx, client.ScheduleBackfillOptions{Backfill: []client.ScheduleBackfill{
 				{Start: from, End: to, Overlap: policy},
@@ -271,10 +283,110 @@ func (s *starter) schedule(ctx context.Context, args []string) int {
 		}
 		return nil
 	}(); err != nil {
-		fmt.Fprintln(s.stderr, "starter:", err)
+		if !errors.Is(err, errRunFailed) {
+			fmt.Fprintln(s.stderr, "starter:", err)
+		}
 		return ExitRunFailed
 	}
 	return ExitOK
+}
+
+// errRunFailed is returned by a schedule command whose inbox run failed (exit 1, the reason
+// printed already).
+var errRunFailed = errors.New("inbox run failed")
+
+// CheckTimeZone returns an error unless name is an IANA time zone name this machine knows
+// (UTC included), as Temporal schedules take.
+func CheckTimeZone(name string) error {
+	if strings.TrimSpace(name) == "" || strings.EqualFold(name, "local") {
+		return fmt.Errorf("--timezone %q: want an IANA time zone name such as UTC or Europe/Paris", name)
+	}
+	if _, err := time.LoadLocation(name); err != nil {
+		return fmt.Errorf("--timezone %q: want an IANA time zone name such as UTC or Europe/Paris: %w", name, err)
+	}
+	return nil
+}
+
+// triggerWait bounds how long trigger looks for the run it started.
+var triggerWait = 30 * time.Second
+
+// trigger runs the schedule's action now, finds the inbox run it started among the schedule's
+// recent actions, prints its workflow id and, unless noWait, waits for it and prints what became
+// of each file.
+func (s *starter) trigger(ctx context.Context, c client.Client, h client.ScheduleHandle, name string,
+	policy enumspb.ScheduleOverlapPolicy, noWait bool) error {
+	before, err := h.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("describe schedule %s: %w", name, err)
+	}
+	seen := map[string]bool{}
+	for _, a := range before.Info.RecentActions {
+		if a.StartWorkflowResult != nil {
+			seen[a.StartWorkflowResult.WorkflowID] = true
+		}
+	}
+	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: policy}); err != nil {
+		return fmt.Errorf("trigger schedule %s: %w", name, err)
+	}
+	fmt.Fprintf(s.stdout, "triggered schedule %s (overlap %s)\n", name, overlapName(policy))
+	var started *client.ScheduleWorkflowExecution
+	deadline := time.Now().Add(triggerWait)
+	for started == nil {
+		d, err := h.Describe(ctx)
+		if err != nil {
+			return fmt.Errorf("describe schedule %s: %w", name, err)
+		}
+		for _, a := range d.Info.RecentActions {
+			if r := a.StartWorkflowResult; r != nil && !seen[r.WorkflowID] {
+				started = r
+			}
+		}
+		if started != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("schedule %s started no inbox run within %s (with overlap %s a run already open may have skipped it; see starter schedule describe %s)",
+				name, triggerWait, overlapName(policy), name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	fmt.Fprintf(s.stdout, "workflow id: %s\nWeb UI:      %s\n", started.WorkflowID, s.cfg.WorkflowURL(started.WorkflowID))
+	if noWait {
+		return nil
+	}
+	var res workflows.InboxResult
+	if err := c.GetWorkflow(ctx, started.WorkflowID, "").Get(ctx, &res); err != nil {
+		fmt.Fprintf(s.stdout, "inbox run %s failed\n", started.WorkflowID)
+		fmt.Fprintf(s.stderr, "starter: inbox run %s failed: %v\n", started.WorkflowID, err)
+		return errRunFailed
+	}
+	PrintInboxResult(s.stdout, &res)
+	return nil
+}
+
+// PrintInboxResult prints what an inbox run did with each file, for people.
+func PrintInboxResult(w io.Writer, r *workflows.InboxResult) {
+	fmt.Fprintf(w, "inbox %s/: %d archived, %d failed, %d left in the inbox\n", r.Dir, r.Totals.Archived, r.Totals.Failed, r.Totals.Left)
+	if len(r.Files) == 0 && r.Totals.Archived+r.Totals.Failed+r.Totals.Left == 0 {
+		fmt.Fprintln(w, "  no file was waiting")
+	}
+	for _, f := range r.Files {
+		line := fmt.Sprintf("  %s: %s", f.File, f.Outcome)
+		if f.MovedTo != "" && f.MovedTo != f.File {
+			line += " → " + f.MovedTo
+		}
+		if f.RunID != "" {
+			line += " (run " + f.RunID + ")"
+		}
+		if f.Error != "" {
+			line += ": " + f.Error
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func specText(spec *client.ScheduleSpec) string {
@@ -289,7 +401,11 @@ func specText(spec *client.ScheduleSpec) string {
 	for _, iv := range spec.Intervals {
 		parts = append(parts, "every "+iv.Every.String())
 	}
-	return strings.Join(parts, "; ")
+	tz := spec.TimeZoneName
+	if tz == "" {
+		tz = DefaultTimeZone
+	}
+	return strings.Join(parts, "; ") + " (" + tz + ")"
 }
 
 // calendarText renders a calendar spec (the server stores cron expressions as calendars) in

@@ -186,7 +186,8 @@ func (s *starter) status(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("starter status", flag.ContinueOnError)
 	fs.SetOutput(s.stderr)
 	fs.Usage = func() {
-		fmt.Fprint(s.stderr, "Usage: starter status RUN_ID\n\nPrints the current state of a run: its status, counts and stages.\n")
+		fmt.Fprint(s.stderr, "Usage: starter status RUN_ID\n\nPrints the current state of a run: its status, counts and stages.\n"+
+			"Exits 0 when the run completed or is still running, 1 when it failed (or was terminated,\ncanceled or timed out) or cannot be found.\n")
 	}
 	if code, ok := parse(fs, args, 1); !ok {
 		return code
@@ -216,6 +217,18 @@ func (s *starter) status(ctx context.Context, args []string) int {
 		return ExitRunFailed
 	}
 	PrintSummary(s.stdout, &sum, 0)
+	return StatusExitCode(info.GetStatus())
+}
+
+// StatusExitCode is the exit code of starter status for a run in status st: ExitOK when it
+// completed or is still running (continued-as-new counts as running on), ExitRunFailed when it
+// failed, was terminated or canceled, or timed out.
+func StatusExitCode(st enumspb.WorkflowExecutionStatus) int {
+	switch st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+		enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return ExitRunFailed
+	}
 	return ExitOK
 }
 
