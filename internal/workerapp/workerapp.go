@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -116,7 +117,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	Register(w, cfg, db)
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
-		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir)
+		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
+		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook))
 
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
@@ -125,6 +127,19 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("worker stopped")
 	return nil
+}
+
+// WebhookForLog returns what the start log says of a webhook URL: "none" when unset, else only
+// its scheme and host, since its path or query often holds a secret token.
+func WebhookForLog(raw string) string {
+	if raw == "" {
+		return "none"
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // serveHTTP serves h on addr until the returned function is called.
