@@ -39,8 +39,9 @@ Runs a Temporal server and its Web UI in one process, for local txflow runs.
 The namespace is registered with the txflow search attributes (TxflowFile,
 TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). When DATABASE_URL is
 unset it also runs a project-local PostgreSQL cluster (--pg-dir) from the
-machine's PostgreSQL binaries and prints the DATABASE_URL to give the worker.
-Stop with Ctrl+C.
+machine's PostgreSQL binaries and prints the DATABASE_URL to give the worker;
+a restart of the same cluster keeps its port, so that URL stays the same.
+Stop with Ctrl+C; make clean-state forgets the history and the cluster.
 
 Flags (one or two dashes):
 `)
@@ -56,7 +57,7 @@ Flags (one or two dashes):
 	namespace := fs.String("namespace", "default", "`namespace` to register")
 	logLevel := fs.String("log-level", "warn", "server log `level`: debug, info, warn, error or off")
 	withPG := fs.Bool("postgres", os.Getenv("DATABASE_URL") == "", "also run a local PostgreSQL cluster (default: when DATABASE_URL is unset)")
-	pgDir := fs.String("pg-dir", filepath.Join(".txflow", "pg"), "`directory` of the local PostgreSQL cluster")
+	pgDir := fs.String("pg-dir", filepath.Join(".txflow", "pg"), "`directory` of the local PostgreSQL cluster; when the server's user cannot reach it, the cluster lives in the temporary directory and this becomes a link to it")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on failure and for --help
 	if fs.NArg() > 0 {
 		fs.Usage()
