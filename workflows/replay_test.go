@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,16 +13,34 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// TestReplay replays committed histories of real runs against the current workflow code: a
-// change that breaks determinism fails here. processfile_history.json is recorded by the
-// end-to-end test with -update; when a change must alter the command sequence, keep the old
-// history here and gate the change with workflow.GetVersion.
+// replayHistories are the committed histories of real runs, recorded by the end-to-end test
+// TestRecordHistories (TXFLOW_RECORD_HISTORIES=1; docs/workflow-changes.md). The histories
+// recorded before a change are kept: they prove that runs still open when a worker with the new
+// code starts replay with it.
+var replayHistories = []string{
+	// A clean file, recorded before the notice was delivered by the run itself: a Notify child
+	// after every run.
+	"processfile_history.json",
+	// A file refused as bad, its alert receiver down: the run alerts, then starts Notify.
+	"processfile_failed_history.json",
+	// The Notify child of that run, retrying the receiver until it answered.
+	"notify_history.json",
+	// A file with errors in chunks of 3 lines, its event delivered by the run.
+	"processfile_chunks_history.json",
+	// An inbox with a clean and a bad file, continued as new after the first file, failed.
+	"inbox_history.json",
+	"inbox_continued_history.json",
+}
+
+// TestReplay replays the committed histories against the current workflow code: a change that
+// breaks determinism fails here. When a change must alter the command sequence of a workflow
+// that may be running, gate it with workflow.GetVersion and keep the old histories.
 func TestReplay(t *testing.T) {
-	for _, file := range []string{"testdata/processfile_history.json"} {
+	for _, file := range replayHistories {
 		t.Run(file, func(t *testing.T) {
-			hist, err := client.HistoryFromJSON(openFile(t, file), client.HistoryJSONOptions{})
+			hist, err := client.HistoryFromJSON(openFile(t, filepath.Join("testdata", file)), client.HistoryJSONOptions{})
 			require.NoError(t, err)
-			// The notice's child workflow id names the run: replay as that execution.
+			// A run's notice child workflow id names the run: replay as that execution.
 			runID := hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()
 			exec := workflow.Execution{ID: "ReplayId", RunID: runID}
 			for _, ev := range hist.GetEvents() {
@@ -36,10 +55,21 @@ func TestReplay(t *testing.T) {
 			}
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(ProcessFile)
+			r.RegisterWorkflow(ProcessInbox)
 			r.RegisterWorkflow(Notify)
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec}))
 		})
 	}
+}
+
+// Every history in testdata is replayed.
+func TestReplayCoversTestdata(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	require.NoError(t, err)
+	for i := range files {
+		files[i] = filepath.Base(files[i])
+	}
+	require.ElementsMatch(t, replayHistories, files)
 }
 
 func openFile(t *testing.T, path string) *os.File {

@@ -27,7 +27,7 @@ import (
 	"github.com/txflow/txflow/workflows"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files and the committed workflow history")
+var update = flag.Bool("update", false, "rewrite the golden files")
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
@@ -126,9 +126,6 @@ func TestSampleFilesEndToEnd(t *testing.T) {
 	require.EqualValues(t, 0, s.InError)
 	require.EqualValues(t, 13, s.Tagged)
 	require.EqualValues(t, 19, s.Annotated)
-	if *update {
-		saveHistory(t, h, id, "../../workflows/testdata/processfile_history.json")
-	}
 
 	// The sample with errors: rejected rows, rows in error, a duplicate and a conflict with the
 	// clean sample stored before.
@@ -216,18 +213,27 @@ func TestNoWaitAndStatus(t *testing.T) {
 	require.Contains(t, out, "output_transactions.csv")
 }
 
-func saveHistory(t *testing.T, h *harness, id, path string) {
-	c, err := client.Dial(client.Options{HostPort: h.temporal.FrontendHostPort()})
-	require.NoError(t, err)
-	defer c.Close()
-	it := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+// recordHistories says whether TestRecordHistories rewrites the committed workflow histories.
+var recordHistories = os.Getenv("TXFLOW_RECORD_HISTORIES") == "1"
+
+// fetchHistory returns the whole history of a closed run (runID "" for the latest run of id).
+func fetchHistory(t *testing.T, c client.Client, id, runID string) *historypb.History {
+	t.Helper()
+	it := c.GetWorkflowHistory(context.Background(), id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	hist := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
 		hist.Events = append(hist.Events, ev)
 	}
+	return hist
+}
+
+// saveHistory writes a run's history as JSON, as client.HistoryFromJSON reads it, to
+// workflows/testdata/<name>, where workflows.TestReplay replays it.
+func saveHistory(t *testing.T, hist *historypb.History, name string) {
+	t.Helper()
 	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(path, append(b, '\n'), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join("..", "..", "workflows", "testdata", name), append(b, '\n'), 0o644))
 }
