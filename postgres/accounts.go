@@ -81,9 +81,10 @@ type PurgeCounts struct {
 // rejected rows of every run filed under it. Other accounts' rows, and the
 // runs themselves (a run may hold lines of several accounts), are kept. It
 // waits for a settlement in progress (FinishIngest) and holds it off, so that
-// no transaction of the account is inserted half-way. A run still loading
-// lines of the account when it is purged adds them again when it settles. It
-// returns what it deleted, an error for an invalid account, and the wrapped
+// no transaction of the account is inserted half-way. Purge an account while
+// none of its runs is in progress: a run still loading lines of the account
+// adds them again when it settles, and a chunk being tagged or annotated may
+// write results for transactions just deleted. It returns what it deleted, an error for an invalid account, and the wrapped
 // connection or SQL error; on error nothing is deleted.
 func (db *DB) PurgeAccount(ctx context.Context, account string) (PurgeCounts, error) {
 	a, err := txn.ParseAccount(account)
@@ -92,8 +93,8 @@ func (db *DB) PurgeAccount(ctx context.Context, account string) (PurgeCounts, er
 	}
 	var c PurgeCounts
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
-			return fmt.Errorf("lock: %w", err)
+		if err := lockSettlement(ctx, tx); err != nil {
+			return err
 		}
 		for _, d := range []struct {
 			table string

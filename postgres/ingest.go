@@ -294,6 +294,28 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 	return c, nil
 }
 
+// lockSettlement takes the lock that serialises settlements (and account
+// purges) until the end of tx. Waiting for another run's settling is not a
+// stall: it may take longer than the lock timeout on a large file. The
+// statement timeout still bounds the wait, and the lock timeout applies again
+// to the statements that follow.
+func lockSettlement(ctx context.Context, tx pgx.Tx) error {
+	var lockTimeout string
+	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
+		return fmt.Errorf("read lock_timeout: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+		return fmt.Errorf("set lock_timeout: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", lockTimeout); err != nil {
+		return fmt.Errorf("restore lock_timeout: %w", err)
+	}
+	return nil
+}
+
 // FinishIngest settles the run, in one transaction, set-based (ids and
 // wordings compared in NFC):
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
@@ -330,21 +352,8 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 	rowsRead := f.RowsRead
 	var c IngestCounts
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		// Waiting for another run's settling is not a stall: it may take longer than the
-		// lock timeout on a large file. The statement timeout still bounds the wait, and the
-		// lock timeout applies again to the statements that follow.
-		var lockTimeout string
-		if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
-			return fmt.Errorf("read lock_timeout: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
-			return fmt.Errorf("set lock_timeout: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", lockTimeout); err != nil {
-			return fmt.Errorf("restore lock_timeout: %w", err)
+		if err := lockSettlement(ctx, tx); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
 			return fmt.Errorf("set work_mem: %w", err)
