@@ -1,15 +1,20 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -146,4 +151,48 @@ func TestAlertOfRefusedPathWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(root, "txflow-bad-file", FailureFile))
 	require.Equal(t, res.Report, notices()[1].Outputs.Failure)
+}
+
+// The alert the documentation shows has the fields of a real alert, no more, no fewer: those of
+// a file refused by Ingest, as its example is.
+func TestDocumentedAlertMatchesTheRealBody(t *testing.T) {
+	var raw []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		raw, _ = io.ReadAll(r.Body)
+	}))
+	defer srv.Close()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	n := &Notifier{AlertWebhook: srv.URL, OutputRoot: t.TempDir(), UIURL: "http://localhost:8233"}
+	env.RegisterActivity(n)
+	_, err := env.ExecuteActivity(n.Alert, RunNotice{RunID: "txflow-1b2666569dcef9c4", File: "inbox/page.csv",
+		SHA256: "1b2666569dcef9c4aa", Status: "failed", FailedStage: "ingest", Error: "line 1: expected a header",
+		ErrorType: ErrTypeBadFile, Attempt: "0190b5b2-…", StartedAt: time.Now(), FinishedAt: time.Now()})
+	require.NoError(t, err)
+
+	docs, err := filepath.Glob("../docs/*.md")
+	require.NoError(t, err)
+	var example []byte
+	for _, p := range append(docs, "../README.md") {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		if i := bytes.Index(b, []byte("```json\n{\n  \"kind\": \"txflow.run.failed\"")); i >= 0 {
+			example = b[i+len("```json\n"):]
+			example = example[:bytes.Index(example, []byte("```"))]
+		}
+	}
+	require.NotNil(t, example, "the documentation shows an alert")
+	keys := func(b []byte) (top, counts, outputs []string) {
+		var m map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(b, &m), string(b))
+		var c, o map[string]any
+		require.NoError(t, json.Unmarshal(m["counts"], &c))
+		require.NoError(t, json.Unmarshal(m["outputs"], &o))
+		return slices.Sorted(maps.Keys(m)), slices.Sorted(maps.Keys(c)), slices.Sorted(maps.Keys(o))
+	}
+	wantTop, wantCounts, wantOutputs := keys(raw)
+	top, counts, outputs := keys(example)
+	require.Equal(t, wantTop, top)
+	require.Equal(t, wantCounts, counts)
+	require.Equal(t, wantOutputs, outputs)
 }
