@@ -414,3 +414,35 @@ func TestMigrationPutsStoredRowsUnderTheDefaultAccount(t *testing.T) {
 	require.Equal(t, postgres.IngestCounts{Accepted: 1, New: 1, MaxSeq: 1}, c)
 	assert.Equal(t, int64(5), queryValue[int64](t, dbURL, "SELECT count(*) FROM transactions"))
 }
+
+func TestMultiAccountFileReadAndStored(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	file := "id;compte;montant;libellé\n" +
+		"1;FR7630006000011234567890189;12,50;CB TAXI\n" +
+		"1;DE89370400440532013000;-3,00;PRLV TOTO\n" +
+		"2;FR76 3000;1,00;bad account\n" +
+		"1;FR7630006000011234567890189;12,50;CB TAXI\n"
+	var recs []txn.Record
+	var rejected []txn.Rejected
+	rules := txn.DefaultRules()
+	stats, err := txn.Read(strings.NewReader(file), txn.ReaderOptions{},
+		func(r txn.Record) error { r.Error = rules.Check(r.Amount); recs = append(recs, r); return nil },
+		func(r txn.Rejected) error { rejected = append(rejected, r); return nil })
+	require.NoError(t, err)
+	require.True(t, stats.AccountColumn)
+
+	_, err = db.BeginIngest(ctx, postgres.Run{ID: "file", File: "file.csv", SHA256: "00", Account: "acme"}, false)
+	require.NoError(t, err)
+	require.NoError(t, db.LoadBatch(ctx, "file", 1, recs, rejected))
+	c, err := db.FinishIngestFile(ctx, "file", postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn})
+	require.NoError(t, err)
+	require.Equal(t, postgres.IngestCounts{Accepted: 2, New: 2, Rejected: 2, Duplicates: 1, MaxSeq: 2}, c)
+	out, rep := process(t, db, "file", c.MaxSeq)
+	require.Equal(t, "account,id,amount,wording,tag,annotation,error\n"+
+		"FR7630006000011234567890189,1,12.50,CB TAXI,TAXI,SALE,\n"+
+		"DE89370400440532013000,1,-3.00,PRLV TOTO,TOTO,SMALL EXPENSE,\n", out)
+	require.Equal(t, "account,line,id,amount,wording,reason\n"+
+		"FR76 3000,4,2,\"1,00\",bad account,invalid_account\n"+
+		"FR7630006000011234567890189,5,1,\"12,50\",CB TAXI,duplicate_id\n", rep)
+}
