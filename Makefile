@@ -3,7 +3,7 @@ GO ?= go
 ROWS ?= 1000000
 WORKERS ?= 1
 
-.PHONY: demo test check build bench clean-state
+.PHONY: demo test test-short check build bench clean-state
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
@@ -13,6 +13,10 @@ demo:
 test:
 	$(GO) vet ./... ./dev/...
 	$(GO) test -count=1 -timeout 40m ./... ./dev/...
+
+## test-short: every unit and workflow test, in under a minute: no PostgreSQL, no Temporal server, no process started
+test-short:
+	$(GO) test -short -count=1 ./... ./dev/...
 
 ## check: formatting check (CI runs it before the tests)
 check:

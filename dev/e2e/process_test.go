@@ -49,6 +49,9 @@ const testHeartbeat = 3 * time.Second
 // buildWorker builds the worker command into a temporary directory and returns its path.
 func buildWorker(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the worker, skipped with -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bins, err := devstack.Build(ctx, t.TempDir(), "worker")

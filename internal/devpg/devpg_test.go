@@ -26,7 +26,16 @@ func tempDir(t *testing.T) string {
 	return dir
 }
 
+// skipShort skips a test that runs PostgreSQL's programs: -short runs without them.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs PostgreSQL, skipped with -short")
+	}
+}
+
 func TestStartStopRestartKeepsData(t *testing.T) {
+	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dataDir := filepath.Join(tempDir(t), "pg")
@@ -81,6 +90,7 @@ func TestStartStopRestartKeepsData(t *testing.T) {
 }
 
 func TestStartRejectsForeignDirectory(t *testing.T) {
+	skipShort(t)
 	dir := tempDir(t)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644))
 	_, err := devpg.Start(context.Background(), devpg.Options{DataDir: dir})
@@ -88,14 +98,16 @@ func TestStartRejectsForeignDirectory(t *testing.T) {
 }
 
 func TestFindBinDir(t *testing.T) {
-	dir, err := devpg.FindBinDir()
-	require.NoError(t, err)
-	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
-		require.FileExists(t, filepath.Join(dir, name))
+	if !testing.Short() { // -short runs without PostgreSQL installed
+		dir, err := devpg.FindBinDir()
+		require.NoError(t, err)
+		for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+			require.FileExists(t, filepath.Join(dir, name))
+		}
 	}
 
 	t.Setenv("PG_BINDIR", t.TempDir())
-	_, err = devpg.FindBinDir()
+	_, err := devpg.FindBinDir()
 	require.Error(t, err)
 	require.True(t, strings.Contains(err.Error(), "PG_BINDIR"), err.Error())
 	require.True(t, strings.Contains(err.Error(), "apt-get install postgresql"), err.Error())
@@ -107,6 +119,7 @@ func TestFindBinDir(t *testing.T) {
 // the next start finds it through the link on the same port, and `make clean-state` stops it and
 // removes it.
 func TestStartOrFallbackAndCleanState(t *testing.T) {
+	skipShort(t)
 	if os.Geteuid() != 0 {
 		t.Skip("the fallback only happens when running as root (the server then runs as another user)")
 	}

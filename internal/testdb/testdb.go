@@ -3,7 +3,8 @@
 // When TXFLOW_TEST_DATABASE_URL is set it must point at a server where the
 // URL's role may CREATE DATABASE; the databases are created there. Otherwise
 // one devpg cluster (Fast settings, free loopback port, temporary directory)
-// is started for the whole test binary and stopped by Main.
+// is started for the whole test binary and stopped by Main. With -short, URL
+// skips the test.
 package testdb
 
 import (
@@ -42,9 +43,14 @@ var (
 // cleanup. It uses TXFLOW_TEST_DATABASE_URL (a URL to a server where it may
 // CREATE DATABASE) when set; otherwise it starts one devpg cluster (Fast)
 // for the whole test binary in a temp dir, on a free port. It fails the test
-// (never skips) when no server is available.
+// when no server is available. With -short it skips the test instead, before
+// touching any server: the fast lane (make test-short) runs without
+// PostgreSQL.
 func URL(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("testdb: needs PostgreSQL, skipped with -short")
+	}
 	adminURL, err := server()
 	if err != nil {
 		t.Fatalf("testdb: %v", err)

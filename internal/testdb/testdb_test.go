@@ -17,6 +17,9 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 func TestURLGivesFreshDatabasesDroppedAtCleanup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL, skipped with -short")
+	}
 	ctx := context.Background()
 	var first string
 	t.Run("inner", func(t *testing.T) {
@@ -63,4 +66,20 @@ func TestURLFailsWithoutServer(t *testing.T) {
 	require.NotContains(t, string(out), "SKIP")
 	require.Contains(t, string(out), "apt-get install postgresql")
 	require.Contains(t, string(out), testdb.EnvURL)
+}
+
+// TestURLSkipsInShortMode runs this test binary again with -test.short and a server URL that
+// cannot be reached: URL must skip the test, with its reason, before trying the server.
+func TestURLSkipsInShortMode(t *testing.T) {
+	if os.Getenv("TESTDB_CHILD") == "short" {
+		testdb.URL(t)
+		t.Fatal("URL returned in short mode")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestURLSkipsInShortMode$", "-test.v", "-test.short")
+	cmd.Env = append(os.Environ(), "TESTDB_CHILD=short", "PG_BINDIR="+t.TempDir(),
+		testdb.EnvURL+"=postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "child must pass:\n%s", out)
+	require.Contains(t, string(out), "--- SKIP: TestURLSkipsInShortMode")
+	require.Contains(t, string(out), "needs PostgreSQL, skipped with -short")
 }

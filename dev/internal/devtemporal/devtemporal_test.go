@@ -104,7 +104,16 @@ func portIsFree(port int) bool {
 	return true
 }
 
+// skipShort skips a test that starts Temporal servers: -short runs without them.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts Temporal servers, skipped with -short")
+	}
+}
+
 func TestServerEndToEndAndRestart(t *testing.T) {
+	skipShort(t)
 	dbFile := filepath.Join(t.TempDir(), "temporal.db")
 	uiPort, err := devtemporal.FreePort()
 	require.NoError(t, err)
@@ -252,6 +261,7 @@ func TestTwoServersInOneProcess(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
+	skipShort(t)
 	ctx := context.Background()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -317,6 +327,7 @@ func TestLogLevel(t *testing.T) {
 }
 
 func TestStartCanceledLeavesNothingRunning(t *testing.T) {
+	skipShort(t)
 	port, uiPort := mustFreePort(t), mustFreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

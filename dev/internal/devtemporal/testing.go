@@ -14,9 +14,13 @@ import (
 // Unless opts says otherwise it listens on a free port, keeps its database in
 // memory, runs without UI (set opts.UIPort > 0, e.g. from [FreePort], to get
 // one) and sends warnings and errors to t.Log. It calls t.Fatal if the server
-// cannot start, and reports a failed Stop with t.Error.
+// cannot start, and reports a failed Stop with t.Error. With -short it skips t
+// instead, before starting anything: the fast lane runs without servers.
 func StartForTest(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("devtemporal: starts a Temporal server, skipped with -short")
+	}
 	if opts.Port == 0 {
 		p, err := FreePort()
 		if err != nil {

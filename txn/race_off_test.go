@@ -1,6 +1,0 @@
-//go:build !race
-
-package txn
-
-// raceEnabled reports whether tests run under the race detector.
-const raceEnabled = false
