@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -100,3 +101,36 @@ func TestOutputCounterPassesWriteErrorsOn(t *testing.T) {
 type failingWriter struct{ err error }
 
 func (f failingWriter) Write([]byte) (int, error) { return 0, f.err }
+
+// BenchmarkOutputCounter measures the counting of a million output rows as COPY writes them.
+func BenchmarkOutputCounter(b *testing.B) {
+	var file bytes.Buffer
+	file.WriteString("id,amount,wording,tag,annotation,error\n")
+	for i := range 1_000_000 {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&file, "B%d,-%d.50,CARD PAYMENT TAXI PARIS,TAXI,SMALL EXPENSE,\n", i, i%500)
+		case 1:
+			fmt.Fprintf(&file, "B%d,%d.05,\"STORE, LYON\",,SALE,\n", i, i%500)
+		default:
+			fmt.Fprintf(&file, "B%d,2500000.00,SALARY TOTO,TOTO,,amount_too_high\n", i)
+		}
+	}
+	data := file.Bytes()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		c := &outputCounter{w: io.Discard}
+		for rest := data; len(rest) > 0; {
+			// COPY hands over one row per message.
+			n := bytes.IndexByte(rest, '\n') + 1
+			if _, err := c.Write(rest[:n]); err != nil {
+				b.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		if c.counts.Rows != 1_000_000 {
+			b.Fatalf("%+v", c.counts)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/row")
+}
