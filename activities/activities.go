@@ -27,10 +27,11 @@ const (
 	ErrTypeBadFile     = "BadFileError"     // the file is not a readable transaction file
 	ErrTypeBadPath     = "BadPathError"     // the path is outside the root, or no such file
 	ErrTypeFileChanged = "FileChangedError" // the file's content differs from the one the run was started for
+	ErrTypeBadAccount  = "BadAccountError"  // the run's account is not a valid account (txn.ParseAccount)
 )
 
 // NonRetryableErrorTypes lists every error type above and those of paths.go, for retry policies.
-var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeConfig, ErrTypeBadInput}
+var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeBadAccount, ErrTypeConfig, ErrTypeBadInput}
 
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
@@ -57,6 +58,29 @@ type IngestInput struct {
 	RunID  string
 	File   string // relative to the input root
 	SHA256 string // optional: the content hash the run was started for
+	// Account is the run's account: the account of every row of a file without an account
+	// column; "" is txn.DefaultAccount.
+	Account string `json:",omitempty"`
+}
+
+// ValidAccount returns the account of a run given account: txn.DefaultAccount for "", the
+// account itself when valid (txn.ParseAccount), or a non-retryable ErrTypeBadAccount error
+// naming what is wrong with it.
+func ValidAccount(account string) (string, error) {
+	if account == "" {
+		return txn.DefaultAccount, nil
+	}
+	a, err := txn.ParseAccount(account)
+	if err != nil {
+		// No cause: the message, which names the account, is what the run's summary shows.
+		return "", temporal.NewNonRetryableApplicationError("invalid account for the run: "+err.Error(), ErrTypeBadAccount, nil)
+	}
+	if a != account {
+		// Surrounding spaces would make two run ids for one account.
+		return "", temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("invalid account for the run: %q has surrounding spaces", account), ErrTypeBadAccount, nil)
+	}
+	return a, nil
 }
 
 // IngestResult counts what the ingestion did: every count up to InError (Tagged and Annotated
@@ -65,6 +89,9 @@ type IngestResult struct {
 	SHA256 string
 	Counts
 	MaxSeq int64 // the run's lines are numbered 1..MaxSeq (with gaps where rows moved to rejected)
+	// AccountColumn says the file had an account column: its rows are under their own accounts
+	// and its outputs start with an account column.
+	AccountColumn bool
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -74,7 +101,8 @@ type IngestResult struct {
 //
 // It returns a non-retryable ErrTypeBadPath error when the file is outside the input root or
 // missing, ErrTypeBadFile when it has no usable header, ErrTypeFileChanged when its content no
-// longer matches the hash given; database errors are returned as they are, for a retry.
+// longer matches the hash given, ErrTypeBadAccount when the run's account is not valid; the
+// file's outputs start with an account column when it had one. Database errors are returned as they are, for a retry.
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, error) {
 	// A retry resumes after the batches its predecessor committed.
 	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
@@ -82,6 +110,10 @@ func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, 
 }
 
 func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (IngestResult, error) {
+	account, err := ValidAccount(in.Account)
+	if err != nil {
+		return IngestResult{}, err
+	}
 	f, err := OpenInput(a.InputRoot, in.File)
 	if err != nil {
 		return IngestResult{}, err
@@ -89,7 +121,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	defer f.Close()
 
 	began := time.Now()
-	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256}, resume)
+	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account}, resume)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
 	}
@@ -215,11 +247,11 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	loaded := time.Now()
 	phase.Store(IngestSettling)
 	reporter.report(ctx, progress(), true)
-	counts, err := a.DB.FinishIngest(ctx, in.RunID, stats.Records)
+	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}
-	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "records", stats.Records,
+	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "account", account, "records", stats.Records,
 		"accepted", counts.Accepted, "new", counts.New, "rejected", counts.Rejected,
 		"load", loaded.Sub(began).Round(time.Millisecond), "settle", time.Since(loaded).Round(time.Millisecond))
 	return ingestResult(sum, stats.Records, stats, counts), nil
@@ -237,7 +269,8 @@ func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.Ingest
 			Rejected:     c.Rejected,
 			InError:      c.Errors,
 		},
-		MaxSeq: c.MaxSeq,
+		MaxSeq:        c.MaxSeq,
+		AccountColumn: stats.AccountColumn,
 	}
 }
 

@@ -44,6 +44,8 @@ type ingestResultWire struct {
 	Rejected     int64
 	Errors       int64
 	MaxSeq       int64
+	// AccountColumn is absent from results recorded before accounts existed: false.
+	AccountColumn bool `json:",omitempty"`
 }
 
 // MarshalJSON encodes the result in its wire form.
@@ -52,6 +54,7 @@ func (r IngestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(ingestResultWire{
 		SHA256: r.SHA256, RowsRead: c.RowsRead, Lines: c.Lines, SkippedLines: c.SkippedLines,
 		Accepted: c.Ingested, New: c.New, Rejected: c.Rejected, Errors: c.InError, MaxSeq: r.MaxSeq,
+		AccountColumn: r.AccountColumn,
 	})
 }
 
@@ -61,7 +64,7 @@ func (r *IngestResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, Counts: Counts{
+	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Counts: Counts{
 		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines,
 		Ingested: w.Accepted, New: w.New, Rejected: w.Rejected, InError: w.Errors,
 	}}

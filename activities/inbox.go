@@ -11,6 +11,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/txflow/txflow/txn"
 )
 
 // Directories of the input root the inbox moves processed files to.
@@ -24,16 +26,26 @@ type ListInboxInput struct {
 	Dir string
 }
 
-// InboxFile is one file waiting in the inbox.
+// InboxFile is one file waiting in the inbox, or a sub-folder of the inbox refused (Error).
 type InboxFile struct {
 	File   string // relative to the input root, with forward slashes
 	SHA256 string
 	Size   int64
+	// Account is the account of a file in a sub-folder of the inbox: the sub-folder's name. It
+	// is "" for a file directly in the inbox, whose run has the default account.
+	Account string `json:",omitempty"`
+	// Error is set, and File names a sub-folder, for a sub-folder whose name is not a valid
+	// account: its files are not processed, and the inbox run reports it.
+	Error string `json:",omitempty"`
 }
 
-// ListInbox lists the regular files waiting in <input root>/<Dir>, sorted by name, with their
-// hashes. Hidden files (a leading dot, as files still being copied often are), symbolic links
-// and subdirectories are left alone.
+// ListInbox lists the regular files waiting in <input root>/<Dir>, sorted by path, with their
+// hashes: those directly in it, of the default account, and those in its sub-folders named after
+// an account (txn.ParseAccount), of that account: inbox/acme/x.csv is a file of account acme.
+// A sub-folder whose name is not a valid account is listed as an InboxFile with an Error, so
+// that the inbox run reports it instead of leaving its files unseen. Hidden files and folders
+// (a leading dot, as files still being copied often are), symbolic links and folders below the
+// account sub-folders are left alone.
 //
 // It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root or does not
 // exist (its message names the directory), and
@@ -61,42 +73,97 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 	if err != nil {
 		return nil, fmt.Errorf("list inbox: %w", err)
 	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	var out []InboxFile
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-			continue
-		}
-		p := filepath.Join(rel, e.Name())
-		sum, size, err := hashIn(root, p)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) || errors.Is(err, errNotRegular) {
-				continue // moved away or replaced meanwhile
+	var add func(dir, account string, entries []os.DirEntry) error
+	add = func(dir, account string, entries []os.DirEntry) error {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
 			}
-			return nil, fmt.Errorf("hash %s: %w", e.Name(), err)
+			p := filepath.Join(dir, e.Name())
+			if e.IsDir() && account == "" {
+				acc, err := txn.ParseAccount(e.Name())
+				if err == nil && acc != e.Name() {
+					err = fmt.Errorf("account %q has surrounding spaces", e.Name())
+				}
+				if err != nil {
+					msg := fmt.Sprintf("sub-folder %s/ of the inbox is not named after a valid account, its files are not processed (rename it or move them): %v",
+						filepath.ToSlash(p), err)
+					if activity.IsActivity(ctx) {
+						activity.GetLogger(ctx).Warn("inbox sub-folder refused", "dir", filepath.ToSlash(p), "error", err)
+					}
+					out = append(out, InboxFile{File: filepath.ToSlash(p), Error: msg})
+					continue
+				}
+				sub, err := readDir(root, p)
+				if errors.Is(err, os.ErrNotExist) {
+					continue // removed meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				if err := add(p, acc, sub); err != nil {
+					return err
+				}
+				continue
+			}
+			if !e.Type().IsRegular() {
+				continue
+			}
+			sum, size, err := hashIn(root, p)
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) || errors.Is(err, errNotRegular) {
+					continue // moved away or replaced meanwhile
+				}
+				return fmt.Errorf("hash %s: %w", filepath.ToSlash(p), err)
+			}
+			out = append(out, InboxFile{File: filepath.ToSlash(p), SHA256: sum, Size: size, Account: account})
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
-		out = append(out, InboxFile{File: filepath.ToSlash(p), SHA256: sum, Size: size})
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+		return nil
 	}
+	if err := add(rel, "", entries); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out, nil
 }
 
-// MoveInput names a processed inbox file and where it goes: ArchiveDir or FailedDir.
+// readDir lists the directory dir of root.
+func readDir(root *os.Root, dir string) ([]os.DirEntry, error) {
+	d, err := root.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list inbox: %w", confined(err))
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list inbox: %w", err)
+	}
+	return entries, nil
+}
+
+// MoveInput names a processed inbox file and where it goes: ArchiveDir or FailedDir, in the
+// sub-folder of its account when it was in one of the inbox.
 type MoveInput struct {
 	File   string // relative to the input root, as ListInbox returned it
 	SHA256 string // its content hash, to recognise it once moved
 	To     string // ArchiveDir or FailedDir
+	// Account is the file's InboxFile.Account: "" for a file directly in the inbox, moved to
+	// <To>/; otherwise the file goes to <To>/<Account>/.
+	Account string `json:",omitempty"`
 }
 
-// MoveInboxFile moves a processed file to <input root>/<To>/ and returns its new path relative
-// to the input root. A file of the same name and another content already there is kept: the
+// MoveInboxFile moves a processed file to <input root>/<To>/ (<To>/<Account>/ for a file of an
+// account's sub-folder) and returns its new path relative to the input root. A file of the same name and another content already there is kept: the
 // moved file then takes the name <base>-<first 16 hex digits of its hash><ext>. Moving again a
 // file already moved returns where it went, so the activity can be retried. Both directories
 // are synced once the file has moved.
 //
-// It returns a non-retryable ErrTypeBadInput error when To is not ArchiveDir or FailedDir,
+// It returns a non-retryable ErrTypeBadInput error when To is not ArchiveDir or FailedDir or
+// Account is not a valid account,
 // ErrTypeBadPath when the file or its destination leaves the input root or the file is neither
 // in the inbox nor at its destination, and ErrTypeConfig when the input root is not configured
 // or cannot be opened.
@@ -104,6 +171,16 @@ func (a *Activities) MoveInboxFile(ctx context.Context, in MoveInput) (string, e
 	if in.To != ArchiveDir && in.To != FailedDir {
 		err := fmt.Errorf("move %s: destination %q is neither %s nor %s", in.File, in.To, ArchiveDir, FailedDir)
 		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	to := in.To
+	if in.Account != "" {
+		// ListInbox never takes a hidden folder for an account: "." and "..", valid accounts,
+		// would not name a sub-folder.
+		if acc, err := txn.ParseAccount(in.Account); err != nil || acc != in.Account || strings.HasPrefix(acc, ".") {
+			err := fmt.Errorf("move %s: account %q does not name an account sub-folder", in.File, in.Account)
+			return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		}
+		to = filepath.Join(in.To, in.Account)
 	}
 	root, err := openRoot("input", a.InputRoot)
 	if err != nil {
@@ -117,9 +194,9 @@ func (a *Activities) MoveInboxFile(ctx context.Context, in MoveInput) (string, e
 	if err != nil {
 		return "", typedError(err, false)
 	}
-	moved, err := moveFile(root, src, in.To, in.SHA256)
+	moved, err := moveFile(root, src, to, in.SHA256)
 	if err != nil {
-		return "", typedError(fmt.Errorf("move %s to %s/: %w", in.File, in.To, err), false)
+		return "", typedError(fmt.Errorf("move %s to %s/: %w", in.File, filepath.ToSlash(to), err), false)
 	}
 	return moved, nil
 }

@@ -20,11 +20,12 @@ type Store interface {
 
 // IngestStore loads a run's file in batches and settles it (Ingest). See the methods of
 // postgres.DB of the same names for the contract: BeginIngest with resume returns where a
-// previous attempt stopped, or its totals when it had settled the run.
+// previous attempt stopped, or its totals when it had settled the run; FinishIngestFile settles
+// the run and records whether its file had an account column.
 type IngestStore interface {
 	BeginIngest(ctx context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error)
 	LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error
-	FinishIngest(ctx context.Context, runID string, rowsRead int64) (postgres.IngestCounts, error)
+	FinishIngestFile(ctx context.Context, runID string, f postgres.FileFacts) (postgres.IngestCounts, error)
 }
 
 // ChunkStore computes the tags and annotations of a chunk of a run's lines (Tag, Annotate).

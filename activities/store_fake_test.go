@@ -41,6 +41,8 @@ type fakeRun struct {
 	settled  bool
 	rowsRead int64
 	totals   postgres.IngestCounts
+	// accountColumn is what FinishIngestFile recorded: the file had an account column.
+	accountColumn bool
 }
 
 // fakeLoad is one committed batch.
@@ -72,6 +74,11 @@ func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool
 	s.begins = append(s.begins, resume)
 	if run.ID == "" {
 		return postgres.Checkpoint{}, errors.New("begin ingest: empty run id")
+	}
+	if run.Account != "" {
+		if _, err := txn.ParseAccount(run.Account); err != nil {
+			return postgres.Checkpoint{}, fmt.Errorf("begin ingest: %w", err)
+		}
 	}
 	if r, ok := s.runs[run.ID]; ok && resume && run.SHA256 != "" && r.run.SHA256 == run.SHA256 {
 		if r.settled {
@@ -110,7 +117,8 @@ func (s *fakeStore) LoadBatch(_ context.Context, runID string, firstSeq int64, r
 	return nil
 }
 
-func (s *fakeStore) FinishIngest(_ context.Context, runID string, rowsRead int64) (postgres.IngestCounts, error) {
+func (s *fakeStore) FinishIngestFile(_ context.Context, runID string, f postgres.FileFacts) (postgres.IngestCounts, error) {
+	rowsRead := f.RowsRead
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls.finish++
@@ -127,7 +135,7 @@ func (s *fakeStore) FinishIngest(_ context.Context, runID string, rowsRead int64
 	}
 	if !r.settled {
 		c.New = c.Accepted
-		r.settled, r.rowsRead, r.totals = true, rowsRead, c
+		r.settled, r.rowsRead, r.totals, r.accountColumn = true, rowsRead, c, f.AccountColumn
 	}
 	if err := s.fail.afterFinish; err != nil {
 		s.fail.afterFinish = nil

@@ -51,6 +51,7 @@ type InboxTotals struct {
 	Archived int `json:"archived"`
 	Failed   int `json:"failed"`
 	Left     int `json:"left"`
+	Refused  int `json:"refused,omitempty"` // sub-folders refused (InboxRefused)
 	// Problems counts the files that failed, were left in the inbox or could not be moved;
 	// ProblemFiles names the first MaxListedFailures of them, with what happened.
 	Problems     int      `json:"problems"`
@@ -73,6 +74,9 @@ const (
 	// InboxLeft: the file's run was started elsewhere and how it ended could not be learnt; the
 	// file stays in the inbox for the next inbox run.
 	InboxLeft = "left"
+	// InboxRefused: a sub-folder of the inbox not named after a valid account; its files stay
+	// where they are, unprocessed, and the inbox run fails naming it.
+	InboxRefused = "refused"
 )
 
 // InboxFileResult is what became of one inbox file.
@@ -92,19 +96,23 @@ type InboxResult struct {
 	Totals InboxTotals       `json:"totals"`
 }
 
-// ProcessInbox processes every file waiting in <input root>/<Dir>: one ProcessFile child per
-// file (workflow id RunID(sha256), so a file already processed successfully is not processed
-// again while a failed one is), at most MaxFiles at once; then it moves each file to
-// <input root>/archive/ when its run completed, or was found completed before, and to
-// <input root>/failed/ when its run failed. A file whose run is already open (started by an
-// overlapping inbox run or by the starter) is moved once that run ends, by its outcome.
-// Children are abandoned if the inbox run ends early.
+// ProcessInbox processes every file waiting in <input root>/<Dir> and in its sub-folders named
+// after an account (see activities.ListInbox): a file of <Dir>/<account>/ is processed for that
+// account, one directly in <Dir> for the default account. It starts one ProcessFile child per
+// file (workflow id RunID(account, sha256), so a file already processed successfully for its
+// account is not processed again while a failed one is), at most MaxFiles at once; then it moves
+// each file to <input root>/archive/ when its run completed, or was found completed before, and
+// to <input root>/failed/ when its run failed; a file of an account's sub-folder goes to
+// archive/<account>/ or failed/<account>/. A file whose run is already open (started by an
+// overlapping inbox run or by the starter) is moved once that run ends, by its outcome. A
+// sub-folder not named after a valid account is refused (InboxRefused): its files stay where
+// they are, and the run fails naming it. Children are abandoned if the inbox run ends early.
 //
 // A run takes at most FilesPerRun files (fewer when Temporal suggests continuing as new), waits
 // for them, and continues as new: the next run lists the inbox again, so the files still waiting
 // are simply taken by it, and carries the totals so far. Once every file is filed, the run fails
 // with a non-retryable ErrTypeInboxFilesFailed error, naming the files and with the counts, when
-// any file failed, was left in the inbox or could not be moved; the error's details are the
+// any file failed, was left in the inbox or could not be moved, or a sub-folder was refused; the error's details are the
 // InboxResult, each file's outcome.
 func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, error) {
 	if in.Dir == "" {
@@ -155,7 +163,7 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 			if outcome == "" {
 				outcome = "pending"
 			}
-			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.File, RunID(f.SHA256), outcome)
+			fmt.Fprintf(&b, "| `%s` | %s | %s |\n", f.File, RunID(f.Account, f.SHA256), outcome)
 		}
 		workflow.SetCurrentDetails(ctx, b.String())
 	}
@@ -169,10 +177,18 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		if bounded && i > 0 && (i >= in.FilesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
 			break
 		}
+		if f.Error != "" {
+			// A sub-folder not named after an account: reported, its files left alone. Only
+			// listings made since accounts exist have such entries; it issues no command.
+			started++
+			res.Files[i] = InboxFileResult{File: f.File, Outcome: InboxRefused, Error: f.Error}
+			details()
+			continue
+		}
 		_ = workflow.Await(ctx, func() bool { return inFlight < in.MaxFiles })
 		inFlight++
 		started++
-		res.Files[i] = InboxFileResult{File: f.File, RunID: RunID(f.SHA256)}
+		res.Files[i] = InboxFileResult{File: f.File, RunID: RunID(f.Account, f.SHA256)}
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer func() { inFlight--; details() }()
 			outcome, runErr := processInboxFile(ctx, in, f)
@@ -189,7 +205,7 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 				fmt.Sprintf("Move %s to %s/", f.File, to)))
 			var moved string
 			if err := workflow.ExecuteActivity(mctx, a.MoveInboxFile,
-				activities.MoveInput{File: f.File, SHA256: f.SHA256, To: to}).Get(ctx, &moved); err != nil {
+				activities.MoveInput{File: f.File, SHA256: f.SHA256, To: to, Account: f.Account}).Get(ctx, &moved); err != nil {
 				runErr = errors.Join(runErr, fmt.Errorf("move to %s: %w", to, err))
 			}
 			r.Outcome, r.MovedTo = outcome, moved
@@ -232,6 +248,8 @@ func (t *InboxTotals) add(r InboxFileResult, sha256Hex string) {
 		t.Failed++
 	case InboxLeft:
 		t.Left++
+	case InboxRefused:
+		t.Refused++
 	}
 	if r.MovedTo == "" {
 		t.Skip = append(t.Skip, InboxFileKey{File: r.File, SHA256: sha256Hex})
@@ -242,7 +260,7 @@ func (t *InboxTotals) add(r InboxFileResult, sha256Hex string) {
 	t.Problems++
 	if len(t.ProblemFiles) < MaxListedFailures {
 		what := r.Outcome
-		if r.Outcome != InboxLeft && r.MovedTo == "" {
+		if (r.Outcome == InboxArchived || r.Outcome == InboxFailed) && r.MovedTo == "" {
 			what += ", not moved"
 		}
 		t.ProblemFiles = append(t.ProblemFiles, fmt.Sprintf("%s (%s: %s)", r.File, what, r.Error))
@@ -252,8 +270,13 @@ func (t *InboxTotals) add(r InboxFileResult, sha256Hex string) {
 // failureText says in one line which files of the inbox did not go well, with the counts.
 func (t *InboxTotals) failureText(dir string) string {
 	total := t.Archived + t.Failed + t.Left
-	msg := fmt.Sprintf("inbox %s/: %d of %d files not processed successfully (archived %d, failed %d, left in the inbox %d): %s",
-		dir, t.Problems, total, t.Archived, t.Failed, t.Left, strings.Join(t.ProblemFiles, "; "))
+	refused := ""
+	if t.Refused > 0 {
+		total += t.Refused
+		refused = fmt.Sprintf(", sub-folders refused %d", t.Refused)
+	}
+	msg := fmt.Sprintf("inbox %s/: %d of %d files not processed successfully (archived %d, failed %d, left in the inbox %d%s): %s",
+		dir, t.Problems, total, t.Archived, t.Failed, t.Left, refused, strings.Join(t.ProblemFiles, "; "))
 	if more := t.Problems - len(t.ProblemFiles); more > 0 {
 		msg += fmt.Sprintf("; and %d more", more)
 	}
@@ -265,7 +288,7 @@ func (t *InboxTotals) failureText(dir string) string {
 func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.InboxFile) (string, error) {
 	summary, details := RunDescription(f.File, f.SHA256, in.ChunkSize)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            RunID(f.SHA256),
+		WorkflowID:            RunID(f.Account, f.SHA256),
 		TaskQueue:             TaskQueue,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
@@ -274,6 +297,7 @@ func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.I
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, ProcessFile, ProcessFileInput{
 		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
+		Account: f.Account,
 	})
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		if alreadyStarted(err) {
@@ -282,7 +306,7 @@ func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.I
 			if workflow.GetVersion(ctx, waitOpenRunChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 				return InboxArchived, nil // histories recorded before the inbox waited
 			}
-			return waitForRun(ctx, RunID(f.SHA256))
+			return waitForRun(ctx, RunID(f.Account, f.SHA256))
 		}
 		return InboxFailed, err
 	}

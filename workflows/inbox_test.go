@@ -65,7 +65,7 @@ func TestInboxWaitsForARunAlreadyOpen(t *testing.T) {
 			}
 			env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).After(time.Hour).Return(&Summary{}, childErr).Once()
 			waited := 0
-			env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID(sum)}).Return(
+			env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID("", sum)}).Return(
 				func(context.Context, activities.WaitRunInput) (activities.RunOutcome, error) {
 					waited++
 					if tc.completed {
@@ -103,9 +103,9 @@ func TestInboxFilesARunStartedElsewhere(t *testing.T) {
 		{File: "inbox/lost.csv", SHA256: unknown}, {File: "inbox/lost-again.csv", SHA256: unknown},
 	}, nil)
 	env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(&Summary{}, nil)
-	env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID(done)}).
+	env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID("", done)}).
 		Return(activities.RunOutcome{Completed: true}, nil).Once()
-	env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID(unknown)}).
+	env.OnActivity(a.WaitForRun, mock.Anything, activities.WaitRunInput{RunID: RunID("", unknown)}).
 		Return(activities.RunOutcome{}, temporal.NewNonRetryableApplicationError("not found", "NotFound", errors.New("not found"))).Once()
 	m := &moves{to: map[string]string{}}
 	env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(m.record)

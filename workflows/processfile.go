@@ -30,6 +30,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/txn"
 )
 
 // TaskQueue is the task queue txflow's workers poll and its starter submits to.
@@ -59,6 +60,10 @@ type ProcessFileInput struct {
 	// HeartbeatTimeout is how soon an activity whose worker died is handed to another worker;
 	// DefaultHeartbeatTimeout when 0.
 	HeartbeatTimeout time.Duration
+	// Account is the run's account, that of every row of a file without an account column
+	// (rows of a file with one are under their own); txn.DefaultAccount when empty. An invalid
+	// account fails the run at once with a non-retryable activities.ErrTypeBadAccount error.
+	Account string `json:",omitempty"`
 }
 
 // Stage names, in pipeline order.
@@ -139,7 +144,7 @@ func newRun(ctx workflow.Context, in ProcessFileInput) *run {
 	return &run{
 		ctx:     ctx,
 		in:      in,
-		summary: newSummary(workflow.GetInfo(ctx).WorkflowExecution.ID, in.File, workflow.Now(ctx)),
+		summary: newSummary(workflow.GetInfo(ctx).WorkflowExecution.ID, in.File, in.account(), workflow.Now(ctx)),
 		metrics: newRunMetrics(ctx),
 		began:   map[string]time.Time{},
 	}
@@ -150,11 +155,18 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	var a *activities.Activities
 	s, hb := r.summary, r.in.HeartbeatTimeout
 
-	// 1. Ingest: a file that cannot be read fails the run at once.
+	// 1. Ingest: a file that cannot be read, or an invalid account, fails the run at once. The
+	// account is checked here, before any command: runs recorded before accounts existed have
+	// none, so their command sequence is unchanged.
 	r.start(StageIngest)
+	if _, err := activities.ValidAccount(r.in.Account); err != nil {
+		r.fail(StageIngest, err)
+		r.finish()
+		return err
+	}
 	var ing activities.IngestResult
 	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
-		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256}).Get(ctx, &ing)
+		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256, Account: r.in.Account}).Get(ctx, &ing)
 	if err != nil {
 		r.fail(StageIngest, err)
 		r.finish()
@@ -366,6 +378,7 @@ func (r *run) ingested(res activities.IngestResult) {
 	st.Bytes, st.Size, st.Phase = 0, 0, ""
 	s.SHA256 = res.SHA256
 	s.Counts = res.Counts
+	s.AccountColumn = res.AccountColumn
 	r.complete(StageIngest)
 	r.metrics.ingested(s.Counts)
 }
@@ -384,6 +397,14 @@ func rootCause(err error) string {
 		return appErr.Message()
 	}
 	return err.Error()
+}
+
+// account is the run's account as the summary names it: txn.DefaultAccount when none was given.
+func (in ProcessFileInput) account() string {
+	if in.Account == "" {
+		return txn.DefaultAccount
+	}
+	return in.Account
 }
 
 func (in ProcessFileInput) withDefaults() ProcessFileInput {
@@ -468,11 +489,20 @@ func withOptions(ctx workflow.Context, o activityOptions, heartbeat time.Duratio
 }
 
 // RunID returns the workflow id, and so the run id, of a run of a file whose content has the
-// given SHA-256 (hex): the same content always gets the same id, so Temporal refuses to process
-// one file twice at once.
-func RunID(sha256Hex string) string {
+// given SHA-256 (hex) for account: the same content for the same account always gets the same
+// id, so Temporal refuses to process one file twice at once for one account, while the same file
+// for two accounts is two runs. The default account ("" or txn.DefaultAccount) keeps the ids of
+// runs started before accounts existed: txflow-<16 hex digits>; another account is named in it:
+// txflow-<account>-<16 hex digits>. An account's characters (letters, digits, '-', '_', '.',
+// ':'; see txn.ParseAccount) are all valid in a workflow id and in a directory name on Linux,
+// so the id also names the run's output directory. The caller validates the account first
+// (activities.ValidAccount).
+func RunID(account, sha256Hex string) string {
 	if len(sha256Hex) > 16 {
 		sha256Hex = sha256Hex[:16]
 	}
-	return "txflow-" + sha256Hex
+	if account == "" || account == txn.DefaultAccount {
+		return "txflow-" + sha256Hex
+	}
+	return "txflow-" + account + "-" + sha256Hex
 }

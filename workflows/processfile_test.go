@@ -202,7 +202,7 @@ func TestProcessFileRetriesInfrastructureErrors(t *testing.T) {
 }
 
 func TestRunID(t *testing.T) {
-	require.Equal(t, "txflow-0123456789abcdef", RunID("0123456789abcdef0123456789abcdef"))
+	require.Equal(t, "txflow-0123456789abcdef", RunID("", "0123456789abcdef0123456789abcdef"))
 }
 
 // query returns the run's summary as the progress query answers it.

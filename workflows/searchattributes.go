@@ -12,6 +12,10 @@ import (
 var (
 	SearchAttrFile   = temporal.NewSearchAttributeKeyKeyword("TxflowFile")   // the file, relative to the input root
 	SearchAttrStatus = temporal.NewSearchAttributeKeyKeyword("TxflowStatus") // running, completed or failed
+	// SearchAttrAccount is the run's account (ProcessFileInput.Account, txn.DefaultAccount when
+	// none was given). With TxflowFile and TxflowStatus, three of the ten Keyword attributes a
+	// namespace on SQL visibility allows.
+	SearchAttrAccount = temporal.NewSearchAttributeKeyKeyword("TxflowAccount")
 	// The counts, set once Ingest completed: which count each carries is listed by activities.Counts.
 	SearchAttrRows     = temporal.NewSearchAttributeKeyInt64("TxflowRows")     // Counts.RowsRead
 	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // Counts.Rejected
@@ -21,18 +25,20 @@ var (
 // SearchAttributes lists the custom search attributes above by name, with their types.
 func SearchAttributes() map[string]enumspb.IndexedValueType {
 	out := map[string]enumspb.IndexedValueType{}
-	for _, k := range []temporal.SearchAttributeKey{SearchAttrFile, SearchAttrStatus, SearchAttrRows, SearchAttrRejected, SearchAttrErrors} {
+	for _, k := range []temporal.SearchAttributeKey{SearchAttrFile, SearchAttrStatus, SearchAttrAccount, SearchAttrRows, SearchAttrRejected, SearchAttrErrors} {
 		out[k.GetName()] = k.GetValueType()
 	}
 	return out
 }
 
-// upsertSearchAttributes publishes the summary's file, status and counts. A failure to upsert
+// upsertSearchAttributes publishes the summary's file, account, status and counts. The account
+// only adds a value to the same command: runs recorded before it replay unchanged. A failure to upsert
 // is logged, not fatal: the run itself does not depend on it.
 func upsertSearchAttributes(ctx workflow.Context, s *Summary) {
 	updates := []temporal.SearchAttributeUpdate{
 		SearchAttrFile.ValueSet(s.File),
 		SearchAttrStatus.ValueSet(s.Status),
+		SearchAttrAccount.ValueSet(s.Account),
 	}
 	if s.stage(StageIngest).Status != StatusPending && s.stage(StageIngest).Status != StatusRunning {
 		updates = append(updates,

@@ -12,13 +12,17 @@ import (
 // query returns it while the run goes on; the run returns it and writes it as summary.json. It is
 // a plain value: the run (processfile.go) fills it in, its methods only read it.
 type Summary struct {
-	RunID      string     `json:"run_id"`
-	File       string     `json:"file"`
-	SHA256     string     `json:"sha256,omitempty"`
-	Status     string     `json:"status"` // running, completed or failed
-	Error      string     `json:"error,omitempty"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	RunID string `json:"run_id"`
+	File  string `json:"file"`
+	// Account is the run's account: that of every row of a file without an account column
+	// (AccountColumn says the file had one, and its rows are under their own).
+	Account       string     `json:"account"`
+	AccountColumn bool       `json:"account_column,omitempty"`
+	SHA256        string     `json:"sha256,omitempty"`
+	Status        string     `json:"status"` // running, completed or failed
+	Error         string     `json:"error,omitempty"`
+	StartedAt     time.Time  `json:"started_at"`
+	FinishedAt    *time.Time `json:"finished_at,omitempty"`
 
 	// The run's counts, with flat keys (rows_read, ingested, ...): see activities.Counts.
 	activities.Counts
@@ -52,8 +56,8 @@ type Stage struct {
 	Phase string `json:"phase,omitempty"`
 }
 
-func newSummary(runID, file string, now time.Time) *Summary {
-	s := &Summary{RunID: runID, File: file, Status: StatusRunning, StartedAt: now}
+func newSummary(runID, file, account string, now time.Time) *Summary {
+	s := &Summary{RunID: runID, File: file, Account: account, Status: StatusRunning, StartedAt: now}
 	for _, name := range []string{StageIngest, StageTag, StageAnnotate, StageReport, StageDump, StageSummary} {
 		s.Stages = append(s.Stages, &Stage{Name: name, Status: StatusPending})
 	}
@@ -83,7 +87,11 @@ func (s *Summary) FailedStage() string {
 // of the stages with the rows each has done.
 func (s *Summary) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**File** `%s`  \n**Status** %s", s.File, s.Status)
+	fmt.Fprintf(&b, "**File** `%s`  \n**Account** `%s`", s.File, s.Account)
+	if s.AccountColumn {
+		b.WriteString(" (rows of the file's account column are under their own)")
+	}
+	fmt.Fprintf(&b, "  \n**Status** %s", s.Status)
 	if s.Error != "" {
 		fmt.Fprintf(&b, ": %s", s.Error)
 	}

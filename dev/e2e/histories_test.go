@@ -115,7 +115,7 @@ func TestRecordHistories(t *testing.T) {
 func (h *opsHarness) runIDOf(content []byte) string {
 	h.t.Helper()
 	sum := sha256.Sum256(content)
-	return workflows.RunID(hex.EncodeToString(sum[:]))
+	return workflows.RunID("", hex.EncodeToString(sum[:]))
 }
 
 func last(h *historypb.History) *historypb.HistoryEvent { return h.GetEvents()[len(h.GetEvents())-1] }

@@ -41,7 +41,7 @@ func TestInboxOverlappingRunsFileByOutcome(t *testing.T) {
 	clean, withErrors := sample(t, "transactions.csv"), sample(t, "transactions_with_errors.csv")
 	h.put("inbox", "doomed.csv", clean)
 	h.put("inbox", "fine.csv", withErrors)
-	doomedID, fineID := workflows.RunID(sha(t, clean)), workflows.RunID(sha(t, withErrors))
+	doomedID, fineID := workflows.RunID("", sha(t, clean)), workflows.RunID("", sha(t, withErrors))
 
 	// Ingest waits on the runs table: both runs of the first inbox stay open.
 	release := lockTable(t, dbURL, "runs")

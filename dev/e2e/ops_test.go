@@ -268,7 +268,7 @@ func TestOpsInboxSearchAttributesNoticesAndMetrics(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
-	cleanID, badID := workflows.RunID(sum(clean)), workflows.RunID(sum(bad))
+	cleanID, badID := workflows.RunID("", sum(clean)), workflows.RunID("", sum(bad))
 	a := byFile["inbox/a_transactions.csv"]
 	require.Equal(t, workflows.InboxArchived, a.Outcome, "%+v", a)
 	require.Equal(t, cleanID, a.RunID)
@@ -325,7 +325,7 @@ func TestOpsInboxSearchAttributesNoticesAndMetrics(t *testing.T) {
 	// The two files ran side by side: which one stored T001 first, and so how many rows the
 	// second one rejected as conflicting, depends on timing. Read it from the summary.
 	var b workflows.Summary
-	bID := workflows.RunID(sum(withErrors))
+	bID := workflows.RunID("", sum(withErrors))
 	bJSON, err := os.ReadFile(filepath.Join(h.output, bID, activities.SummaryFile))
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(bJSON, &b))
@@ -418,7 +418,7 @@ func TestOpsScheduleCommands(t *testing.T) {
 		s := sha256.Sum256(b)
 		return hex.EncodeToString(s[:])
 	}
-	tID := workflows.RunID(sum(sample(t, "transactions.csv")))
+	tID := workflows.RunID("", sum(sample(t, "transactions.csv")))
 	require.Contains(t, out, "inbox/t.csv: archived → archive/t.csv (run "+tID+")")
 	require.FileExists(t, filepath.Join(h.input, "archive", "t.csv"))
 	code, out, errOut = h.starter("status", tID)
@@ -430,7 +430,7 @@ func TestOpsScheduleCommands(t *testing.T) {
 	h.put("", "page.csv", html)
 	code, _, _ = h.starter("run", "page.csv")
 	require.Equal(t, starterapp.ExitRunFailed, code)
-	code, out, _ = h.starter("status", workflows.RunID(sum(html)))
+	code, out, _ = h.starter("status", workflows.RunID("", sum(html)))
 	require.Equal(t, starterapp.ExitRunFailed, code, out)
 	require.Contains(t, out, ": failed")
 

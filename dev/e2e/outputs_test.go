@@ -39,7 +39,7 @@ func TestOutputsRerunReplacesTheFailedAttempt(t *testing.T) {
 	h := startOps(t, 0, 0)
 	good := sample(t, "transactions.csv")
 	sum := sha(t, good)
-	id := workflows.RunID(sum)
+	id := workflows.RunID("", sum)
 	dir := filepath.Join(h.output, id)
 	start := func() client.WorkflowRun {
 		run, err := h.c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{

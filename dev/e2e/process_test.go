@@ -186,7 +186,7 @@ func startRun(t *testing.T, c client.Client, input, name string, chunk int64) cl
 	sum, err := activities.HashFile(filepath.Join(input, name))
 	require.NoError(t, err)
 	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID:                       workflows.RunID(sum),
+		ID:                       workflows.RunID("", sum),
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,

@@ -46,7 +46,7 @@ func TestTwoWorkersShareOneRun(t *testing.T) {
 		sum, err := activities.HashFile(filepath.Join(input, name))
 		require.NoError(t, err)
 		r, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-			ID:                    workflows.RunID(sum),
+			ID:                    workflows.RunID("", sum),
 			TaskQueue:             workflows.TaskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		}, workflows.ProcessFile, workflows.ProcessFileInput{File: name, SHA256: sum, ChunkSize: 2_000, MaxParallel: 8})

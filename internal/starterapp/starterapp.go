@@ -136,7 +136,7 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	}
 	defer c.Close()
 
-	id := workflows.RunID(sum)
+	id := workflows.RunID("", sum)
 	summary, details := workflows.RunDescription(rel, sum, *chunkSize)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,

@@ -43,5 +43,5 @@ func RunIDOf(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return workflows.RunID(sum), nil
+	return workflows.RunID("", sum), nil
 }
