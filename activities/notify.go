@@ -53,9 +53,12 @@ type NoticeOutputs struct {
 
 // RunNotice is the JSON body of an alert or an event, and the content of failure.json.
 type RunNotice struct {
-	Kind        string        `json:"kind"` // NoticeRunFailed or NoticeRunCompleted
-	RunID       string        `json:"run_id"`
-	File        string        `json:"file"`
+	Kind  string `json:"kind"` // NoticeRunFailed or NoticeRunCompleted
+	RunID string `json:"run_id"`
+	File  string `json:"file"`
+	// Account is the run's account (ProcessFileInput.Account; "default" when none was given);
+	// absent only from the notices of runs started before accounts existed.
+	Account     string        `json:"account,omitempty"`
 	SHA256      string        `json:"sha256,omitempty"`
 	Status      string        `json:"status"`
 	FailedStage string        `json:"failed_stage,omitempty"` // the first stage that failed

@@ -165,7 +165,7 @@ func TestDocumentedAlertMatchesTheRealBody(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	n := &Notifier{AlertWebhook: srv.URL, OutputRoot: t.TempDir(), UIURL: "http://localhost:8233"}
 	env.RegisterActivity(n)
-	_, err := env.ExecuteActivity(n.Alert, RunNotice{RunID: "txflow-1b2666569dcef9c4", File: "inbox/page.csv",
+	_, err := env.ExecuteActivity(n.Alert, RunNotice{RunID: "txflow-1b2666569dcef9c4", File: "inbox/page.csv", Account: "default",
 		SHA256: "1b2666569dcef9c4aa", Status: "failed", FailedStage: "ingest", Error: "line 1: expected a header",
 		ErrorType: ErrTypeBadFile, Attempt: "0190b5b2-…", StartedAt: time.Now(), FinishedAt: time.Now()})
 	require.NoError(t, err)

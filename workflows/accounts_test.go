@@ -72,8 +72,15 @@ func TestProcessFilePassesItsAccount(t *testing.T) {
 			mu.Unlock()
 		}
 	}).Return(nil)
+	var event activities.RunNotice
+	env.OnActivity(n.Event, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, notice activities.RunNotice) (activities.NotifyResult, error) {
+			event = notice
+			return activities.NotifyResult{}, nil
+		})
 	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", Account: "acme"})
 	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, "acme", event.Account, "the event names the account")
 	env.AssertExpectations(t)
 
 	var w map[string]any
@@ -114,6 +121,12 @@ func TestProcessFileInvalidAccountFailsAtOnce(t *testing.T) {
 		t.Run(acc, func(t *testing.T) {
 			env := newEnv(t)
 			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Never()
+			var alert activities.RunNotice
+			env.OnActivity(n.Alert, mock.Anything, mock.Anything).Return(
+				func(_ context.Context, notice activities.RunNotice) (activities.NotifyResult, error) {
+					alert = notice
+					return activities.NotifyResult{}, nil
+				})
 			env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", Account: acc})
 			require.True(t, env.IsWorkflowCompleted())
 			err := env.GetWorkflowError()
@@ -128,6 +141,8 @@ func TestProcessFileInvalidAccountFailsAtOnce(t *testing.T) {
 			require.Equal(t, StatusFailed, s.Status)
 			require.Equal(t, StatusFailed, s.stage(StageIngest).Status)
 			require.Contains(t, s.stage(StageIngest).Error, "invalid account for the run")
+			require.Equal(t, activities.ErrTypeBadAccount, alert.ErrorType, "the alert says why")
+			require.Equal(t, acc, alert.Account)
 		})
 	}
 }

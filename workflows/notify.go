@@ -173,6 +173,7 @@ func (s *Summary) notice() activities.RunNotice {
 		Kind:        activities.NoticeRunCompleted,
 		RunID:       s.RunID,
 		File:        s.File,
+		Account:     s.Account,
 		SHA256:      s.SHA256,
 		Status:      s.Status,
 		FailedStage: s.FailedStage(),
