@@ -212,14 +212,17 @@ func realPath(p string) (string, error) {
 	return filepath.EvalSymlinks(abs)
 }
 
-var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`)
+// runIDPattern matches the run ids workflows.RunID makes, whatever the account (its characters
+// are letters, digits, '-', '_', '.' and ':'): one directory name, never "." or "..", since it
+// starts with a letter or digit and has no separator.
+var runIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`)
 
 // OutputDir returns <root>/<runID>, refusing a run id that is not a plain directory name.
 func OutputDir(root, runID string) (string, error) {
 	if root == "" {
 		return "", fmt.Errorf("no output root configured: %w", errConfig)
 	}
-	if !runIDPattern.MatchString(runID) || strings.Contains(runID, "..") {
+	if !runIDPattern.MatchString(runID) {
 		return "", fmt.Errorf("run id %q: %w", runID, ErrOutsideRoot)
 	}
 	absRoot, err := filepath.Abs(root)

@@ -61,9 +61,15 @@ func TestOutputDir(t *testing.T) {
 	got, err := OutputDir(root, "txflow-0123abcd")
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(root, "txflow-0123abcd"), got)
-	for _, bad := range []string{"", "..", "../x", "a/b", "/abs", ".hidden", "a..b"} {
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", "/abs", ".hidden", "a\\b", "a b"} {
 		_, err := OutputDir(root, bad)
 		require.True(t, errors.Is(err, ErrOutsideRoot), bad)
+	}
+	// The run ids of accounts: ':' (an IBAN) and '..' inside an account are one directory name.
+	for _, good := range []string{"txflow-FR76:3000_6-0123abcd", "txflow-a..b-0123abcd", "txflow-..-0123abcd"} {
+		got, err := OutputDir(root, good)
+		require.NoError(t, err, good)
+		require.Equal(t, filepath.Join(root, good), got)
 	}
 }
 

@@ -27,10 +27,14 @@ func TestRunIDAccount(t *testing.T) {
 	require.Equal(t, "txflow-acme-0123456789abcdef", RunID("acme", sum64))
 	require.Equal(t, "txflow-FR76:3000_6.x-0123456789abcdef", RunID("FR76:3000_6.x", sum64))
 	require.NotEqual(t, RunID("acme", sum64), RunID("globex", sum64))
-	for _, acc := range []string{"", "acme", "FR76:3000_6.x", strings.Repeat("a", 64)} {
+	root := t.TempDir()
+	for _, acc := range []string{"", "acme", "FR76:3000_6.x", "a..b", "..", strings.Repeat("a", 64)} {
 		id := RunID(acc, sum64)
 		require.True(t, filepath.IsLocal(id), id)
 		require.Equal(t, id, filepath.Base(id), "one path element: %s", id)
+		dir, err := activities.OutputDir(root, id)
+		require.NoError(t, err, "the run's output directory: %s", id)
+		require.Equal(t, filepath.Join(root, id), dir)
 	}
 }
 
