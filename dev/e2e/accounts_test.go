@@ -14,9 +14,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
+	"github.com/txflow/txflow/internal/workerapp"
 	"github.com/txflow/txflow/workflows"
 )
 
@@ -245,4 +248,29 @@ func (h *opsHarness) summaryOf(runID string) workflows.Summary {
 	var s workflows.Summary
 	require.NoError(h.t, json.Unmarshal(b, &s))
 	return s
+}
+
+// A namespace set up before accounts existed lacks TxflowAccount: the worker adds it at start,
+// as a Keyword, beside the others.
+func TestAccountsSearchAttributeAddedAtWorkerStart(t *testing.T) {
+	before := workflows.SearchAttributes()
+	delete(before, workflows.SearchAttrAccount.GetName())
+	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: before})
+	c, err := client.Dial(client.Options{HostPort: srv.FrontendHostPort(), Namespace: srv.Namespace()})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	custom := func() map[string]enumspb.IndexedValueType {
+		resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: srv.Namespace()})
+		require.NoError(t, err)
+		return resp.GetCustomAttributes()
+	}
+	require.NotContains(t, custom(), "TxflowAccount")
+	require.NoError(t, workerapp.EnsureSearchAttributes(ctx, c, srv.Namespace()))
+	got := custom()
+	require.Equal(t, enumspb.INDEXED_VALUE_TYPE_KEYWORD, got["TxflowAccount"])
+	for name, typ := range workflows.SearchAttributes() {
+		require.Equal(t, typ, got[name], name)
+	}
 }
