@@ -3,7 +3,6 @@ package starterapp
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -22,8 +21,8 @@ const (
 	progressBarWidth  = 30
 )
 
-// isTerminal reports whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
+// isTerminal reports whether w (a reader or a writer) is a character device, such as a terminal.
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

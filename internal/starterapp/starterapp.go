@@ -18,23 +18,34 @@ import (
 
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/internal/config"
+	"github.com/txflow/txflow/txn"
 	"github.com/txflow/txflow/workflows"
 )
 
 const usage = `starter: starts txflow runs and reports on them.
 
 Usage:
-  starter run [flags] FILE   process one transaction file and print its summary
+  starter run [--account ACC] [flags] FILE
+                             process one transaction file and print its summary
   starter status RUN_ID      print the current state of a run
+  starter export --account ACC [-o FILE]
+                             write the account's stored transactions as CSV (stdout by default)
+  starter purge --account ACC [--yes]
+                             delete everything stored under the account (asks first)
   starter schedule ...       create and manage schedules of the inbox (starter schedule help)
   starter help               print this help
 
 FILE is under the worker's input root (TXFLOW_INPUT_DIR): an absolute path below it, or a path
-relative to it. The run id is derived from the file's content, so one file is never processed
-twice at once: starting a file that is already running follows the running one.
+relative to it. The run id is derived from the file's content (and the account given with
+--account), so one file is never processed twice at once for one account: starting a file that
+is already running follows the running one.
+
+An account is 1 to 64 letters, digits, '-', '_', '.' or ':' (case-sensitive); a run without
+--account is the default account's ("` + txn.DefaultAccount + `").
 
 Temporal is reached through TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and
 TEMPORAL_TLS_* (Temporal SDK conventions); TXFLOW_UI_URL is the Web UI address used in links.
+export and purge also connect to PostgreSQL with DATABASE_URL, the worker's database.
 Run "starter COMMAND --help" for a command's flags.
 `
 
@@ -46,8 +57,15 @@ const (
 )
 
 // Main runs the starter with args (without the program name), reading settings from env
-// (the process environment when nil). It returns the process exit code.
+// (the process environment when nil) and answers from the process's standard input. It returns
+// the process exit code.
 func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.Writer) int {
+	return MainIO(ctx, args, env, os.Stdin, stdout, stderr)
+}
+
+// MainIO is Main reading answers (purge's confirmation) from stdin, which is asked only when it
+// is a terminal.
+func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
@@ -57,7 +75,7 @@ func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status", "schedule":
+	case "run", "status", "schedule", "export", "purge":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -67,10 +85,14 @@ func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.
 		fmt.Fprintln(stderr, "starter:", err)
 		return ExitUsage
 	}
-	s := &starter{cfg: cfg, stdout: stdout, stderr: stderr}
+	s := &starter{cfg: cfg, stdin: stdin, stdout: stdout, stderr: stderr}
 	switch cmd {
 	case "run":
 		return s.run(ctx, args)
+	case "export":
+		return s.export(ctx, args)
+	case "purge":
+		return s.purge(ctx, args)
 	case "schedule":
 		return s.schedule(ctx, args)
 	default:
@@ -80,6 +102,7 @@ func Main(ctx context.Context, args []string, env config.Env, stdout, stderr io.
 
 type starter struct {
 	cfg            config.Config
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -117,12 +140,18 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	noWait := fs.Bool("no-wait", false, "start the run, print its workflow id and Web UI link, and exit")
 	chunkSize := fs.Int64("chunk-size", workflows.DefaultChunkSize, "lines per tag/annotate activity")
 	parallel := fs.Int("max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
+	fs.String("account", "", "the `account` of the file's transactions (rows of a file with an account column are under\ntheir own); it is part of the run id. Without it: the default account, \""+txn.DefaultAccount+"\"")
 	fs.Usage = func() {
-		fmt.Fprint(s.stderr, "Usage: starter run [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
+		fmt.Fprint(s.stderr, "Usage: starter run [--account ACC] [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parse(fs, args, 1); !ok {
 		return code
+	}
+	account, given, err := accountFlag(fs)
+	if err != nil {
+		fmt.Fprintf(s.stderr, "starter run: %v\n", err)
+		return ExitUsage
 	}
 	rel, sum, err := s.locate(fs.Arg(0))
 	if err != nil {
@@ -136,7 +165,7 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	}
 	defer c.Close()
 
-	id := workflows.RunID("", sum)
+	id := workflows.RunID(account, sum)
 	summary, details := workflows.RunDescription(rel, sum, *chunkSize)
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
@@ -146,18 +175,26 @@ func (s *starter) run(ctx context.Context, args []string) int {
 		StaticSummary:            summary,
 		StaticDetails:            details,
 	}, workflows.ProcessFile, workflows.ProcessFileInput{
-		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel,
+		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel, Account: account,
 	})
 	if err != nil {
 		fmt.Fprintf(s.stderr, "starter: start run of %s: %v\n", rel, err)
 		return ExitRunFailed
 	}
 	link := s.cfg.WorkflowURL(id)
+	onAccount := ""
+	if given {
+		onAccount = ", account " + account
+	}
 	if *noWait {
-		fmt.Fprintf(s.stdout, "started %s (file %s)\nworkflow id: %s\nrun id:      %s\nWeb UI:      %s\n", id, rel, id, run.GetRunID(), link)
+		fmt.Fprintf(s.stdout, "started %s (file %s%s)\nworkflow id: %s\nrun id:      %s\nWeb UI:      %s\n", id, rel, onAccount, id, run.GetRunID(), link)
 		return ExitOK
 	}
-	fmt.Fprintf(s.stdout, "run %s: %s\nWeb UI: %s\n", id, rel, link)
+	if given {
+		fmt.Fprintf(s.stdout, "run %s: %s (account %s)\nWeb UI: %s\n", id, rel, account, link)
+	} else {
+		fmt.Fprintf(s.stdout, "run %s: %s\nWeb UI: %s\n", id, rel, link)
+	}
 
 	start := time.Now()
 	var sum2 workflows.Summary
@@ -269,6 +306,12 @@ func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
 		status = fmt.Sprintf("%s in %s", status, took.Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "%s\n", status)
+	switch {
+	case s.AccountColumn:
+		fmt.Fprintf(w, "  account    %s (rows of the file's account column are under their own)\n", s.Account)
+	case s.Account != "" && s.Account != txn.DefaultAccount:
+		fmt.Fprintf(w, "  account    %s\n", s.Account)
+	}
 	rows := []struct {
 		label string
 		n     int64
