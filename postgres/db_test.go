@@ -171,28 +171,6 @@ func mustBegin(t testing.TB, db *postgres.DB, run postgres.Run) {
 	require.NoError(t, err)
 }
 
-// holdLock takes an ACCESS EXCLUSIVE lock on table in an open transaction of its own session and
-// returns the function that releases it.
-func holdLock(t *testing.T, dbURL, table string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
-	require.NoError(t, err)
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			_ = tx.Rollback(ctx)
-			_ = conn.Close(ctx)
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
-
 // blockedBeginIngest runs BeginIngest, which writes the runs table, and returns its error and how
 // long it took; it fails the test if the call has not returned within a minute.
 func blockedBeginIngest(t *testing.T, db *postgres.DB) (error, time.Duration) {
@@ -235,7 +213,7 @@ func TestBlockedStatementTimesOut(t *testing.T) {
 			require.NoError(t, err)
 			defer db.Close()
 
-			release := holdLock(t, dbURL, "runs")
+			release := testdb.LockTable(t, dbURL, "runs")
 			err, took := blockedBeginIngest(t, db)
 			require.Error(t, err)
 			t.Logf("after %s: %v", took.Round(time.Millisecond), err)
@@ -261,7 +239,7 @@ func TestBlockedStatementTimesOut(t *testing.T) {
 	db, err := postgres.OpenWith(ctx, u.String(), postgres.Options{LockTimeout: 100 * time.Millisecond})
 	require.NoError(t, err)
 	defer db.Close()
-	release := holdLock(t, dbURL, "runs")
+	release := testdb.LockTable(t, dbURL, "runs")
 	time.AfterFunc(time.Second, release)
 	err, took := blockedBeginIngest(t, db)
 	require.NoError(t, err, "the lock was released after 1 s, within the URL's 3 s")
@@ -306,7 +284,7 @@ func TestFinishIngestWaitsForAnotherSettleBeyondTheLockTimeout(t *testing.T) {
 	// The lock timeout is back for the settling statements: a table held elsewhere still times out.
 	_, err = db.BeginIngest(ctx, postgres.Run{ID: "waiting2", File: "w2.csv", SHA256: "01"}, false)
 	require.NoError(t, err)
-	release := holdLock(t, dbURL, "transactions")
+	release := testdb.LockTable(t, dbURL, "transactions")
 	defer release()
 	_, err = db.FinishIngest(ctx, "waiting2", 0)
 	require.Error(t, err)

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/txflow/txflow/dev/internal/devstack"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -219,26 +220,18 @@ func dups(ctx context.Context, args []string) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
+	counts, err := devstack.CountKeys(ctx, conn)
+	if err != nil {
+		return err
+	}
 	bad := 0
-	for _, tk := range []struct{ table, key string }{
-		{"transactions", "id"},
-		{"run_lines", "run_id, seq"},
-		{"run_lines", "run_id, line"},
-		{"rejected_rows", "run_id, line"},
-		{"tags", "transaction_id"},
-		{"annotations", "transaction_id"},
-	} {
-		var all, distinct int64
-		q := fmt.Sprintf("SELECT count(*), count(DISTINCT (%s)) FROM %s", tk.key, pgx.Identifier{tk.table}.Sanitize())
-		if err := conn.QueryRow(ctx, q).Scan(&all, &distinct); err != nil {
-			return fmt.Errorf("%s: %w", tk.table, err)
-		}
+	for _, c := range counts {
 		mark := "ok"
-		if all != distinct {
+		if c.Rows != c.Distinct {
 			mark = "DUPLICATES"
 			bad++
 		}
-		fmt.Printf("  %-14s %-15s %9d rows %9d distinct  %s\n", tk.table, "("+tk.key+")", all, distinct, mark)
+		fmt.Printf("  %-14s %-25s %9d rows %9d distinct  %s\n", c.Table, "("+c.Key+")", c.Rows, c.Distinct, mark)
 	}
 	if bad > 0 {
 		return fmt.Errorf("%d table(s) hold duplicates", bad)

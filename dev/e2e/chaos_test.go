@@ -69,7 +69,7 @@ func TestChaosWorkerKilled(t *testing.T) {
 				startedActivity(c, run, actTag, actAnnotate) != nil
 		})
 		// The report reads rejected_rows: while it is locked, the report stays running.
-		releaseReport := lockTable(t, db, "rejected_rows")
+		releaseReport := testdb.LockTable(t, db, "rejected_rows")
 		restart("during tag and annotate")
 
 		// Report.
@@ -79,7 +79,7 @@ func TestChaosWorkerKilled(t *testing.T) {
 				startedActivity(c, run, actReport) != nil && waitersOn(t, db, "rejected_rows") > 0
 		})
 		// The dump reads tags, which the finished tag stage no longer writes.
-		releaseDump := lockTable(t, db, "tags")
+		releaseDump := testdb.LockTable(t, db, "tags")
 		restart("during the report")
 		releaseReport()
 

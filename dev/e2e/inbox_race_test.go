@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"github.com/txflow/txflow/internal/testdb"
 	"os"
 	"path/filepath"
 	"testing"
@@ -44,7 +45,7 @@ func TestInboxOverlappingRunsFileByOutcome(t *testing.T) {
 	doomedID, fineID := workflows.RunID("", sha(t, clean)), workflows.RunID("", sha(t, withErrors))
 
 	// Ingest waits on the runs table: both runs of the first inbox stay open.
-	release := lockTable(t, dbURL, "runs")
+	release := testdb.LockTable(t, dbURL, "runs")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	first, err := h.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "inbox-scheduled", TaskQueue: workflows.TaskQueue},
@@ -89,7 +90,7 @@ func TestInboxOverlappingRunsFileByOutcome(t *testing.T) {
 
 	// `starter run` of an inbox file while an inbox runs: the inbox waits for that run too.
 	h.put("inbox", "manual.csv", []byte("id,amount,wording\nM1,1.00,manual\n"))
-	release = lockTable(t, dbURL, "runs")
+	release = testdb.LockTable(t, dbURL, "runs")
 	code, out, errOut := h.starter("run", "--no-wait", "inbox/manual.csv")
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	eventually(t, time.Minute, "the manual run blocked in ingest", func() bool { return waitersOn(t, dbURL, "runs") == 1 })

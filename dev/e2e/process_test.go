@@ -306,17 +306,6 @@ func maxAttempts(t *testing.T, c client.Client, run client.WorkflowRun) map[stri
 	return out
 }
 
-// tableKeys lists the tables whose rows must be unique on the given key, whatever constraints the
-// schema declares.
-var tableKeys = []struct{ table, key string }{
-	{"transactions", "id"},
-	{"run_lines", "run_id, seq"},
-	{"run_lines", "run_id, line"},
-	{"rejected_rows", "run_id, line"},
-	{"tags", "transaction_id"},
-	{"annotations", "transaction_id"},
-}
-
 // requireNoDuplicates checks that no table of the database holds a key twice, and returns the
 // row count of each table.
 func requireNoDuplicates(t *testing.T, dbURL string) map[string]int64 {
@@ -325,13 +314,12 @@ func requireNoDuplicates(t *testing.T, dbURL string) map[string]int64 {
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
 	defer conn.Close(ctx)
+	keys, err := devstack.CountKeys(ctx, conn)
+	require.NoError(t, err)
 	counts := map[string]int64{}
-	for _, tk := range tableKeys {
-		var all, distinct int64
-		q := fmt.Sprintf("SELECT count(*), count(DISTINCT (%s)) FROM %s", tk.key, pgx.Identifier{tk.table}.Sanitize())
-		require.NoError(t, conn.QueryRow(ctx, q).Scan(&all, &distinct), q)
-		require.Equal(t, distinct, all, "%s: %d rows but %d distinct (%s)", tk.table, all, distinct, tk.key)
-		counts[tk.table] = all
+	for _, c := range keys {
+		require.Equal(t, c.Distinct, c.Rows, "%s: %d rows but %d distinct (%s)", c.Table, c.Rows, c.Distinct, c.Key)
+		counts[c.Table] = c.Rows
 	}
 	return counts
 }
@@ -370,30 +358,6 @@ func requireSameCounts(t *testing.T, want, got workflows.Summary) {
 		return counts{s.RowsRead, s.Ingested, s.Rejected, s.InError, s.Tagged, s.Annotated}
 	}
 	require.Equal(t, c(want), c(got))
-}
-
-// lockTable takes an ACCESS EXCLUSIVE lock on table in an open transaction, so that any step that
-// reads it waits, and returns the function that releases it.
-func lockTable(t *testing.T, dbURL, table string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '30s'")
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
-	require.NoError(t, err, "lock %s", table)
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			_ = tx.Rollback(ctx)
-			_ = conn.Close(ctx)
-		})
-	}
-	t.Cleanup(release)
-	return release
 }
 
 // waitersOn returns how many sessions wait for a lock on table.

@@ -33,7 +33,7 @@ func TestStalledDatabaseFailsFastAndRetries(t *testing.T) {
 		return hasPoller(c, os.Getpid())
 	})
 
-	release := lockTable(t, db, "transactions")
+	release := testdb.LockTable(t, db, "transactions")
 	began := time.Now()
 	run := startRun(t, c, input, "transactions.csv", 10)
 

@@ -175,3 +175,35 @@ var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
 func sanitize(name string) string {
 	return strings.Trim(nonWord.ReplaceAllString(strings.ToLower(name), "_"), "_")
 }
+
+// LockTable takes an ACCESS EXCLUSIVE lock on table in an open transaction of its own session, so
+// that any statement of txflow that touches the table waits (a stalled database, a lock held
+// elsewhere), and returns the function that releases it; the test's cleanup releases it too.
+func LockTable(t testing.TB, dbURL, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("lock %s: connect: %v", table, err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, "SET LOCAL lock_timeout = '30s'")
+	}
+	if err == nil {
+		_, err = tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE")
+	}
+	if err != nil {
+		_ = conn.Close(ctx)
+		t.Fatalf("lock %s: %v", table, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_ = tx.Rollback(ctx)
+			_ = conn.Close(ctx)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
