@@ -222,3 +222,23 @@ func TestExportFromDatabase(t *testing.T) {
 	require.Contains(t, errOut, "starter export: account acme to ")
 	require.Contains(t, errOut, "create output")
 }
+
+// /dev/null, the standard input of a process started without one, is a character device but no
+// terminal to confirm a purge on.
+func TestIsTerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	require.NoError(t, err)
+	defer null.Close()
+	require.False(t, isTerminal(null))
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.False(t, isTerminal(r))
+	require.False(t, isTerminal(strings.NewReader("")))
+	require.False(t, isTerminal(nil))
+	if pty, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0); err == nil {
+		defer pty.Close()
+		require.True(t, isTerminal(pty), "a pseudo-terminal is a terminal")
+	}
+}

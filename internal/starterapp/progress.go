@@ -21,14 +21,14 @@ const (
 	progressBarWidth  = 30
 )
 
-// isTerminal reports whether w (a reader or a writer) is a character device, such as a terminal.
-func isTerminal(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
+// isTerminal reports whether f (a reader or a writer) is a terminal: an *os.File that answers
+// a terminal's control request (/dev/null, another character device, is not one).
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	if !ok || file == nil {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return fileIsTerminal(file)
 }
 
 // showProgress queries the run's progress until the returned function is called. On a
