@@ -199,9 +199,9 @@ func TestMigrationKeepsDataOfThePreviousSchema(t *testing.T) {
 		{nfd, "", "2.00", "TUTU"}, // its NFC key was taken: left as it was
 		{"id\u00e9", nfd2, "3.00", "x"},
 	}, got)
-	require.Equal(t, "id\u00e9", queryValue[string](t, dbURL, "SELECT id_nfc FROM run_lines WHERE seq = 3"))
-	require.Equal(t, nfd2, queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE seq = 3"), "stored as read")
-	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines WHERE id_nfc IS NULL"))
+	require.Equal(t, "id\u00e9", queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE seq = 3"), "the key")
+	require.Equal(t, nfd2, queryValue[string](t, dbURL, "SELECT id_as_read FROM run_lines WHERE seq = 3"), "as read")
+	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines WHERE id_as_read IS NULL"))
 	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE transaction_id = 'id\u00e9' AND tag IS NULL"))
 	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM annotations WHERE transaction_id = 'id\u00e9'"))
 	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE transaction_id = $1", nfd))

@@ -23,7 +23,7 @@ type resultTable struct {
 	column string // result column
 	// pending selects (account, transaction id, input) of the lines in
 	// range whose transaction has no result yet; $1 run id, $2 from, $3 to.
-	// The transaction of a line is (account, coalesce(id_nfc, id)).
+	// The transaction of a line is (account, id).
 	pending string
 	// fresh selects (account, transaction id, input) of all the lines in range, for a
 	// run whose transactions are all its own (runs.all_new).
@@ -42,12 +42,12 @@ var (
 		name:   "tags",
 		column: "tag",
 		pending: `
-SELECT rl.account, coalesce(rl.id_nfc, rl.id), rl.wording
+SELECT rl.account, rl.id, rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
-  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.account = rl.account AND t.transaction_id = coalesce(rl.id_nfc, rl.id))`,
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.account = rl.account AND t.transaction_id = rl.id)`,
 		fresh: `
-SELECT rl.account, coalesce(rl.id_nfc, rl.id), rl.wording
+SELECT rl.account, rl.id, rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 	}
@@ -55,12 +55,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 		name:   "annotations",
 		column: "annotation",
 		pending: `
-SELECT rl.account, coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
+SELECT rl.account, rl.id, ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
-  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.account = rl.account AND a.transaction_id = coalesce(rl.id_nfc, rl.id))`,
+  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.account = rl.account AND a.transaction_id = rl.id)`,
 		fresh: `
-SELECT rl.account, coalesce(rl.id_nfc, rl.id), ` + sqlCents + `
+SELECT rl.account, rl.id, ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}

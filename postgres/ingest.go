@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/txflow/txflow/txn"
@@ -145,7 +146,7 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
-				[]string{"run_id", "seq", "line", "account", "id", "id_nfc", "amount", "raw_amount", "wording", "error"},
+				[]string{"run_id", "seq", "line", "account", "id", "id_as_read", "amount", "raw_amount", "wording", "error"},
 				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
 					r := &recs[i]
 					var reason any
@@ -153,7 +154,8 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 						reason = string(r.Error)
 					}
 					id := cleanText(r.ID)
-					return []any{runID, firstSeq + int64(i), r.Line, lineAccount(r.Account, account), id, nfcIfDifferent(id), r.Amount,
+					key, asRead := nfcKey(id)
+					return []any{runID, firstSeq + int64(i), r.Line, lineAccount(r.Account, account), key, asRead, scale2(r.Amount),
 						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
 				}))
 			if err != nil {
@@ -206,28 +208,39 @@ func lineAccount(own, run string) string {
 	return cleanText(own)
 }
 
-// nfcIfDifferent returns the NFC form of s when it differs from s, and nil
-// (stored as NULL) otherwise. An ASCII string is always in NFC: the check
-// costs a byte loop for nearly every id.
-func nfcIfDifferent(s string) any {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			if norm.NFC.IsNormalString(s) {
-				return nil
+// nfcKey returns the key a line is stored under, the NFC form of id, and
+// the id as read when it differs from that key (nil, stored as NULL,
+// otherwise). An ASCII string is always in NFC: the check costs a byte loop
+// for nearly every id.
+func nfcKey(id string) (key string, asRead any) {
+	for i := 0; i < len(id); i++ {
+		if id[i] >= utf8.RuneSelf {
+			if norm.NFC.IsNormalString(id) {
+				return id, nil
 			}
-			return norm.NFC.String(s)
+			return norm.NFC.String(id), id
 		}
 	}
-	return nil
+	return id, nil
+}
+
+// scale2 returns d with two decimals (exponent -2), the same value: COPY
+// then stores it with numeric scale 2, which amount::text prints as the
+// outputs want (12.50, -3.00). Amounts are read with at most two decimals.
+func scale2(d decimal.Decimal) decimal.Decimal {
+	if d.Exponent() > -2 {
+		return d.Round(2)
+	}
+	return d
 }
 
 // Set-based statements of FinishIngest; $1 is the run id, $2 the reason.
 //
 // Ids and wordings are compared in NFC, so that the same text typed with
 // composed or decomposed accents is the same. The key of a line is
-// (account, coalesce(id_nfc, id)): its account and the NFC form of its id
-// (id_nfc is set only when it differs from id), and (transactions.account,
-// transactions.id) is that key. The same id in two accounts is two
+// (account, id): its account and the NFC form of its id (id_as_read holds the
+// id as read when it differs), and (transactions.account, transactions.id) is
+// that key. The same id in two accounts is two
 // transactions; duplicates and conflicts are found within one account. Wordings are compared
 // raw first: normalize() runs only for the rare pairs that differ as bytes.
 const (
@@ -238,12 +251,12 @@ WITH ranked AS (
     SELECT seq, first_value(line) OVER w AS first_line, row_number() OVER w AS n
     FROM run_lines
     WHERE run_id = $1
-    WINDOW w AS (PARTITION BY account, coalesce(id_nfc, id) ORDER BY seq)
+    WINDOW w AS (PARTITION BY account, id ORDER BY seq)
 ), moved AS (
     DELETE FROM run_lines rl
     USING ranked r
     WHERE rl.run_id = $1 AND rl.seq = r.seq AND r.n > 1
-    RETURNING rl.line, rl.account, rl.id, rl.raw_amount, rl.wording, r.first_line
+    RETURNING rl.line, rl.account, coalesce(rl.id_as_read, rl.id) AS id, rl.raw_amount, rl.wording, r.first_line
 )
 INSERT INTO rejected_rows (run_id, line, account, id, amount, wording, reason, detail)
 SELECT $1, line, account, id, raw_amount, wording, $2, 'id already on line ' || first_line
@@ -254,10 +267,10 @@ FROM moved`
 WITH moved AS (
     DELETE FROM run_lines rl
     USING transactions t
-    WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = coalesce(rl.id_nfc, rl.id)
+    WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = rl.id
       AND (t.amount <> rl.amount
            OR (t.wording <> rl.wording AND normalize(t.wording, NFC) <> normalize(rl.wording, NFC)))
-    RETURNING rl.line, rl.account, rl.id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
+    RETURNING rl.line, rl.account, coalesce(rl.id_as_read, rl.id) AS id, rl.raw_amount, rl.wording, t.amount AS stored_amount, t.wording AS stored_wording
 )
 INSERT INTO rejected_rows (run_id, line, account, id, amount, wording, reason, detail)
 SELECT $1, line, account, id, raw_amount, wording, $2,
@@ -268,11 +281,11 @@ FROM moved`
 	// serialising it across runs, so no concurrent insert can race).
 	sqlInsertNew = `
 INSERT INTO transactions (account, id, id_as_read, amount, wording, error, first_run_id)
-SELECT rl.account, coalesce(rl.id_nfc, rl.id), CASE WHEN rl.id_nfc IS NOT NULL THEN rl.id END, rl.amount, rl.wording,
+SELECT rl.account, rl.id, rl.id_as_read, rl.amount, rl.wording,
        rl.error, rl.run_id
 FROM run_lines rl
 WHERE rl.run_id = $1
-  AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.account = rl.account AND t.id = coalesce(rl.id_nfc, rl.id))`
+  AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.account = rl.account AND t.id = rl.id)`
 )
 
 // runTotals counts the run's lines and rejected rows (New is left 0).
@@ -375,7 +388,7 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		// half the cost of the sort the move needs.
 		var dups bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (
-			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, coalesce(id_nfc, id) HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
+			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
 			return fmt.Errorf("find duplicates: %w", err)
 		}
 		if dups {

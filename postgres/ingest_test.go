@@ -285,7 +285,9 @@ func TestFinishIngestComparesIdsAndWordingsInNFC(t *testing.T) {
 	require.Equal(t, idNFD, queryValue[string](t, dbURL, "SELECT id FROM rejected_rows WHERE run_id = 'nfc1' AND line = 3"), "stored as read")
 	// Stored as read, keyed in NFC.
 	require.Equal(t, wordingNFD, queryValue[string](t, dbURL, "SELECT wording FROM transactions WHERE id = 'W1'"))
-	require.Equal(t, "ide\u0301", queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE run_id = 'nfc1' AND line = 6"))
+	require.Equal(t, "id\u00e9", queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE run_id = 'nfc1' AND line = 6"), "keyed in NFC")
+	require.Equal(t, "ide\u0301", queryValue[string](t, dbURL, "SELECT id_as_read FROM run_lines WHERE run_id = 'nfc1' AND line = 6"))
+	require.Equal(t, int64(3), queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines WHERE run_id = 'nfc1' AND id_as_read IS NULL"))
 	require.Equal(t, "ide\u0301", queryValue[string](t, dbURL, "SELECT id_as_read FROM transactions WHERE id = 'id\u00e9'"))
 	_, err := db.TagChunk(ctx, "nfc1", 1, c.MaxSeq+1, tagWord)
 	require.NoError(t, err)

@@ -51,7 +51,7 @@ const (
         FROM rejected_rows
         WHERE run_id = current_setting('txflow.run_id')
         UNION ALL
-        SELECT line, account, id, raw_amount, wording, error
+        SELECT line, account, coalesce(id_as_read, id), raw_amount, wording, error
         FROM run_lines
         WHERE run_id = current_setting('txflow.run_id') AND error IS NOT NULL
     ) r
@@ -78,14 +78,14 @@ const (
 // error.
 func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions, w io.Writer) (OutputCounts, error) {
 	var exprs [outputColumns]string
-	exprs[colID] = "txflow_safe_cell(NULLIF(rl.id, ''))"
-	exprs[colAmount] = "round(rl.amount, 2)::text"
+	exprs[colID] = "txflow_safe_cell(NULLIF(coalesce(rl.id_as_read, rl.id), ''))"
+	exprs[colAmount] = "rl.amount::text"
 	exprs[colWording] = "txflow_safe_cell(NULLIF(rl.wording, ''))"
 	exprs[colTag] = "txflow_safe_cell(NULLIF(tg.tag, ''))"
 	exprs[colAnnotation] = "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
 	exprs[colError] = "txflow_safe_cell(NULLIF(rl.error, ''))"
-	joins := []string{"LEFT JOIN tags tg ON tg.account = rl.account AND tg.transaction_id = coalesce(rl.id_nfc, rl.id)",
-		"LEFT JOIN annotations an ON an.account = rl.account AND an.transaction_id = coalesce(rl.id_nfc, rl.id)"}
+	joins := []string{"LEFT JOIN tags tg ON tg.account = rl.account AND tg.transaction_id = rl.id",
+		"LEFT JOIN annotations an ON an.account = rl.account AND an.transaction_id = rl.id"}
 	if opts.OmitTags {
 		exprs[colTag], joins[0] = "NULL::text", ""
 	}
@@ -300,9 +300,9 @@ SELECT
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id),
     (SELECT count(*) FROM rejected_rows WHERE run_id = r.run_id),
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND error IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.account = rl.account AND t.transaction_id = coalesce(rl.id_nfc, rl.id)
+    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.account = rl.account AND t.transaction_id = rl.id
      WHERE rl.run_id = r.run_id AND t.tag IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.account = rl.account AND a.transaction_id = coalesce(rl.id_nfc, rl.id)
+    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.account = rl.account AND a.transaction_id = rl.id
      WHERE rl.run_id = r.run_id AND rl.error IS NULL AND a.annotation IS NOT NULL)
 FROM runs r
 WHERE r.run_id = $1`, runID).Scan(&c.Accepted, &c.Rejected, &c.Errors, &c.Tagged, &c.Annotated)
