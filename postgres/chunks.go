@@ -76,12 +76,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // unknown or not settled by FinishIngest, and the wrapped connection or SQL
 // error.
 func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, string, any, error) {
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, string, string, error) {
 		var account, id, wording string
 		if err := rows.Scan(&account, &id, &wording); err != nil {
-			return "", "", nil, err
+			return "", "", "", err
 		}
-		return account, id, nullIfEmpty(tag(wording)), nil
+		return account, id, tag(wording), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("tag chunk [%d,%d) of run %s", from, to, runID), err)
@@ -95,12 +95,12 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 // NULL: annotated, no annotation). Lines counts every line in range, errors
 // included. It is idempotent and returns the same errors as TagChunk.
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, string, any, error) {
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, string, string, error) {
 		var account, id string
 		var cents pgtype.Int8
 		var big pgtype.Text
 		if err := rows.Scan(&account, &id, &cents, &big); err != nil {
-			return "", "", nil, err
+			return "", "", "", err
 		}
 		var amount decimal.Decimal
 		switch {
@@ -109,12 +109,12 @@ func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, a
 		case big.Valid:
 			var err error
 			if amount, err = decimal.NewFromString(big.String); err != nil {
-				return "", "", nil, fmt.Errorf("amount %q: %w", big.String, err)
+				return "", "", "", fmt.Errorf("amount %q: %w", big.String, err)
 			}
 		default:
-			return "", "", nil, fmt.Errorf("transaction %q of account %q has no amount", id, account)
+			return "", "", "", fmt.Errorf("transaction %q of account %q has no amount", id, account)
 		}
-		return account, id, nullIfEmpty(annotate(amount)), nil
+		return account, id, annotate(amount), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)
@@ -129,12 +129,45 @@ func nullIfEmpty(s string) any {
 	return s
 }
 
+// chunkResult is the result of one line of a chunk; "" is stored as NULL.
+type chunkResult struct {
+	account, id, result string
+}
+
+// resultRows feeds results to COPY as (account, transaction_id, result,
+// run_id) rows, one reused row at a time: a chunk's results are held as
+// compact structs, not as a slice of values per line (several chunks are in
+// flight at once, and this is most of a worker's memory).
+type resultRows struct {
+	results []chunkResult
+	runID   any
+	next    int
+	row     [4]any
+}
+
+func newResultRows(results []chunkResult, runID string) *resultRows {
+	return &resultRows{results: results, runID: runID}
+}
+
+func (r *resultRows) Next() bool {
+	r.next++
+	return r.next <= len(r.results)
+}
+
+func (r *resultRows) Values() ([]any, error) {
+	x := &r.results[r.next-1]
+	r.row = [4]any{x.account, x.id, nullIfEmpty(x.result), r.runID}
+	return r.row[:], nil
+}
+
+func (r *resultRows) Err() error { return nil }
+
 // computeChunk reads the pending lines of a chunk, computes their results
 // with compute and writes them to t.
 func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
-	compute func(pgx.Rows) (account, id string, result any, err error)) (ChunkCounts, error) {
+	compute func(pgx.Rows) (account, id, result string, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
-	var results [][]any
+	var results []chunkResult
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var ingested, fresh bool
 		err := tx.QueryRow(ctx, `
@@ -171,12 +204,20 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 			return fmt.Errorf("read pending: %w", err)
 		}
 		defer rows.Close()
+		results = make([]chunkResult, 0, c.Lines)
+		var lastAccount string
 		for rows.Next() {
 			account, id, result, err := compute(rows)
 			if err != nil {
 				return fmt.Errorf("read pending: %w", err)
 			}
-			results = append(results, []any{account, id, result, runID})
+			// Lines of a chunk nearly always share one account: keep one copy of it.
+			if account == lastAccount {
+				account = lastAccount
+			} else {
+				lastAccount = account
+			}
+			results = append(results, chunkResult{account: account, id: id, result: result})
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read pending: %w", err)
@@ -190,11 +231,11 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 		return c, nil
 	}
 	columns := []string{"account", "transaction_id", t.column, "run_id"}
-	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, pgx.CopyFromRows(results))
+	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, newResultRows(results, runID))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// Another run stored some of these ids since the read.
-		n, err = insertSkippingExisting(ctx, db, t, results)
+		n, err = insertSkippingExisting(ctx, db, t, newResultRows(results, runID))
 	}
 	if err != nil {
 		return c, fmt.Errorf("write %s: %w", t.name, err)
@@ -205,7 +246,7 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 
 // insertSkippingExisting writes results through a temporary staging table
 // and INSERT ... ON CONFLICT DO NOTHING; it returns the rows inserted.
-func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results [][]any) (int64, error) {
+func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results pgx.CopyFromSource) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE txflow_stage
@@ -213,7 +254,7 @@ func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results 
 			return err
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txflow_stage"},
-			[]string{"account", "transaction_id", "result", "run_id"}, pgx.CopyFromRows(results)); err != nil {
+			[]string{"account", "transaction_id", "result", "run_id"}, results); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`
