@@ -22,6 +22,12 @@ type rowMeta struct {
 	detail    string
 	rawAmount string // the raw amount of a row rejected before decoding
 	account   string // the account field as read ("" when the file has no account column)
+	// trailer: the row may be a line after the data (see Read): its date
+	// does not parse, and its shape differs from the header's or none of
+	// its amounts parses.
+	trailer bool
+	// header: the row is the header of another block (see Read).
+	header bool
 }
 
 // csvRow is what gocsv decodes each row into.
@@ -30,10 +36,42 @@ type rowMeta struct {
 // itself: gocsv then skips its reflection-based field setting, which boxes
 // every field of every row. It never fails, so that a bad amount rejects
 // its row instead of aborting the file.
+//
+// The columns of the newer formats are in ext, allocated only for the files
+// that have them, so that the rows of the files with an id, an amount and a
+// wording stay small (gocsv allocates each row).
 type csvRow struct {
 	ID      string     `csv:"id"`
 	Amount  amountCell `csv:"amount"`
 	Wording string     `csv:"wording"`
+	ext     *csvRowExt
+}
+
+// csvRowExt holds the date, debit, credit and direction of a row.
+type csvRowExt struct {
+	Date      string
+	Debit     amountCell
+	Credit    amountCell
+	Direction string
+}
+
+// x returns the row's ext, allocating it.
+func (r *csvRow) x() *csvRowExt {
+	if r.ext == nil {
+		r.ext = &csvRowExt{}
+	}
+	return r.ext
+}
+
+// noExt is the ext of the rows without one; never written.
+var noExt csvRowExt
+
+// extOf returns the row's ext, empty when it has none (not to be written).
+func (r *csvRow) extOf() *csvRowExt {
+	if r.ext == nil {
+		return &noExt
+	}
+	return r.ext
 }
 
 // Column names of the rows handed to gocsv; the amount's name says whether
@@ -43,7 +81,44 @@ const (
 	colAmount         = "amount"
 	colAmountDecComma = "amount_decimal_comma"
 	colWording        = "wording"
+	colDate           = "date"
+	colDebit          = "debit"
+	colDebitDecComma  = "debit_decimal_comma"
+	colCredit         = "credit"
+	colCreditDecComma = "credit_decimal_comma"
+	colDirection      = "direction"
 )
+
+// batchColumn returns the name of the column of a role in the rows handed
+// to gocsv.
+func batchColumn(role int, decimalComma bool) string {
+	switch role {
+	case colIndexID:
+		return colID
+	case colIndexAmount:
+		if decimalComma {
+			return colAmountDecComma
+		}
+		return colAmount
+	case colIndexWording:
+		return colWording
+	case colIndexDate:
+		return colDate
+	case colIndexDebit:
+		if decimalComma {
+			return colDebitDecComma
+		}
+		return colDebit
+	case colIndexCredit:
+		if decimalComma {
+			return colCreditDecComma
+		}
+		return colCredit
+	case colIndexDirection:
+		return colDirection
+	}
+	panic("txn: no batch column for role " + roleNames[role])
+}
 
 // UnmarshalCSVWithFields sets the column named key.
 func (r *csvRow) UnmarshalCSVWithFields(key, value string) error {
@@ -56,6 +131,18 @@ func (r *csvRow) UnmarshalCSVWithFields(key, value string) error {
 		r.Amount.parse(value, true)
 	case colWording:
 		r.Wording = value
+	case colDate:
+		r.x().Date = value
+	case colDebit:
+		r.x().Debit.parse(value, false)
+	case colDebitDecComma:
+		r.x().Debit.parse(value, true)
+	case colCredit:
+		r.x().Credit.parse(value, false)
+	case colCreditDecComma:
+		r.x().Credit.parse(value, true)
+	case colDirection:
+		r.x().Direction = value
 	}
 	return nil
 }
@@ -73,25 +160,24 @@ func (c *amountCell) parse(s string, decimalComma bool) {
 }
 
 // batchDecoder is the gocsv.Decoder of a batch of rows: a header naming the
-// columns, then the id, amount and wording of each row, strings already
+// columns, then the values of each row (the id, amount, wording, date,
+// debit, credit and direction the file has, in that order), strings already
 // read by the scanner and handed over as they are. gocsv decodes the whole
 // batch into out with gocsv.UnmarshalDecoder, in the calling goroutine.
 type batchDecoder struct {
 	rows  [][]string // rows[0] is the header
-	cells []string   // backing array of rows[1:], three cells per row
-	meta  []rowMeta  // meta[i] goes with rows[i+1]
-	out   []csvRow   // decoded rows, reused from batch to batch
+	cells []string   // backing array of rows[1:], width cells per row
+	width int
+	meta  []rowMeta // meta[i] goes with rows[i+1]
+	out   []csvRow  // decoded rows, reused from batch to batch
 	bytes int
 }
 
-func (d *batchDecoder) init(decimalComma bool) {
-	amount := colAmount
-	if decimalComma {
-		amount = colAmountDecComma
-	}
+func (d *batchDecoder) init(columns []string) {
+	d.width = len(columns)
 	d.rows = make([][]string, 1, batchRows+1)
-	d.rows[0] = []string{colID, amount, colWording}
-	d.cells = make([]string, 3*batchRows)
+	d.rows[0] = columns
+	d.cells = make([]string, d.width*batchRows)
 	d.meta = make([]rowMeta, 0, batchRows)
 	d.out = make([]csvRow, batchRows)
 }
@@ -100,13 +186,16 @@ func (d *batchDecoder) init(decimalComma bool) {
 func (d *batchDecoder) GetCSVRows() ([][]string, error) { return d.rows, nil }
 
 // add queues a row and reports whether the batch is full.
-func (d *batchDecoder) add(m rowMeta, id, amount, wording string) bool {
-	i := len(d.meta)
-	c := d.cells[3*i : 3*i+3 : 3*i+3]
-	c[0], c[1], c[2] = id, amount, wording
+func (d *batchDecoder) add(m rowMeta, vals []string) bool {
+	i, w := len(d.meta), d.width
+	c := d.cells[w*i : w*i+w : w*i+w]
+	copy(c, vals)
 	d.rows = append(d.rows, c)
 	d.meta = append(d.meta, m)
-	d.bytes += len(id) + len(amount) + len(wording) + len(m.rawAmount)
+	for _, v := range vals {
+		d.bytes += len(v)
+	}
+	d.bytes += len(m.rawAmount)
 	return len(d.meta) == batchRows || d.bytes >= batchBytes
 }
 
@@ -126,7 +215,7 @@ func (d *batchDecoder) flush(deliver func(rowMeta, *csvRow) error) error {
 		}
 	}
 	// Drop the references to this batch's text before reusing the arrays.
-	clear(d.cells[:3*n])
+	clear(d.cells[:d.width*n])
 	clear(d.meta)
 	clear(d.out[:n])
 	d.rows, d.meta, d.bytes = d.rows[:1], d.meta[:0], 0

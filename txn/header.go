@@ -5,12 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
-	"golang.org/x/text/unicode/norm"
 )
 
 // maxHeaderLine is the last physical line on which the header may be found:
@@ -21,24 +16,30 @@ const maxHeaderLine = 50
 // expectedColumns describes the header Read accepts.
 const expectedColumns = "columns id, amount (or montant), wording (or label, libelle, libellé)"
 
-// Indexes in header.cols.
-const (
-	colIndexID = iota
-	colIndexAmount
-	colIndexWording
-	colIndexAccount
-)
-
 // header is the usable header line of a file.
 type header struct {
-	line   int64  // physical line
-	delim  byte   // ',', ';' or '\t'
-	cols   [4]int // file column of id, amount, wording, account (-1: no account column)
-	fields int    // number of fields of the header line
+	line  int64 // physical line
+	delim byte  // ',', ';' or '\t'
+	// cols is the file column of each role (colIndexID...), -1 when absent.
+	// Only one way to the amount is kept: a signed amount (with a direction
+	// column when there is one), or a debit and a credit column.
+	cols   [numRoles]int
+	names  [numRoles]string // the header names of the columns, as written
+	weakID bool             // the id column is a reference often left empty
+	fields int              // number of fields of the header line
 	// trailingEmpty: the header ends with a delimiter (its last name is
 	// empty), so rows without that last empty field are accepted too.
 	trailingEmpty bool
 }
+
+// headerStatus says what a candidate header line lacks.
+type headerStatus int
+
+const (
+	headerUnusable headerStatus = iota // not a header
+	headerNoIDDate                     // a header but without an id or a date column
+	headerOK
+)
 
 // acceptsFields reports whether a row with n fields has the header's shape:
 // as many fields as the header, or one trailing delimiter more or less.
@@ -51,7 +52,9 @@ func (h header) acceptsFields(n int) bool {
 // header, and returns it with the number of lines skipped before it. Each
 // line is judged alone: a header is one line.
 func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
-	var first string // first non-blank line, for the error message
+	var first string    // first non-blank line, for the error message
+	var noIDDate string // first header line without an id or a date column
+	var headless string // first line that looks like a row without a header
 	var skipped int64
 	for sc.line < maxHeaderLine {
 		raw, whole, err := sc.physicalLine()
@@ -70,24 +73,62 @@ func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
 			first = text
 		}
 		if whole {
-			if h, ok := detectHeader(text); ok {
+			h, status := detectHeader(text)
+			switch status {
+			case headerOK:
 				h.line = sc.line
 				return h, skipped, nil
+			case headerNoIDDate:
+				if noIDDate == "" {
+					noIDDate = text
+				}
+			default:
+				if headless == "" && looksLikeRow(text) {
+					headless = text
+				}
 			}
 		}
 		skipped++
+	}
+	if noIDDate != "" {
+		return header{}, skipped, &FileError{Reason: FileNoIDOrDate,
+			Expected: "an id column (id, transaction id, numéro d'opération, reference) or a date column to tell the rows apart",
+			Found:    quoteSample(noIDDate) + ", which has neither"}
 	}
 	found := fmt.Sprintf("no header in the first %d lines", maxHeaderLine)
 	if first != "" {
 		found = quoteSample(first)
 	}
+	if headless != "" {
+		found += fmt.Sprintf("; rows such as %s come without a header line: a positional export needs a column mapping", quoteSample(headless))
+	}
 	return header{}, skipped, &FileError{Reason: FileNoHeader, Expected: expectedColumns, Found: found}
+}
+
+// looksLikeRow reports whether a line that is not a header starts with a
+// date and ends with an amount, as the rows of an export without a header.
+func looksLikeRow(line string) bool {
+	d := byte(';')
+	if strings.Count(line, ",") > strings.Count(line, ";") {
+		d = ','
+	}
+	fields := strings.Split(line, string(d))
+	if _, _, err := parseDate(fields[0]); err != nil || len(fields) < 2 {
+		return false
+	}
+	for i := len(fields) - 1; i > 0; i-- {
+		if strings.TrimSpace(fields[i]) != "" {
+			_, err := ParseAmount(fields[i], d != ',')
+			return err == nil
+		}
+	}
+	return false
 }
 
 // detectHeader tries ',', ';' and TAB, the most frequent in the line first,
 // and returns the header the line forms with the first delimiter that gives
 // all the required columns.
-func detectHeader(line string) (header, bool) {
+func detectHeader(line string) (header, headerStatus) {
 	cands := []byte{';', '\t', ','}
 	count := func(d byte) int { return strings.Count(line, string(d)) }
 	// Stable insertion sort by descending count.
@@ -98,6 +139,7 @@ func detectHeader(line string) (header, bool) {
 	}
 	var buf []byte
 	var ends []int
+	best := headerUnusable
 	for _, d := range cands {
 		buf, ends = splitLazy([]byte(line), d, buf[:0], ends[:0])
 		names := make([]string, len(ends))
@@ -106,54 +148,73 @@ func detectHeader(line string) (header, bool) {
 			names[i] = string(buf[prev:e])
 			prev = e
 		}
-		if cols, ok := mapHeader(names); ok {
-			trailing := len(names) > 1 && strings.TrimSpace(names[len(names)-1]) == ""
-			return header{delim: d, cols: cols, fields: len(names), trailingEmpty: trailing}, true
+		h, status := mapHeader(names)
+		if status == headerOK {
+			h.delim = d
+			h.fields = len(names)
+			h.trailingEmpty = len(names) > 1 && strings.TrimSpace(names[len(names)-1]) == ""
+			return h, headerOK
 		}
+		best = max(best, status)
 	}
-	return header{}, false
+	return header{}, best
 }
 
-// headerAliases maps folded header names to the index of the column in
-// header.cols.
-var headerAliases = map[string]int{
-	"id":      colIndexID,
-	"amount":  colIndexAmount,
-	"montant": colIndexAmount,
-	"wording": colIndexWording,
-	"label":   colIndexWording,
-	"libelle": colIndexWording,
-	"account": colIndexAccount,
-	"compte":  colIndexAccount,
-	"iban":    colIndexAccount,
-}
-
-// mapHeader finds the id, amount and wording columns, and the optional
-// account column. It fails when a required one is missing or when one
-// appears twice (for example both amount and montant, or compte and iban).
-func mapHeader(header []string) ([4]int, bool) {
-	cols := [4]int{-1, -1, -1, -1}
-	for i, h := range header {
-		k, ok := headerAliases[foldHeader(h)]
+// mapHeader finds the column of each role (see headerAliases). A usable
+// header has a wording column, an amount (a signed amount column, or a
+// debit and a credit column), and an id or a date column. A name that
+// appears twice is not an error: its first column is used. Two different
+// names of one role and one rank (for example amount and montant, or compte
+// and iban) make the line unusable, as nothing tells which is meant.
+func mapHeader(names []string) (header, headerStatus) {
+	var h header
+	var keys [numRoles]string
+	var ranks [numRoles]int
+	var ambiguous [numRoles]bool // the chosen column ties with another name
+	for i := range h.cols {
+		h.cols[i] = -1
+	}
+	for i, name := range names {
+		a, ok := lookupAlias(name)
 		if !ok {
 			continue
 		}
-		if cols[k] >= 0 {
-			return cols, false
+		key := foldHeader(name)
+		r := a.role
+		switch {
+		case h.cols[r] < 0 || a.rank < ranks[r]:
+		case key == keys[r] || a.rank > ranks[r]:
+			continue // the first column of a name wins; a lower preference loses
+		default:
+			ambiguous[r] = true
+			continue
 		}
-		cols[k] = i
+		h.cols[r], h.names[r], keys[r], ranks[r], ambiguous[r] = i, strings.TrimSpace(name), key, a.rank, false
+		if r == colIndexID {
+			h.weakID = a.weak
+		}
 	}
-	return cols, cols[0] >= 0 && cols[1] >= 0 && cols[2] >= 0
-}
-
-// foldHeader trims, lower-cases and removes accents: " Libellé " -> "libelle".
-func foldHeader(h string) string {
-	h = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(h), "\ufeff"))
-	folded, _, err := transform.String(transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC), h)
-	if err != nil {
-		folded = h
+	if h.cols[colIndexAmount] >= 0 {
+		h.cols[colIndexDebit], h.cols[colIndexCredit] = -1, -1
+		h.names[colIndexDebit], h.names[colIndexCredit] = "", ""
+	} else {
+		h.cols[colIndexDirection], h.names[colIndexDirection] = -1, ""
+		if h.cols[colIndexDebit] < 0 || h.cols[colIndexCredit] < 0 {
+			return h, headerUnusable
+		}
 	}
-	return strings.ToLower(folded)
+	if h.cols[colIndexWording] < 0 {
+		return h, headerUnusable
+	}
+	for r := range h.cols {
+		if ambiguous[r] && h.cols[r] >= 0 {
+			return h, headerUnusable
+		}
+	}
+	if h.cols[colIndexID] < 0 && h.cols[colIndexDate] < 0 {
+		return h, headerNoIDDate
+	}
+	return h, headerOK
 }
 
 // quoteSample quotes the start of s for an error message.

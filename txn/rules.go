@@ -35,6 +35,9 @@ const (
 	// ReasonInvalidAccount: the row's account field is not a valid account
 	// (see ParseAccount), in a file with an account column.
 	ReasonInvalidAccount Reason = "invalid_account"
+	// ReasonInvalidDate: the date field is empty, is not a date, or is not
+	// in the file's date format (see Read).
+	ReasonInvalidDate Reason = "invalid_date"
 	// ReasonDuplicateID: the same id appears twice in one file (detected by the store).
 	ReasonDuplicateID Reason = "duplicate_id"
 	// ReasonIDConflict: the id was already stored with different content
