@@ -129,6 +129,10 @@ func looksLikeRow(line string) bool {
 // and returns the header the line forms with the first delimiter that gives
 // all the required columns.
 func detectHeader(line string) (header, headerStatus) {
+	if strings.Contains(line, "&") {
+		// "Cr&eacute;dit": the entity's ';' is no delimiter.
+		line = decodeAccentEntities(line)
+	}
 	cands := []byte{';', '\t', ','}
 	count := func(d byte) int { return strings.Count(line, string(d)) }
 	// Stable insertion sort by descending count.

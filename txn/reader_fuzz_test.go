@@ -19,6 +19,11 @@ func FuzzRead(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	banks, err := filepath.Glob(filepath.Join("testdata", "banks", "*.csv"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	fixtures = append(fixtures, banks...)
 	for _, name := range fixtures {
 		data, err := os.ReadFile(name)
 		if err != nil {

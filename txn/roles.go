@@ -215,8 +215,9 @@ func foldHeader(h string) string {
 	return b.String()
 }
 
-// decodeAccentEntities replaces HTML entities of accented letters (&eacute;,
-// &Egrave;, &ccedil;...) by the bare letter, and drops other entities.
+// decodeAccentEntities replaces HTML entities of accented letters
+// (&eacute;, &Egrave;, &ccedil;...) by the bare letter and &amp;, &nbsp;,
+// &apos;, &quot; by their character; any other '&' is kept.
 func decodeAccentEntities(s string) string {
 	var b strings.Builder
 	for {
@@ -225,20 +226,37 @@ func decodeAccentEntities(s string) string {
 			b.WriteString(s)
 			return b.String()
 		}
-		j := strings.IndexByte(s[i:], ';')
-		if j < 2 || j > 10 {
-			b.WriteString(s[:i+1])
-			s = s[i+1:]
+		b.WriteString(s[:i])
+		s = s[i:]
+		j := strings.IndexByte(s, ';')
+		if r, ok := entity(s[1:max(j, 1)]); j > 1 && ok {
+			b.WriteString(r)
+			s = s[j+1:]
 			continue
 		}
-		b.WriteString(s[:i])
-		name := s[i+1 : i+j]
-		for _, suffix := range []string{"acute", "grave", "circ", "uml", "cedil", "tilde", "ring"} {
-			if len(name) == len(suffix)+1 && strings.HasSuffix(name, suffix) {
-				b.WriteByte(name[0])
-				break
+		b.WriteByte('&')
+		s = s[1:]
+	}
+}
+
+// entity returns the text of an entity name such as "eacute" or "amp".
+func entity(name string) (string, bool) {
+	switch name {
+	case "amp":
+		return "&", true
+	case "nbsp":
+		return " ", true
+	case "apos":
+		return "'", true
+	case "quot":
+		return "\"", true
+	}
+	for _, suffix := range []string{"acute", "grave", "circ", "uml", "cedil", "tilde", "ring"} {
+		if len(name) == len(suffix)+1 && strings.HasSuffix(name, suffix) {
+			if c := name[0]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+				return name[:1], true
 			}
 		}
-		s = s[i+j+1:]
 	}
+	return "", false
 }
