@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -162,15 +163,32 @@ func (c *outputCounter) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	n, err := c.w.Write(p)
-	for _, b := range p[:n] {
-		if c.state == quoted {
-			if b == '"' {
-				c.state = quoteInQuote
-			} else {
+	for i := 0; i < n; i++ {
+		switch c.state {
+		case quoted:
+			// Jump to the next quote: everything before it is the field's text.
+			j := bytes.IndexByte(p[i:n], '"')
+			if j < 0 {
+				c.nonEmpty = true
+				i = n
+				continue
+			}
+			if j > 0 {
 				c.nonEmpty = true
 			}
+			c.state = quoteInQuote
+			i += j
 			continue
+		case unquoted:
+			// Skip the field's plain bytes: only , \n \r and " change anything.
+			for i < n && !csvSpecial[p[i]] {
+				i++
+			}
+			if i == n {
+				continue
+			}
 		}
+		b := p[i]
 		switch b {
 		case ',':
 			c.endField()
@@ -196,6 +214,9 @@ func (c *outputCounter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// csvSpecial marks the bytes that end or quote a field, or end a row.
+var csvSpecial = [256]bool{',': true, '\n': true, '\r': true, '"': true}
 
 func (c *outputCounter) endField() {
 	switch c.col - c.first {
