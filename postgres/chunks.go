@@ -76,12 +76,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // unknown or not settled by FinishIngest, and the wrapped connection or SQL
 // error.
 func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (string, string, string, error) {
-		var account, id, wording string
-		if err := rows.Scan(&account, &id, &wording); err != nil {
-			return "", "", "", err
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows, account string) (string, string, error) {
+		var id, wording string
+		if err := rows.Scan(nil, &id, &wording); err != nil {
+			return "", "", err
 		}
-		return account, id, tag(wording), nil
+		return id, tag(wording), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("tag chunk [%d,%d) of run %s", from, to, runID), err)
@@ -95,12 +95,12 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 // NULL: annotated, no annotation). Lines counts every line in range, errors
 // included. It is idempotent and returns the same errors as TagChunk.
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (string, string, string, error) {
-		var account, id string
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows, account string) (string, string, error) {
+		var id string
 		var cents pgtype.Int8
 		var big pgtype.Text
-		if err := rows.Scan(&account, &id, &cents, &big); err != nil {
-			return "", "", "", err
+		if err := rows.Scan(nil, &id, &cents, &big); err != nil {
+			return "", "", err
 		}
 		var amount decimal.Decimal
 		switch {
@@ -109,12 +109,12 @@ func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, a
 		case big.Valid:
 			var err error
 			if amount, err = decimal.NewFromString(big.String); err != nil {
-				return "", "", "", fmt.Errorf("amount %q: %w", big.String, err)
+				return "", "", fmt.Errorf("amount %q: %w", big.String, err)
 			}
 		default:
-			return "", "", "", fmt.Errorf("transaction %q of account %q has no amount", id, account)
+			return "", "", fmt.Errorf("transaction %q of account %q has no amount", id, account)
 		}
-		return account, id, annotate(amount), nil
+		return id, annotate(amount), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)
@@ -163,9 +163,10 @@ func (r *resultRows) Values() ([]any, error) {
 func (r *resultRows) Err() error { return nil }
 
 // computeChunk reads the pending lines of a chunk, computes their results
-// with compute and writes them to t.
+// with compute and writes them to t. The first column of t's queries is the
+// line's account, which computeChunk reads itself: compute scans nil into it.
 func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
-	compute func(pgx.Rows) (account, id, result string, err error)) (ChunkCounts, error) {
+	compute func(rows pgx.Rows, account string) (id, result string, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
 	var results []chunkResult
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -205,17 +206,17 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 		}
 		defer rows.Close()
 		results = make([]chunkResult, 0, c.Lines)
-		var lastAccount string
+		var account string
 		for rows.Next() {
-			account, id, result, err := compute(rows)
+			// Lines of a chunk nearly always share one account: one copy of it, made when it changes.
+			if raw := rows.RawValues()[0]; raw == nil {
+				return errors.New("read pending: a line without an account")
+			} else if string(raw) != account {
+				account = string(raw)
+			}
+			id, result, err := compute(rows, account)
 			if err != nil {
 				return fmt.Errorf("read pending: %w", err)
-			}
-			// Lines of a chunk nearly always share one account: keep one copy of it.
-			if account == lastAccount {
-				account = lastAccount
-			} else {
-				lastAccount = account
 			}
 			results = append(results, chunkResult{account: account, id: id, result: result})
 		}
