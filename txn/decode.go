@@ -36,42 +36,53 @@ type rowMeta struct {
 // itself: gocsv then skips its reflection-based field setting, which boxes
 // every field of every row. It never fails, so that a bad amount rejects
 // its row instead of aborting the file.
-//
-// The columns of the newer formats are in ext, allocated only for the files
-// that have them, so that the rows of the files with an id, an amount and a
-// wording stay small (gocsv allocates each row).
 type csvRow struct {
 	ID      string     `csv:"id"`
 	Amount  amountCell `csv:"amount"`
 	Wording string     `csv:"wording"`
-	ext     *csvRowExt
 }
 
 // csvRowExt holds the date, debit, credit and direction of a row.
 type csvRowExt struct {
-	Date      string
-	Debit     amountCell
-	Credit    amountCell
-	Direction string
+	Date      string     `csv:"date"`
+	Debit     amountCell `csv:"debit"`
+	Credit    amountCell `csv:"credit"`
+	Direction string     `csv:"direction"`
 }
 
-// x returns the row's ext, allocating it.
-func (r *csvRow) x() *csvRowExt {
-	if r.ext == nil {
-		r.ext = &csvRowExt{}
-	}
-	return r.ext
+// csvRowWide is the row of the files with a date, debit, credit or
+// direction column. The files with only an id, an amount and a wording are
+// decoded into the smaller csvRow: gocsv allocates each row.
+type csvRowWide struct {
+	Base csvRow
+	Ext  csvRowExt
 }
 
-// noExt is the ext of the rows without one; never written.
+// noExt is the ext of the rows of a csvRow batch; never written.
 var noExt csvRowExt
 
-// extOf returns the row's ext, empty when it has none (not to be written).
-func (r *csvRow) extOf() *csvRowExt {
-	if r.ext == nil {
-		return &noExt
+func (r *csvRow) parts() (*csvRow, *csvRowExt)     { return r, &noExt }
+func (r *csvRowWide) parts() (*csvRow, *csvRowExt) { return &r.Base, &r.Ext }
+
+// UnmarshalCSVWithFields sets the column named key.
+func (r *csvRowWide) UnmarshalCSVWithFields(key, value string) error {
+	switch key {
+	case colDate:
+		r.Ext.Date = value
+	case colDebit:
+		r.Ext.Debit.parse(value, false)
+	case colDebitDecComma:
+		r.Ext.Debit.parse(value, true)
+	case colCredit:
+		r.Ext.Credit.parse(value, false)
+	case colCreditDecComma:
+		r.Ext.Credit.parse(value, true)
+	case colDirection:
+		r.Ext.Direction = value
+	default:
+		return r.Base.UnmarshalCSVWithFields(key, value)
 	}
-	return r.ext
+	return nil
 }
 
 // Column names of the rows handed to gocsv; the amount's name says whether
@@ -131,18 +142,6 @@ func (r *csvRow) UnmarshalCSVWithFields(key, value string) error {
 		r.Amount.parse(value, true)
 	case colWording:
 		r.Wording = value
-	case colDate:
-		r.x().Date = value
-	case colDebit:
-		r.x().Debit.parse(value, false)
-	case colDebitDecComma:
-		r.x().Debit.parse(value, true)
-	case colCredit:
-		r.x().Credit.parse(value, false)
-	case colCreditDecComma:
-		r.x().Credit.parse(value, true)
-	case colDirection:
-		r.x().Direction = value
 	}
 	return nil
 }
@@ -164,29 +163,41 @@ func (c *amountCell) parse(s string, decimalComma bool) {
 // debit, credit and direction the file has, in that order), strings already
 // read by the scanner and handed over as they are. gocsv decodes the whole
 // batch into out with gocsv.UnmarshalDecoder, in the calling goroutine.
-type batchDecoder struct {
+type batchDecoder[R any, P rowParts[R]] struct {
 	rows  [][]string // rows[0] is the header
 	cells []string   // backing array of rows[1:], width cells per row
 	width int
 	meta  []rowMeta // meta[i] goes with rows[i+1]
-	out   []csvRow  // decoded rows, reused from batch to batch
+	out   []R       // decoded rows, reused from batch to batch
 	bytes int
 }
 
-func (d *batchDecoder) init(columns []string) {
+// rowParts is a pointer to a decoded row type (*csvRow or *csvRowWide).
+type rowParts[R any] interface {
+	*R
+	parts() (*csvRow, *csvRowExt)
+}
+
+func newBatchDecoder[R any, P rowParts[R]](columns []string) *batchDecoder[R, P] {
+	d := &batchDecoder[R, P]{}
+	d.init(columns)
+	return d
+}
+
+func (d *batchDecoder[R, P]) init(columns []string) {
 	d.width = len(columns)
 	d.rows = make([][]string, 1, batchRows+1)
 	d.rows[0] = columns
 	d.cells = make([]string, d.width*batchRows)
 	d.meta = make([]rowMeta, 0, batchRows)
-	d.out = make([]csvRow, batchRows)
+	d.out = make([]R, batchRows)
 }
 
 // GetCSVRows implements gocsv.Decoder.
-func (d *batchDecoder) GetCSVRows() ([][]string, error) { return d.rows, nil }
+func (d *batchDecoder[R, P]) GetCSVRows() ([][]string, error) { return d.rows, nil }
 
 // add queues a row and reports whether the batch is full.
-func (d *batchDecoder) add(m rowMeta, vals []string) bool {
+func (d *batchDecoder[R, P]) add(m rowMeta, vals []string) bool {
 	i, w := len(d.meta), d.width
 	c := d.cells[w*i : w*i+w : w*i+w]
 	copy(c, vals)
@@ -201,7 +212,7 @@ func (d *batchDecoder) add(m rowMeta, vals []string) bool {
 
 // flush decodes the queued rows with gocsv and delivers them in order. It
 // stops at the first error of deliver.
-func (d *batchDecoder) flush(deliver func(rowMeta, *csvRow) error) error {
+func (d *batchDecoder[R, P]) flush(deliver func(rowMeta, *csvRow, *csvRowExt) error) error {
 	n := len(d.meta)
 	if n == 0 {
 		return nil
@@ -210,7 +221,8 @@ func (d *batchDecoder) flush(deliver func(rowMeta, *csvRow) error) error {
 		return fmt.Errorf("decode rows: %w", err)
 	}
 	for i := range n {
-		if err := deliver(d.meta[i], &d.out[i]); err != nil {
+		row, ext := P(&d.out[i]).parts()
+		if err := deliver(d.meta[i], row, ext); err != nil {
 			return err
 		}
 	}

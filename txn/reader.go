@@ -289,8 +289,8 @@ func Read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onReject
 	sc.delim = h.delim
 
 	rows := newRowReader(sc, codec, h, opts, &stats)
-	deliver := func(m rowMeta, row *csvRow) error {
-		return rows.deliver(m, row, onRecord, onRejected)
+	deliver := func(m rowMeta, row *csvRow, x *csvRowExt) error {
+		return rows.deliver(m, row, x, onRecord, onRejected)
 	}
 	err = rows.run(deliver)
 	if err == nil {
@@ -338,13 +338,17 @@ type rowReader struct {
 	hdr       header
 	opts      ReaderOptions
 	stats     *Stats
-	dec       batchDecoder
+	simple    bool // only id, amount, wording: see deliverSimple
+	simpleDec *batchDecoder[csvRow, *csvRow]
+	wideDec   *batchDecoder[csvRowWide, *csvRowWide]
+	valCols   []int // the file column of each value
 	fields    []string
 	vals      []string // the values handed to gocsv, in the order of roles
 	roles     []int    // the role of each value
 	hasDate   bool
 	dates     dateReader
 	ids       idDeriver
+	rec       Record     // the record being delivered
 	held      []Rejected // records held back as possible lines after the data
 	heldLines []int64
 	trailer   bool // another block has started: the rest is skipped
@@ -359,13 +363,23 @@ func newRowReader(sc *scanner, codec *textCodec, h header, opts ReaderOptions, s
 			columns = append(columns, batchColumn(role, h.delim != ','))
 		}
 	}
-	rr.dec.init(columns)
+	for _, role := range rr.roles {
+		rr.valCols = append(rr.valCols, h.cols[role])
+	}
+	// The files with only an id, an amount and a wording (and maybe an
+	// account) take the path they always took.
+	rr.simple = len(rr.roles) == 3 && rr.roles[0] == colIndexID && rr.roles[1] == colIndexAmount && rr.roles[2] == colIndexWording && !h.weakID
+	if rr.simple {
+		rr.simpleDec = newBatchDecoder[csvRow](columns)
+	} else {
+		rr.wideDec = newBatchDecoder[csvRowWide](columns)
+	}
 	return rr
 }
 
 // run reads the records to the end, classifies them and delivers them in
 // batches.
-func (rr *rowReader) run(deliver func(rowMeta, *csvRow) error) error {
+func (rr *rowReader) run(deliver func(rowMeta, *csvRow, *csvRowExt) error) error {
 	for {
 		rec, err := rr.sc.next()
 		if errors.Is(err, io.EOF) {
@@ -379,13 +393,22 @@ func (rr *rowReader) run(deliver func(rowMeta, *csvRow) error) error {
 			rr.stats.SkippedLines += rec.lines
 			continue
 		}
-		if rr.dec.add(m, rr.vals) {
-			if err := rr.dec.flush(deliver); err != nil {
+		if rr.simple {
+			if rr.simpleDec.add(m, rr.vals) {
+				if err := rr.simpleDec.flush(deliver); err != nil {
+					return err
+				}
+			}
+		} else if rr.wideDec.add(m, rr.vals) {
+			if err := rr.wideDec.flush(deliver); err != nil {
 				return err
 			}
 		}
 	}
-	return rr.dec.flush(deliver)
+	if rr.simple {
+		return rr.simpleDec.flush(deliver)
+	}
+	return rr.wideDec.flush(deliver)
 }
 
 // classify turns the record just read into text, puts the values of the
@@ -414,9 +437,14 @@ func (rr *rowReader) classify(rec rawRecord) (m rowMeta, blank bool) {
 	if rec.syntax == "" && isBlank(fields) {
 		return m, true
 	}
-	rr.vals = rr.vals[:0]
-	for _, role := range rr.roles {
-		rr.vals = append(rr.vals, field(fields, rr.hdr.cols[role]))
+	if rr.simple {
+		c := rr.valCols
+		rr.vals = append(rr.vals[:0], field(fields, c[0]), field(fields, c[1]), field(fields, c[2]))
+	} else {
+		rr.vals = rr.vals[:0]
+		for _, c := range rr.valCols {
+			rr.vals = append(rr.vals, field(fields, c))
+		}
 	}
 	if c := rr.hdr.cols[colIndexAccount]; c >= 0 && c < len(fields) {
 		m.account = storable(fields[c])
@@ -529,7 +557,10 @@ func storable(s string) string {
 
 // deliver applies the last checks to a decoded row and calls the matching
 // callback, or holds the row back as a possible line after the data.
-func (rr *rowReader) deliver(m rowMeta, row *csvRow, onRecord func(Record) error, onRejected func(Rejected) error) error {
+func (rr *rowReader) deliver(m rowMeta, row *csvRow, x *csvRowExt, onRecord func(Record) error, onRejected func(Rejected) error) error {
+	if rr.simple {
+		return rr.deliverSimple(m, row, onRecord, onRejected)
+	}
 	stats := rr.stats
 	if rr.trailer {
 		rr.skipTrailer(m.line, m.lines)
@@ -546,22 +577,27 @@ func (rr *rowReader) deliver(m rowMeta, row *csvRow, onRecord func(Record) error
 		rr.skipTrailer(m.line, m.lines)
 		return nil
 	}
-	rec, rej, ok := rr.judge(m, row)
-	if m.trailer && !ok && dataSeen {
-		if len(rr.held) < maxHeldLines {
+	rec := &rr.rec
+	reason, detail := rr.judge(m, row, x, rec)
+	if reason != "" {
+		rej := rr.rejection(m, row, x, reason, detail)
+		if m.trailer && dataSeen && len(rr.held) < maxHeldLines {
 			rr.held = append(rr.held, rej)
 			rr.heldLines = append(rr.heldLines, m.lines)
 			return nil
 		}
-	}
-	if err := rr.rejectHeld(onRejected); err != nil {
-		return err
-	}
-	if !ok {
+		if err := rr.rejectHeld(onRejected); err != nil {
+			return err
+		}
 		stats.Records++
 		stats.Rejected++
 		stats.RejectedLines += m.lines
 		return onRejected(rej)
+	}
+	if len(rr.held) > 0 {
+		if err := rr.rejectHeld(onRejected); err != nil {
+			return err
+		}
 	}
 	stats.Records++
 	stats.Accepted++
@@ -569,7 +605,41 @@ func (rr *rowReader) deliver(m rowMeta, row *csvRow, onRecord func(Record) error
 	if rec.DerivedID {
 		stats.DerivedIDs++
 	}
-	return onRecord(rec)
+	return onRecord(*rec)
+}
+
+// deliverSimple is deliver for the files with only an id, an amount and a
+// wording (and maybe an account): no date, no derived id, no lines after
+// the data.
+func (rr *rowReader) deliverSimple(m rowMeta, row *csvRow, onRecord func(Record) error, onRejected func(Rejected) error) error {
+	stats := rr.stats
+	rej := Rejected{Line: m.line, ID: row.ID, Amount: row.Amount.raw, Wording: row.Wording, Account: m.account}
+	trimmed := strings.TrimSpace(row.ID)
+	var account string
+	var accountErr error
+	if rr.hdr.cols[colIndexAccount] >= 0 && m.reason == "" {
+		account, accountErr = ParseAccount(m.account)
+	}
+	switch {
+	case m.reason != "":
+		rej.Amount, rej.Reason, rej.Detail = m.rawAmount, m.reason, m.detail
+	case trimmed == "":
+		rej.Reason, rej.Detail = ReasonMissingID, "id is empty"
+	case row.Amount.err != nil:
+		rej.Reason, rej.Detail = ReasonInvalidAmount, row.Amount.err.Error()
+	case accountErr != nil:
+		rej.Reason, rej.Detail = ReasonInvalidAccount, accountErr.Error()
+	default:
+		stats.Records++
+		stats.Accepted++
+		stats.AcceptedLines += m.lines
+		return onRecord(Record{Line: m.line, ID: trimmed, Amount: row.Amount.value, RawAmount: row.Amount.raw,
+			Wording: row.Wording, Account: account})
+	}
+	stats.Records++
+	stats.Rejected++
+	stats.RejectedLines += m.lines
+	return onRejected(rej)
 }
 
 // skipTrailer counts a record after the data as skipped.
@@ -606,43 +676,46 @@ func (rr *rowReader) endHeld() error {
 	return nil
 }
 
-// judge turns a decoded row into a record, or says why it is rejected.
-func (rr *rowReader) judge(m rowMeta, row *csvRow) (Record, Rejected, bool) {
-	h := &rr.hdr
-	x := row.extOf()
-	rej := Rejected{Line: m.line, ID: row.ID, Amount: row.Amount.raw, Wording: row.Wording, Account: m.account, Date: x.Date}
-	if h.cols[colIndexAmount] < 0 {
+// rejection describes a rejected row with its raw values.
+func (rr *rowReader) rejection(m rowMeta, row *csvRow, x *csvRowExt, reason Reason, detail string) Rejected {
+	rej := Rejected{Line: m.line, ID: row.ID, Amount: row.Amount.raw, Wording: row.Wording, Account: m.account, Date: x.Date,
+		Reason: reason, Detail: detail}
+	if rr.hdr.cols[colIndexAmount] < 0 {
 		rej.Amount = rawDebitCredit(x.Debit.raw, x.Credit.raw)
 	}
 	if m.reason != "" {
-		rej.Amount, rej.Reason, rej.Detail = m.rawAmount, m.reason, m.detail
-		return Record{}, rej, false
+		rej.Amount = m.rawAmount
+	}
+	return rej
+}
+
+// judge fills rec from a decoded row, or says why the row is rejected.
+func (rr *rowReader) judge(m rowMeta, row *csvRow, x *csvRowExt, rec *Record) (Reason, string) {
+	h := &rr.hdr
+	if m.reason != "" {
+		return m.reason, m.detail
 	}
 	id := strings.TrimSpace(row.ID)
 	if id == "" && h.cols[colIndexID] >= 0 && !h.weakID {
-		rej.Reason, rej.Detail = ReasonMissingID, "id is empty"
-		return Record{}, rej, false
+		return ReasonMissingID, "id is empty"
 	}
 	amount, raw, err := rr.amount(row, x)
 	if err != nil {
-		rej.Reason, rej.Detail = ReasonInvalidAmount, err.Error()
-		return Record{}, rej, false
+		return ReasonInvalidAmount, err.Error()
 	}
 	var date time.Time
 	if rr.hasDate {
 		if date, err = rr.dates.parse(x.Date); err != nil {
-			rej.Reason, rej.Detail = ReasonInvalidDate, err.Error()
-			return Record{}, rej, false
+			return ReasonInvalidDate, err.Error()
 		}
 	}
 	var account string
 	if h.cols[colIndexAccount] >= 0 {
 		if account, err = ParseAccount(m.account); err != nil {
-			rej.Reason, rej.Detail = ReasonInvalidAccount, err.Error()
-			return Record{}, rej, false
+			return ReasonInvalidAccount, err.Error()
 		}
 	}
-	rec := Record{Line: m.line, ID: id, Date: date, Amount: amount, RawAmount: raw, Wording: row.Wording, Account: account}
+	*rec = Record{Line: m.line, ID: id, Date: date, Amount: amount, RawAmount: raw, Wording: row.Wording, Account: account}
 	if id == "" {
 		idAccount := account
 		if idAccount == "" {
@@ -650,7 +723,7 @@ func (rr *rowReader) judge(m rowMeta, row *csvRow) (Record, Rejected, bool) {
 		}
 		rec.ID, rec.DerivedID = rr.ids.derive(idAccount, date, amount, row.Wording), true
 	}
-	return rec, Rejected{}, true
+	return "", ""
 }
 
 // amount returns the signed amount of a row and its raw text (see Read).

@@ -41,39 +41,46 @@ type alias struct {
 }
 
 // headerAliases maps folded header names (see foldHeader: lower case,
-// letters and digits only) to their role. The preference orders:
+// letters and digits only) to their role. The names known before the
+// others (id, amount, montant, wording, label, libelle, account, compte,
+// iban) keep the first rank, so that no header read before becomes
+// ambiguous. The preference orders:
 //
 //   - date: the operation date (dateOp, date opération, date de
 //     l'opération, operation date (UTC), started date, transaction date)
 //     before a plain "date", before the booking date (date de
 //     comptabilisation, booking date, completed date, settlement date)
 //     before the value date (date de valeur, dateVal, value date);
-//   - wording: libellé, label, wording, description before libellé
+//   - wording: libellé, label, wording before description, libellé
 //     opération and counterparty name, before libellé simplifié, before
 //     détail and détail de l'écriture;
-//   - id: id, transaction id, numéro d'opération before reference (weak);
-//   - amount: one signed amount; debit and credit columns are used only
-//     when there is no signed amount.
+//   - id: id before transaction id and numéro d'opération, before
+//     reference (weak);
+//   - amount: amount, montant before montant(euros), montant de
+//     l'opération, total amount (incl. VAT); one signed amount column wins
+//     over debit and credit columns, used only when there is none;
+//   - account: account, compte, iban before accountNum, account number,
+//     numéro de compte.
 var headerAliases = map[string]alias{
 	"id":               {role: colIndexID},
-	"transactionid":    {role: colIndexID},
-	"idtransaction":    {role: colIndexID},
-	"operationid":      {role: colIndexID},
-	"numerodoperation": {role: colIndexID},
-	"numerooperation":  {role: colIndexID},
-	"reference":        {role: colIndexID, rank: 1, weak: true},
+	"transactionid":    {role: colIndexID, rank: 1},
+	"idtransaction":    {role: colIndexID, rank: 1},
+	"operationid":      {role: colIndexID, rank: 1},
+	"numerodoperation": {role: colIndexID, rank: 1},
+	"numerooperation":  {role: colIndexID, rank: 1},
+	"reference":        {role: colIndexID, rank: 2, weak: true},
 
 	"amount":              {role: colIndexAmount},
 	"montant":             {role: colIndexAmount},
-	"montanteuros":        {role: colIndexAmount},
-	"montanteur":          {role: colIndexAmount},
-	"montantdeloperation": {role: colIndexAmount},
-	"totalamountinclvat":  {role: colIndexAmount},
+	"montanteuros":        {role: colIndexAmount, rank: 1},
+	"montanteur":          {role: colIndexAmount, rank: 1},
+	"montantdeloperation": {role: colIndexAmount, rank: 1},
+	"totalamountinclvat":  {role: colIndexAmount, rank: 1},
 
 	"wording":             {role: colIndexWording},
 	"label":               {role: colIndexWording},
 	"libelle":             {role: colIndexWording},
-	"description":         {role: colIndexWording},
+	"description":         {role: colIndexWording, rank: 1},
 	"libelleoperation":    {role: colIndexWording, rank: 1},
 	"libelledeloperation": {role: colIndexWording, rank: 1},
 	"counterpartyname":    {role: colIndexWording, rank: 1},
@@ -84,10 +91,10 @@ var headerAliases = map[string]alias{
 	"account":        {role: colIndexAccount},
 	"compte":         {role: colIndexAccount},
 	"iban":           {role: colIndexAccount},
-	"accountnum":     {role: colIndexAccount},
-	"accountnumber":  {role: colIndexAccount},
-	"numerodecompte": {role: colIndexAccount},
-	"numerocompte":   {role: colIndexAccount},
+	"accountnum":     {role: colIndexAccount, rank: 1},
+	"accountnumber":  {role: colIndexAccount, rank: 1},
+	"numerodecompte": {role: colIndexAccount, rank: 1},
+	"numerocompte":   {role: colIndexAccount, rank: 1},
 
 	"dateop":                 {role: colIndexDate},
 	"dateoperation":          {role: colIndexDate},

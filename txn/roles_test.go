@@ -43,6 +43,8 @@ func TestHeaderRoles(t *testing.T) {
 			map[int]string{colIndexDate: "date", colIndexWording: "label", colIndexAmount: "amount", colIndexDirection: "sens"}},
 		{"id alone", "Numéro d'opération;label;amount",
 			map[int]string{colIndexID: "Numéro d'opération", colIndexWording: "label", colIndexAmount: "amount"}},
+		{"the names read before keep the first rank", "id,amount,label,description,transaction id,montant(euros),compte,accountNum,reference",
+			map[int]string{colIndexID: "id", colIndexAmount: "amount", colIndexWording: "label", colIndexAccount: "compte"}},
 		{"accountNum", "dateOp;label;amount;accountNum;accountLabel",
 			map[int]string{colIndexDate: "dateOp", colIndexWording: "label", colIndexAmount: "amount", colIndexAccount: "accountNum"}},
 	}
