@@ -305,3 +305,22 @@ func TestReadLinesAfterTheData(t *testing.T) {
 		assert.Equal(t, ReasonInvalidAmount, res.rejected[0].Reason)
 	})
 }
+
+// TestIDDeriverMemory: the occurrence counters hold one entry per distinct
+// row, however many times it repeats.
+func TestIDDeriverMemory(t *testing.T) {
+	var d idDeriver
+	day := time.Date(2026, 1, 30, 0, 0, 0, 0, time.UTC)
+	amount, err := ParseAmount("-3.50", false)
+	require.NoError(t, err)
+	var last string
+	for range 10000 {
+		last = d.derive("acct", day, amount, "CAFE")
+	}
+	d.derive("acct", day, amount, "THE")
+	assert.Len(t, d.counts, 2)
+	assert.Equal(t, wantID("acct", "2026-01-30", "-3.50", "CAFE", 10000), last)
+	// No date column: the date is left out, the rest still counts.
+	var nd idDeriver
+	assert.Equal(t, wantID("acct", "", "-3.50", "CAFE", 1), nd.derive("acct", time.Time{}, amount, " CAFE "))
+}
