@@ -112,3 +112,27 @@ func TestMoveInboxFileAccount(t *testing.T) {
 	}
 	require.Equal(t, "y", m.content("inbox/y.csv"), "not moved")
 }
+
+// A file without an id column gets ids derived with the run's account: the same export for two
+// accounts gives two sets of transactions, and the same export again gives the same ids.
+func TestIngestDerivesIDsWithTheRunsAccount(t *testing.T) {
+	store := newFakeStore()
+	a := newFakeActivities(t, store)
+	require.NoError(t, os.WriteFile(filepath.Join(a.InputRoot, "noid.csv"),
+		[]byte("date;libellé;montant\n31/01/2026;CB TAXI;-12,50\n31/01/2026;CB TAXI;-12,50\n"), 0o644))
+	ids := func(runID string) []string {
+		var out []string
+		for _, seq := range store.runs[runID].seqs() {
+			out = append(out, store.runs[runID].lines[seq].ID)
+		}
+		return out
+	}
+	runIngest(t, a, IngestInput{RunID: "acme", File: "noid.csv", Account: "acme"})
+	runIngest(t, a, IngestInput{RunID: "globex", File: "noid.csv", Account: "globex"})
+	runIngest(t, a, IngestInput{RunID: "acme-again", File: "noid.csv", Account: "acme"})
+	acme, globex := ids("acme"), ids("globex")
+	require.Len(t, acme, 2)
+	require.NotEqual(t, acme[0], acme[1], "two identical rows are two transactions")
+	require.NotEqual(t, acme[0], globex[0], "the account is part of a derived id")
+	require.Equal(t, acme, ids("acme-again"), "derived ids are stable across imports")
+}

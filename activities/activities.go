@@ -120,6 +120,10 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	}
 	defer f.Close()
 
+	// Ids derived for a file without an id column include the run's account.
+	opts := a.Reader
+	opts.Account = account
+
 	began := time.Now()
 	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account}, resume)
 	if err != nil {
@@ -128,7 +132,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	if cp.Settled {
 		// A predecessor settled the run but its result was lost: the totals are stored, the line
 		// counts are read again.
-		stats, err := txn.Read(f, a.Reader, func(txn.Record) error { return nil }, func(txn.Rejected) error { return nil })
+		stats, err := txn.Read(f, opts, func(txn.Record) error { return nil }, func(txn.Rejected) error { return nil })
 		if err != nil {
 			return IngestResult{}, fmt.Errorf("read %s: %w", in.File, err)
 		}
@@ -181,7 +185,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 			cur = batch{recs: make([]txn.Record, 0, batchSize)}
 			return nil
 		}
-		stats, readErr = txn.Read(counter, a.Reader,
+		stats, readErr = txn.Read(counter, opts,
 			func(r txn.Record) error {
 				if skip > 0 {
 					skip--
