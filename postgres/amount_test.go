@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
 
@@ -111,39 +110,10 @@ func TestAnnotateChunkHugeAmountWithoutError(t *testing.T) {
 		"N3,99999999999999999.99,z,,LARGE SALE,\n", out.String())
 }
 
-// migrateTo applies the migrations up to version (included) the way Migrate
-// records them, as a database made by an older txflow would be.
-func migrateTo(t *testing.T, dbURL string, version int) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `CREATE TABLE schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`)
-	require.NoError(t, err)
-	for _, m := range []struct {
-		v    int
-		name string
-	}{{1, "001_init"}, {2, "002_ingest_checkpoint"}} {
-		if m.v > version {
-			break
-		}
-		sql, err := os.ReadFile("migrations/" + m.name + ".sql")
-		require.NoError(t, err)
-		_, err = conn.Exec(ctx, string(sql))
-		require.NoError(t, err, m.name)
-		_, err = conn.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.v, m.name)
-		require.NoError(t, err)
-	}
-}
-
 func TestMigrationKeepsDataOfThePreviousSchema(t *testing.T) {
 	dbURL := testdb.URL(t)
 	ctx := context.Background()
-	migrateTo(t, dbURL, 2)
+	migrateUpTo(t, dbURL, 2)
 
 	const (
 		nfc  = "caf\u00e9-1" // café-1, composed
