@@ -20,7 +20,13 @@ type amountError string
 func (e amountError) Error() string        { return "invalid amount: " + string(e) }
 func (e amountError) Is(target error) bool { return target == ErrInvalidAmount }
 
+// MaxIntegerDigits is the most significant integer digits an amount may have: what PostgreSQL's
+// numeric stores. Any amount up to it parses (and one above the rules' limit is amount_too_high);
+// a longer one is invalid_amount, since no store could hold it.
+const MaxIntegerDigits = 131072
+
 const (
+	errAmountTooLong       amountError = "more than 131072 integer digits"
 	errAmountEmpty         amountError = "empty"
 	errAmountParenthesis   amountError = "unbalanced parenthesis"
 	errAmountSignInParens  amountError = "sign inside parentheses"
@@ -107,6 +113,9 @@ func ParseAmount(s string, decimalComma bool) (decimal.Decimal, error) {
 			}
 			if sig > 0 || c != '0' {
 				sig++
+				if fracDigits < 0 && sig > MaxIntegerDigits {
+					return decimal.Decimal{}, errAmountTooLong
+				}
 			}
 			switch {
 			case sig <= maxInt64Digits:

@@ -188,3 +188,23 @@ func BenchmarkParseAmount(b *testing.B) {
 		_, _ = ParseAmount("-1 234.56", false)
 	}
 }
+
+// An amount of any size up to what PostgreSQL's numeric stores parses exactly; a longer one is
+// invalid, whatever the field-size limit lets through.
+func TestParseAmountIntegerDigitsLimit(t *testing.T) {
+	atLimit := "-" + strings.Repeat("9", MaxIntegerDigits) + ".99"
+	d, err := ParseAmount(atLimit, false)
+	if err != nil {
+		t.Fatalf("%d integer digits: %v", MaxIntegerDigits, err)
+	}
+	if got := d.StringFixed(2); got != atLimit {
+		t.Fatalf("not exact: %d characters back for %d", len(got), len(atLimit))
+	}
+	if _, err := ParseAmount("0000"+strings.Repeat("1", MaxIntegerDigits), false); err != nil {
+		t.Fatalf("leading zeros are not significant: %v", err)
+	}
+	_, err = ParseAmount(strings.Repeat("1", MaxIntegerDigits+1), false)
+	if !errors.Is(err, ErrInvalidAmount) || !strings.Contains(err.Error(), "131072") {
+		t.Fatalf("one digit more: got %v, want an invalid amount naming the limit", err)
+	}
+}

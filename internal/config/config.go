@@ -79,7 +79,7 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_LARGE_SALE_ABOVE", "300", "amounts above it are LARGE SALE"},
 	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE"},
 	{"TXFLOW_AMOUNT_LIMIT", "1000000.00", "amounts whose absolute value exceeds it are in error (amount_too_high)"},
-	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id or wording accepted, in bytes (field_too_long)"},
+	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id, amount or wording accepted, in bytes (field_too_long)"},
 	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
 	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once"},
 	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
