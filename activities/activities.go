@@ -251,7 +251,8 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	loaded := time.Now()
 	phase.Store(IngestSettling)
 	reporter.report(ctx, progress(), true)
-	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn})
+	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn,
+		DateColumn: stats.DateColumn != ""})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}

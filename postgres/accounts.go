@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -13,48 +12,71 @@ import (
 )
 
 // sqlExportAccount lists an account's stored transactions, in id order, with
-// the columns of output_transactions.csv. COPY takes no bind parameters: the
-// account reaches it through the transaction-local setting txflow.account.
+// the columns of output_transactions.csv (%s: the date column, when the
+// account has dates). COPY takes no bind parameters: the account and the
+// date bounds reach it through the transaction-local settings txflow.account,
+// txflow.from and txflow.to ('' for no bound).
 const sqlExportAccount = `COPY (
-    SELECT txflow_safe_cell(NULLIF(coalesce(t.id_as_read, t.id), '')) AS id,
+    SELECT txflow_safe_cell(NULLIF(coalesce(t.id_as_read, t.id), '')) AS id,%s
            round(t.amount, 2)::text AS amount,
            txflow_safe_cell(NULLIF(t.wording, '')) AS wording,
            txflow_safe_cell(NULLIF(tg.tag, '')) AS tag,
            CASE WHEN t.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END AS annotation,
            txflow_safe_cell(NULLIF(t.error, '')) AS error
     FROM transactions t
-    LEFT JOIN tags tg ON tg.account = t.account AND tg.transaction_id = t.id
-    LEFT JOIN annotations an ON an.account = t.account AND an.transaction_id = t.id
+    LEFT JOIN tags tg ON tg.txn_key = t.key
+    LEFT JOIN annotations an ON an.txn_key = t.key
     WHERE t.account = current_setting('txflow.account')
+      AND (current_setting('txflow.from') = '' OR t.date >= current_setting('txflow.from')::date)
+      AND (current_setting('txflow.to') = '' OR t.date <= current_setting('txflow.to')::date)
     ORDER BY t.id
 ) TO STDOUT (FORMAT csv, HEADER true)`
 
 // ExportAccount streams the stored transactions of account to w as CSV with
 // COPY ... TO STDOUT, any number of them: header
-// id,amount,wording,tag,annotation,error, one row per transaction in id
-// order, the id as first read, the values written as WriteOutput writes them
-// (error is the error of the line that stored the transaction, such as
-// amount_too_high). from and to must be nil: transactions carry no date yet.
-// It returns the number of data rows (0 for an account with no transaction),
-// an error for an invalid account or a date bound, and the wrapped
-// connection, SQL or w.Write error.
+// id,amount,wording,tag,annotation,error (with a date column, yyyy-mm-dd,
+// after the id when any transaction of the account has a date), one row per
+// transaction in id order, the id as first read, the values written as
+// WriteOutput writes them (error is the error of the line that stored the
+// transaction, such as amount_too_high). from and to, when not nil, keep the
+// transactions dated from from to to (both included, as dates); a
+// transaction without a date is then left out. It returns the number of data
+// rows (0 for an account with no transaction), an error for an invalid
+// account or a range that ends before it starts, and the wrapped connection,
+// SQL or w.Write error.
 func (db *DB) ExportAccount(ctx context.Context, account string, from, to *time.Time, w io.Writer) (int64, error) {
 	a, err := txn.ParseAccount(account)
 	if err != nil {
 		return 0, fmt.Errorf("export account: %w", err)
 	}
-	if from != nil || to != nil {
-		return 0, errors.New("export account " + a + ": transactions have no date yet, a date range cannot be exported")
+	bound := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.DateOnly)
+	}
+	if from != nil && to != nil && bound(to) < bound(from) {
+		return 0, fmt.Errorf("export account %s: the range ends (%s) before it starts (%s)", a, bound(to), bound(from))
 	}
 	var n int64
 	err = pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "SELECT set_config('txflow.account', $1, true)", a); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT set_config('txflow.account', $1, true), set_config('txflow.from', $2, true),
+			set_config('txflow.to', $3, true)`, a, bound(from), bound(to)); err != nil {
 			return err
 		}
-		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, sqlExportAccount)
+		var dated bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM transactions WHERE account = $1 AND date IS NOT NULL)", a).
+			Scan(&dated); err != nil {
+			return err
+		}
+		date := ""
+		if dated {
+			date = "\n           " + dateColumn("t.date") + ","
+		}
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, fmt.Sprintf(sqlExportAccount, date))
 		if err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
@@ -97,16 +119,16 @@ func (db *DB) PurgeAccount(ctx context.Context, account string) (PurgeCounts, er
 			return err
 		}
 		for _, d := range []struct {
-			table string
-			n     *int64
+			table, where string
+			n            *int64
 		}{
-			{"tags", &c.Tags},
-			{"annotations", &c.Annotations},
-			{"transactions", &c.Transactions},
-			{"run_lines", &c.RunLines},
-			{"rejected_rows", &c.RejectedRows},
+			{"tags", "txn_key IN (SELECT key FROM transactions WHERE account = $1)", &c.Tags},
+			{"annotations", "txn_key IN (SELECT key FROM transactions WHERE account = $1)", &c.Annotations},
+			{"transactions", "account = $1", &c.Transactions},
+			{"run_lines", "account = $1", &c.RunLines},
+			{"rejected_rows", "account = $1", &c.RejectedRows},
 		} {
-			tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{d.table}.Sanitize()+" WHERE account = $1", a)
+			tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{d.table}.Sanitize()+" WHERE "+d.where, a)
 			if err != nil {
 				return fmt.Errorf("delete %s: %w", d.table, err)
 			}

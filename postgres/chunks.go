@@ -21,11 +21,10 @@ type ChunkCounts struct {
 type resultTable struct {
 	name   string // table
 	column string // result column
-	// pending selects (account, transaction id, input) of the lines in
-	// range whose transaction has no result yet; $1 run id, $2 from, $3 to.
-	// The transaction of a line is (account, id).
+	// pending selects (transaction key, input) of the lines in range whose
+	// transaction has no result yet; $1 run id, $2 from, $3 to.
 	pending string
-	// fresh selects (account, transaction id, input) of all the lines in range, for a
+	// fresh selects (transaction key, input) of all the lines in range, for a
 	// run whose transactions are all its own (runs.all_new).
 	fresh string
 }
@@ -42,12 +41,12 @@ var (
 		name:   "tags",
 		column: "tag",
 		pending: `
-SELECT rl.account, rl.id, rl.wording
+SELECT rl.txn_key, rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
-  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.account = rl.account AND t.transaction_id = rl.id)`,
+  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.txn_key = rl.txn_key)`,
 		fresh: `
-SELECT rl.account, rl.id, rl.wording
+SELECT rl.txn_key, rl.wording
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 	}
@@ -55,19 +54,19 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 		name:   "annotations",
 		column: "annotation",
 		pending: `
-SELECT rl.account, rl.id, ` + sqlCents + `
+SELECT rl.txn_key, ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
-  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.account = rl.account AND a.transaction_id = rl.id)`,
+  AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.txn_key = rl.txn_key)`,
 		fresh: `
-SELECT rl.account, rl.id, ` + sqlCents + `
+SELECT rl.txn_key, ` + sqlCents + `
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}
 )
 
 // TagChunk computes tags for the run_lines of runID with from <= seq < to
-// whose transaction has no row in tags yet: it reads (account, id, wording) in one
+// whose transaction has no row in tags yet: it reads (transaction key, wording) in one
 // query, calls tag(wording) for each, and writes the results with one COPY
 // ("" is stored as NULL: tagged, no tag word). If a concurrent run wrote some
 // of the same ids first, it retries through a staging table and INSERT ... ON
@@ -76,12 +75,13 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // unknown or not settled by FinishIngest, and the wrapped connection or SQL
 // error.
 func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows, account string) (string, string, error) {
-		var id, wording string
-		if err := rows.Scan(nil, &id, &wording); err != nil {
-			return "", "", err
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (int64, string, error) {
+		var key int64
+		var wording string
+		if err := rows.Scan(&key, &wording); err != nil {
+			return 0, "", err
 		}
-		return id, tag(wording), nil
+		return key, tag(wording), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("tag chunk [%d,%d) of run %s", from, to, runID), err)
@@ -95,12 +95,12 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 // NULL: annotated, no annotation). Lines counts every line in range, errors
 // included. It is idempotent and returns the same errors as TagChunk.
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows, account string) (string, string, error) {
-		var id string
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (int64, string, error) {
+		var key int64
 		var cents pgtype.Int8
 		var big pgtype.Text
-		if err := rows.Scan(nil, &id, &cents, &big); err != nil {
-			return "", "", err
+		if err := rows.Scan(&key, &cents, &big); err != nil {
+			return 0, "", err
 		}
 		var amount decimal.Decimal
 		switch {
@@ -109,12 +109,12 @@ func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, a
 		case big.Valid:
 			var err error
 			if amount, err = decimal.NewFromString(big.String); err != nil {
-				return "", "", fmt.Errorf("amount %q: %w", big.String, err)
+				return 0, "", fmt.Errorf("amount %q: %w", big.String, err)
 			}
 		default:
-			return "", "", fmt.Errorf("transaction %q of account %q has no amount", id, account)
+			return 0, "", fmt.Errorf("transaction of key %d has no amount", key)
 		}
-		return id, annotate(amount), nil
+		return key, annotate(amount), nil
 	})
 	if err != nil {
 		return ChunkCounts{}, db.wrap(fmt.Sprintf("annotate chunk [%d,%d) of run %s", from, to, runID), err)
@@ -131,18 +131,19 @@ func nullIfEmpty(s string) any {
 
 // chunkResult is the result of one line of a chunk; "" is stored as NULL.
 type chunkResult struct {
-	account, id, result string
+	key    int64 // the transaction's key
+	result string
 }
 
-// resultRows feeds results to COPY as (account, transaction_id, result,
-// run_id) rows, one reused row at a time: a chunk's results are held as
-// compact structs, not as a slice of values per line (several chunks are in
-// flight at once, and this is most of a worker's memory).
+// resultRows feeds results to COPY as (txn_key, result, run_id) rows, one
+// reused row at a time: a chunk's results are held as compact structs, not as
+// a slice of values per line (several chunks are in flight at once, and this
+// is most of a worker's memory).
 type resultRows struct {
 	results []chunkResult
 	runID   any
 	next    int
-	row     [4]any
+	row     [3]any
 }
 
 func newResultRows(results []chunkResult, runID string) *resultRows {
@@ -156,17 +157,16 @@ func (r *resultRows) Next() bool {
 
 func (r *resultRows) Values() ([]any, error) {
 	x := &r.results[r.next-1]
-	r.row = [4]any{x.account, x.id, nullIfEmpty(x.result), r.runID}
+	r.row = [3]any{x.key, nullIfEmpty(x.result), r.runID}
 	return r.row[:], nil
 }
 
 func (r *resultRows) Err() error { return nil }
 
 // computeChunk reads the pending lines of a chunk, computes their results
-// with compute and writes them to t. The first column of t's queries is the
-// line's account, which computeChunk reads itself: compute scans nil into it.
+// with compute and writes them to t, keyed by their transaction's key.
 func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
-	compute func(rows pgx.Rows, account string) (id, result string, err error)) (ChunkCounts, error) {
+	compute func(rows pgx.Rows) (key int64, result string, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
 	var results []chunkResult
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -206,19 +206,12 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 		}
 		defer rows.Close()
 		results = make([]chunkResult, 0, c.Lines)
-		var account string
 		for rows.Next() {
-			// Lines of a chunk nearly always share one account: one copy of it, made when it changes.
-			if raw := rows.RawValues()[0]; raw == nil {
-				return errors.New("read pending: a line without an account")
-			} else if string(raw) != account {
-				account = string(raw)
-			}
-			id, result, err := compute(rows, account)
+			key, result, err := compute(rows)
 			if err != nil {
 				return fmt.Errorf("read pending: %w", err)
 			}
-			results = append(results, chunkResult{account: account, id: id, result: result})
+			results = append(results, chunkResult{key: key, result: result})
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read pending: %w", err)
@@ -231,11 +224,11 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	if len(results) == 0 {
 		return c, nil
 	}
-	columns := []string{"account", "transaction_id", t.column, "run_id"}
+	columns := []string{"txn_key", t.column, "run_id"}
 	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, newResultRows(results, runID))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		// Another run stored some of these ids since the read.
+		// Another run stored some of these transactions' results since the read.
 		n, err = insertSkippingExisting(ctx, db, t, newResultRows(results, runID))
 	}
 	if err != nil {
@@ -251,17 +244,17 @@ func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results 
 	var n int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE txflow_stage
-			(account text, transaction_id text, result text, run_id text) ON COMMIT DROP`); err != nil {
+			(txn_key bigint, result text, run_id text) ON COMMIT DROP`); err != nil {
 			return err
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txflow_stage"},
-			[]string{"account", "transaction_id", "result", "run_id"}, results); err != nil {
+			[]string{"txn_key", "result", "run_id"}, results); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`
-			INSERT INTO %[1]s (account, transaction_id, %[2]s, run_id)
-			SELECT DISTINCT ON (account, transaction_id) account, transaction_id, result, run_id FROM txflow_stage
-			ON CONFLICT (account, transaction_id) DO NOTHING`,
+			INSERT INTO %[1]s (txn_key, %[2]s, run_id)
+			SELECT DISTINCT ON (txn_key) txn_key, result, run_id FROM txflow_stage
+			ON CONFLICT (txn_key) DO NOTHING`,
 			pgx.Identifier{t.name}.Sanitize(), pgx.Identifier{t.column}.Sanitize()))
 		n = tag.RowsAffected()
 		return err

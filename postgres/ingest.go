@@ -84,11 +84,11 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 		}
 		cp = Checkpoint{NextSeq: 1}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO runs (run_id, file, sha256, account) VALUES ($1, $2, $3, $4)
+			INSERT INTO runs (run_id, file, sha256, account, num) VALUES ($1, $2, $3, $4, nextval('runs_num_seq'))
 			ON CONFLICT (run_id) DO UPDATE
 			SET file = excluded.file, sha256 = excluded.sha256, account = excluded.account, started_at = now(),
 			    ingested_at = NULL, records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL,
-			    has_account_column = false`,
+			    has_account_column = false, has_date_column = false, num = excluded.num`,
 			run.ID, run.File, run.SHA256, account); err != nil {
 			return err
 		}
@@ -126,10 +126,10 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		// are computed for settled runs on the assumption that all their ids
 		// are in transactions. FOR SHARE orders this against FinishIngest.
 		var loading bool
-		var nextSeq int64
+		var nextSeq, num int64
 		var account string
-		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq, account FROM runs WHERE run_id = $1 FOR UPDATE", runID).
-			Scan(&loading, &nextSeq, &account)
+		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq, account, num FROM runs WHERE run_id = $1 FOR UPDATE", runID).
+			Scan(&loading, &nextSeq, &account, &num)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrRunNotFound
@@ -139,6 +139,8 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 			return errors.New("run already finished; BeginIngest restarts it")
 		case nextSeq != firstSeq:
 			return fmt.Errorf("batch starts at seq %d but the run's next seq is %d", firstSeq, nextSeq)
+		case firstSeq+int64(len(recs)) > maxSeq+1:
+			return fmt.Errorf("a run holds at most %d lines", int64(maxSeq))
 		}
 		if _, err := tx.Exec(ctx, "UPDATE runs SET records_loaded = records_loaded + $2, next_seq = $3 WHERE run_id = $1",
 			runID, len(recs)+len(rejected), firstSeq+int64(len(recs))); err != nil {
@@ -146,16 +148,20 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 		}
 		if len(recs) > 0 {
 			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
-				[]string{"run_id", "seq", "line", "account", "id", "id_as_read", "amount", "raw_amount", "wording", "error"},
+				[]string{"run_id", "seq", "txn_key", "line", "account", "id", "id_as_read", "date", "amount", "raw_amount", "wording", "error"},
 				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
 					r := &recs[i]
-					var reason any
+					var reason, date any
 					if r.Error != "" {
 						reason = string(r.Error)
 					}
+					if !r.Date.IsZero() {
+						date = r.Date
+					}
 					id := cleanText(r.ID)
 					key, asRead := nfcKey(id)
-					return []any{runID, firstSeq + int64(i), r.Line, lineAccount(r.Account, account), key, asRead, scale2(r.Amount),
+					seq := firstSeq + int64(i)
+					return []any{runID, seq, lineKey(num, seq), r.Line, lineAccount(r.Account, account), key, asRead, date, scale2(r.Amount),
 						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
 				}))
 			if err != nil {
@@ -181,6 +187,16 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 	}
 	return nil
 }
+
+// maxSeq is the highest seq of a run's lines: a line's key packs it into the low 32 bits.
+const maxSeq = 1<<32 - 1
+
+// lineKey is the key a line gives the transaction it stores, when it is new:
+// the run's number (runs.num, drawn afresh each time its ingestion starts
+// over) in the high bits and the line's seq in the low 32 bits, so that no two
+// lines ever give the same key. Transactions stored before keys existed have
+// negative keys (migration 006).
+func lineKey(num, seq int64) int64 { return num<<32 | seq }
 
 // runAccount validates a run's account; "" is txn.DefaultAccount.
 func runAccount(account string) (string, error) {
@@ -280,12 +296,19 @@ FROM moved`
 	// New transactions: anti-join, no ON CONFLICT (FinishIngest holds a lock
 	// serialising it across runs, so no concurrent insert can race).
 	sqlInsertNew = `
-INSERT INTO transactions (account, id, id_as_read, amount, wording, error, first_run_id)
-SELECT rl.account, rl.id, rl.id_as_read, rl.amount, rl.wording,
+INSERT INTO transactions (account, id, key, id_as_read, date, amount, wording, error, first_run_id)
+SELECT rl.account, rl.id, rl.txn_key, rl.id_as_read, rl.date, rl.amount, rl.wording,
        rl.error, rl.run_id
 FROM run_lines rl
 WHERE rl.run_id = $1
   AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.account = rl.account AND t.id = rl.id)`
+
+	// Lines whose transaction was stored before (by another run, or by an
+	// earlier ingestion of this one) take its key, under which its results are.
+	sqlKeyExisting = `
+UPDATE run_lines rl SET txn_key = t.key
+FROM transactions t
+WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = rl.id AND rl.txn_key <> t.key`
 )
 
 // runTotals counts the run's lines and rejected rows (New is left 0).
@@ -356,11 +379,15 @@ func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (I
 type FileFacts struct {
 	RowsRead      int64 // data records of the file (txn.Stats.Records)
 	AccountColumn bool  // the file had an account column (txn.Stats.AccountColumn)
+	DateColumn    bool  // the file had a date column (txn.Stats.DateColumn != "")
 }
 
 // FinishIngestFile is FinishIngest, also recording whether the file had an
-// account column (runs.has_account_column): the run's outputs then carry an
-// account column first, mirroring the input.
+// account column (runs.has_account_column) and a date column
+// (runs.has_date_column): the run's outputs then carry an account column
+// first and a date column after the id, mirroring the input. Every line ends
+// up with the key of its transaction (run_lines.txn_key), under which its
+// tag and annotation are stored.
 func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (IngestCounts, error) {
 	rowsRead := f.RowsRead
 	var c IngestCounts
@@ -410,18 +437,23 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		if err != nil {
 			return fmt.Errorf("insert transactions: %w", err)
 		}
-		c.New = tag.RowsAffected()
+		n := tag.RowsAffected()
 		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = on"); err != nil {
 			return fmt.Errorf("reset plan options: %w", err)
 		}
-		n := c.New
 		if c, err = runTotals(ctx, tx, runID); err != nil {
 			return err
 		}
 		c.New = n
+		// When every line stored its transaction, every line has its key already.
+		if c.New < c.Accepted {
+			if _, err := tx.Exec(ctx, sqlKeyExisting, runID); err != nil {
+				return fmt.Errorf("key lines of stored transactions: %w", err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
-			has_account_column = $5 WHERE run_id = $1`,
-			runID, rowsRead, c.New, c.Accepted, f.AccountColumn); err != nil {
+			has_account_column = $5, has_date_column = $6 WHERE run_id = $1`,
+			runID, rowsRead, c.New, c.Accepted, f.AccountColumn, f.DateColumn); err != nil {
 			return fmt.Errorf("record totals: %w", err)
 		}
 		return nil

@@ -63,9 +63,9 @@ const (
 // WriteOutput streams the run's output_transactions.csv to w with COPY ... TO
 // STDOUT (FORMAT csv): header id,amount,wording,tag,annotation,error, after
 // an account column (each line's account) when the run's file had one
-// (FinishIngestFile's FileFacts.AccountColumn), so the output mirrors the
-// input; one row
-// per run line in seq order; amount with two decimals and a dot (12.50,
+// (FinishIngestFile's FileFacts.AccountColumn), and with a date column
+// (yyyy-mm-dd) after the id when it had a date column (FileFacts.DateColumn),
+// so the output mirrors the input; one row per run line in seq order; amount with two decimals and a dot (12.50,
 // -3.00, 0.00); an empty field where there is no tag, annotation or error;
 // the annotation is empty on a line in error; text cells go through the
 // txn.SafeCell rule (SQL function txflow_safe_cell). Rows end with "\n";
@@ -85,8 +85,8 @@ func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions,
 	exprs[colTag] = "txflow_safe_cell(NULLIF(tg.tag, ''))"
 	exprs[colAnnotation] = "CASE WHEN rl.error IS NULL THEN txflow_safe_cell(NULLIF(an.annotation, '')) END"
 	exprs[colError] = "txflow_safe_cell(NULLIF(rl.error, ''))"
-	joins := []string{"LEFT JOIN tags tg ON tg.account = rl.account AND tg.transaction_id = rl.id",
-		"LEFT JOIN annotations an ON an.account = rl.account AND an.transaction_id = rl.id"}
+	joins := []string{"LEFT JOIN tags tg ON tg.txn_key = rl.txn_key",
+		"LEFT JOIN annotations an ON an.txn_key = rl.txn_key"}
 	if opts.OmitTags {
 		exprs[colTag], joins[0] = "NULL::text", ""
 	}
@@ -98,12 +98,18 @@ func (db *DB) WriteOutput(ctx context.Context, runID string, opts OutputOptions,
 		cols[i] = e + " AS " + outputColumnNames[i]
 	}
 	cw := &outputCounter{w: w}
-	query := func(withAccount bool) string {
-		all := cols
-		if withAccount {
-			all = append([]string{accountColumn("rl.account")}, cols...)
+	query := func(f runFacts) string {
+		var all []string
+		if f.accountColumn {
+			all = append(all, accountColumn("rl.account"))
 			cw.first = 1
 		}
+		all = append(all, cols[colID])
+		if f.dateColumn {
+			all = append(all, dateColumn("rl.date"))
+			cw.afterID = 1
+		}
+		all = append(all, cols[colID+1:]...)
 		return fmt.Sprintf(sqlOutput, strings.Join(all, ",\n           "), strings.Join(joins, "\n    "))
 	}
 	n, err := db.copyOut(ctx, runID, query, cw)
@@ -125,6 +131,13 @@ func accountColumn(expr string) string {
 	return "txflow_safe_cell(NULLIF(" + expr + ", '')) AS account"
 }
 
+// dateColumn is the date column of output_transactions.csv, after the id when
+// the run's file had a date column (runs.has_date_column): yyyy-mm-dd, empty
+// when the line has none.
+func dateColumn(expr string) string {
+	return "to_char(" + expr + ", 'YYYY-MM-DD') AS date"
+}
+
 // OutputCounts count the data rows of output_transactions.csv.
 type OutputCounts struct {
 	Rows      int64 // data rows
@@ -141,6 +154,7 @@ type outputCounter struct {
 	err    error
 
 	first      int  // the position of the id column: 1 after an account column, 0 otherwise
+	afterID    int  // the columns between the id and the amount: 1 with a date column, 0 otherwise
 	pastHeader bool // the header row is behind
 	col        int  // the current field
 	state      csvState
@@ -219,7 +233,7 @@ func (c *outputCounter) Write(p []byte) (int, error) {
 var csvSpecial = [256]bool{',': true, '\n': true, '\r': true, '"': true}
 
 func (c *outputCounter) endField() {
-	switch c.col - c.first {
+	switch c.col - c.first - c.afterID { // the tag and annotation come after the id
 	case colTag:
 		c.tagged = c.nonEmpty
 	case colAnnotation:
@@ -230,8 +244,8 @@ func (c *outputCounter) endField() {
 }
 
 func (c *outputCounter) endRow() {
-	if c.col != c.first+outputColumns && c.err == nil {
-		c.err = fmt.Errorf("count output rows: a row of %d fields, %d expected", c.col, c.first+outputColumns)
+	if want := c.first + outputColumns + c.afterID; c.col != want && c.err == nil {
+		c.err = fmt.Errorf("count output rows: a row of %d fields, %d expected", c.col, want)
 	}
 	if c.pastHeader {
 		c.counts.Rows++
@@ -261,8 +275,8 @@ type OutputOptions struct {
 // the number of data rows, ErrRunNotFound (wrapped) for an unknown run, and
 // the wrapped connection, SQL or w.Write error.
 func (db *DB) WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error) {
-	query := func(withAccount bool) string {
-		if withAccount {
+	query := func(f runFacts) string {
+		if f.accountColumn {
 			return fmt.Sprintf(sqlErrorReport, accountColumn("account")+",\n           ")
 		}
 		return fmt.Sprintf(sqlErrorReport, "")
@@ -274,13 +288,20 @@ func (db *DB) WriteErrorReport(ctx context.Context, runID string, w io.Writer) (
 	return n, nil
 }
 
+// runFacts are what a run's outputs mirror of its file.
+type runFacts struct {
+	accountColumn bool // runs.has_account_column
+	dateColumn    bool // runs.has_date_column
+}
+
 // copyOut runs a COPY TO STDOUT query for runID in a read-only snapshot;
-// query builds it, with an account column when the run's file had one.
-func (db *DB) copyOut(ctx context.Context, runID string, query func(withAccount bool) string, w io.Writer) (int64, error) {
+// query builds it from what the run's file had.
+func (db *DB) copyOut(ctx context.Context, runID string, query func(runFacts) string, w io.Writer) (int64, error) {
 	var n int64
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var withAccount bool
-		err := tx.QueryRow(ctx, "SELECT has_account_column FROM runs WHERE run_id = $1", runID).Scan(&withAccount)
+		var f runFacts
+		err := tx.QueryRow(ctx, "SELECT has_account_column, has_date_column FROM runs WHERE run_id = $1", runID).
+			Scan(&f.accountColumn, &f.dateColumn)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrRunNotFound
 		}
@@ -293,7 +314,7 @@ func (db *DB) copyOut(ctx context.Context, runID string, query func(withAccount 
 		if _, err := tx.Exec(ctx, "SELECT set_config('txflow.run_id', $1, true)", runID); err != nil {
 			return err
 		}
-		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, query(withAccount))
+		tag, err := tx.Conn().PgConn().CopyTo(ctx, w, query(f))
 		if err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
@@ -321,9 +342,9 @@ SELECT
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id),
     (SELECT count(*) FROM rejected_rows WHERE run_id = r.run_id),
     (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND error IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.account = rl.account AND t.transaction_id = rl.id
+    (SELECT count(*) FROM run_lines rl JOIN tags t ON t.txn_key = rl.txn_key
      WHERE rl.run_id = r.run_id AND t.tag IS NOT NULL),
-    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.account = rl.account AND a.transaction_id = rl.id
+    (SELECT count(*) FROM run_lines rl JOIN annotations a ON a.txn_key = rl.txn_key
      WHERE rl.run_id = r.run_id AND rl.error IS NULL AND a.annotation IS NOT NULL)
 FROM runs r
 WHERE r.run_id = $1`, runID).Scan(&c.Accepted, &c.Rejected, &c.Errors, &c.Tagged, &c.Annotated)
