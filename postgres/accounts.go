@@ -15,7 +15,7 @@ import (
 // the columns of output_transactions.csv (%s: the date column, when the
 // account has dates). COPY takes no bind parameters: the account and the
 // date bounds reach it through the transaction-local settings txflow.account,
-// txflow.from and txflow.to ('' for no bound).
+// txflow.from and txflow.to (” for no bound).
 const sqlExportAccount = `COPY (
     SELECT txflow_safe_cell(NULLIF(coalesce(t.id_as_read, t.id), '')) AS id,%s
            round(t.amount, 2)::text AS amount,
@@ -27,8 +27,8 @@ const sqlExportAccount = `COPY (
     LEFT JOIN tags tg ON tg.txn_key = t.key
     LEFT JOIN annotations an ON an.txn_key = t.key
     WHERE t.account = current_setting('txflow.account')
-      AND (current_setting('txflow.from') = '' OR t.date >= current_setting('txflow.from')::date)
-      AND (current_setting('txflow.to') = '' OR t.date <= current_setting('txflow.to')::date)
+      AND (NULLIF(current_setting('txflow.from'), '') IS NULL OR t.date >= NULLIF(current_setting('txflow.from'), '')::date)
+      AND (NULLIF(current_setting('txflow.to'), '') IS NULL OR t.date <= NULLIF(current_setting('txflow.to'), '')::date)
     ORDER BY t.id
 ) TO STDOUT (FORMAT csv, HEADER true)`
 

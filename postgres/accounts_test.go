@@ -27,6 +27,7 @@ type accountRun struct {
 	id            string
 	account       string // the run's account
 	accountColumn bool   // the file had an account column
+	dated         bool   // the file had a date column
 	recs          []txn.Record
 	rejected      []txn.Rejected
 }
@@ -38,7 +39,8 @@ func ingestAccount(t *testing.T, db *postgres.DB, r accountRun) postgres.IngestC
 	_, err := db.BeginIngest(ctx, postgres.Run{ID: r.id, File: r.id + ".csv", SHA256: "00", Account: r.account}, false)
 	require.NoError(t, err)
 	require.NoError(t, db.LoadBatch(ctx, r.id, 1, r.recs, r.rejected))
-	c, err := db.FinishIngestFile(ctx, r.id, postgres.FileFacts{RowsRead: int64(len(r.recs) + len(r.rejected)), AccountColumn: r.accountColumn})
+	c, err := db.FinishIngestFile(ctx, r.id, postgres.FileFacts{RowsRead: int64(len(r.recs) + len(r.rejected)),
+		AccountColumn: r.accountColumn, DateColumn: r.dated})
 	require.NoError(t, err)
 	return c
 }
@@ -279,15 +281,20 @@ func TestExportAndPurgeAccount(t *testing.T) {
 	_, err = db.ExportAccount(ctx, "bad account", nil, nil, &out)
 	require.ErrorContains(t, err, "account")
 	now := time.Now()
-	_, err = db.ExportAccount(ctx, "acme", &now, nil, &out)
-	require.ErrorContains(t, err, "no date")
+	_, err = db.ExportAccount(ctx, "acme", &now, ptr(now.AddDate(0, 0, -1)), &out)
+	require.ErrorContains(t, err, "ends")
 
 	purged, err := db.PurgeAccount(ctx, "acme")
 	require.NoError(t, err)
 	require.Equal(t, postgres.PurgeCounts{Transactions: 4, Tags: 4, Annotations: 3, RunLines: 5, RejectedRows: 1}, purged)
-	for _, table := range []string{"transactions", "tags", "annotations", "run_lines", "rejected_rows"} {
+	for _, table := range []string{"transactions", "run_lines", "rejected_rows"} {
 		require.Equal(t, int64(0), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account = 'acme'"), table)
 		require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account = 'globex'"), table)
+	}
+	for _, table := range []string{"tags", "annotations"} {
+		// The results left are globex's, and no result is left without its transaction.
+		require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table), table)
+		require.Equal(t, "globex", queryValue[string](t, dbURL, "SELECT t.account FROM "+table+" r JOIN transactions t ON t.key = r.txn_key"), table)
 	}
 	out.Reset()
 	n, err = db.ExportAccount(ctx, "globex", nil, nil, &out)
@@ -378,10 +385,15 @@ func TestMigrationPutsStoredRowsUnderTheDefaultAccount(t *testing.T) {
 	require.Error(t, err, "the store needs its migrations") // runs.has_account_column is new
 	require.NoError(t, db.Migrate(ctx))
 
-	for _, table := range []string{"runs", "transactions", "run_lines", "rejected_rows", "tags", "annotations"} {
+	for _, table := range []string{"runs", "transactions", "run_lines", "rejected_rows"} {
 		require.Equal(t, int64(0), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account <> 'default'"), table)
 		require.NotZero(t, queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account = 'default'"), table)
 	}
+	// Results are keyed by their transaction's key since: every one kept, under its transaction.
+	require.Equal(t, "A:TAXI,B:TOTO,café:", queryValue[string](t, dbURL,
+		"SELECT string_agg(t.id || ':' || coalesce(g.tag, ''), ',' ORDER BY t.id) FROM tags g JOIN transactions t ON t.key = g.txn_key"))
+	require.Equal(t, "A:SALE,café:EXPENSE", queryValue[string](t, dbURL,
+		"SELECT string_agg(t.id || ':' || a.annotation, ',' ORDER BY t.id) FROM annotations a JOIN transactions t ON t.key = a.txn_key"))
 	require.Equal(t, "amount_too_high", queryValue[string](t, dbURL, "SELECT error FROM transactions WHERE id = 'B'"))
 
 	_, err = db.WriteOutput(ctx, "old", postgres.OutputOptions{}, &before)

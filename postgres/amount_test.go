@@ -172,9 +172,9 @@ func TestMigrationKeepsDataOfThePreviousSchema(t *testing.T) {
 	require.Equal(t, "id\u00e9", queryValue[string](t, dbURL, "SELECT id FROM run_lines WHERE seq = 3"), "the key")
 	require.Equal(t, nfd2, queryValue[string](t, dbURL, "SELECT id_as_read FROM run_lines WHERE seq = 3"), "as read")
 	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines WHERE id_as_read IS NULL"))
-	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE transaction_id = 'id\u00e9' AND tag IS NULL"))
-	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM annotations WHERE transaction_id = 'id\u00e9'"))
-	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags WHERE transaction_id = $1", nfd))
+	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags g JOIN transactions t ON t.key = g.txn_key WHERE t.id = 'id\u00e9' AND g.tag IS NULL"))
+	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM annotations a JOIN transactions t ON t.key = a.txn_key WHERE t.id = 'id\u00e9'"))
+	require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM tags g JOIN transactions t ON t.key = g.txn_key WHERE t.id = $1", nfd))
 
 	// The old run still exports the same, with the results of its lines.
 	var out bytes.Buffer

@@ -63,7 +63,7 @@ func TestFinishIngestDuplicatesConflictsAndIdempotence(t *testing.T) {
 	anns, err := db.AnnotateChunk(ctx, "run1", 1, c.MaxSeq+1, annotate)
 	require.NoError(t, err)
 	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 2}, anns, "the line in error is not annotated")
-	require.False(t, queryValue[bool](t, dbURL, "SELECT EXISTS (SELECT 1 FROM annotations WHERE transaction_id = 'C')"))
+	require.False(t, queryValue[bool](t, dbURL, "SELECT EXISTS (SELECT 1 FROM annotations a JOIN transactions t ON t.key = a.txn_key WHERE t.id = 'C')"))
 
 	counts, err := db.RunCounts(ctx, "run1")
 	require.NoError(t, err)
@@ -87,7 +87,7 @@ func TestFinishIngestDuplicatesConflictsAndIdempotence(t *testing.T) {
 	tags, err = db.TagChunk(ctx, "run2", 1, c2.MaxSeq+1, tagWord)
 	require.NoError(t, err)
 	require.Equal(t, postgres.ChunkCounts{Lines: 2, Computed: 1}, tags, "only D is computed")
-	require.Equal(t, "run1", queryValue[string](t, dbURL, "SELECT run_id FROM tags WHERE transaction_id = 'A'"))
+	require.Equal(t, "run1", queryValue[string](t, dbURL, "SELECT g.run_id FROM tags g JOIN transactions t ON t.key = g.txn_key WHERE t.id = 'A'"))
 	counts, err = db.RunCounts(ctx, "run2")
 	require.NoError(t, err)
 	require.Equal(t, postgres.RunCounts{Accepted: 2, Rejected: 2, Tagged: 2, Annotated: 1}, counts, "A keeps the results computed by run1")
@@ -153,7 +153,7 @@ func TestChunksRespectBoundsAndWriteOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, postgres.ChunkCounts{Lines: 3, Computed: 3}, tags)
 	require.ElementsMatch(t, []string{"wc", "wd", "we"}, seen)
-	require.Equal(t, "c,d,e", queryValue[string](t, dbURL, "SELECT string_agg(transaction_id, ',' ORDER BY transaction_id) FROM tags"))
+	require.Equal(t, "c,d,e", queryValue[string](t, dbURL, "SELECT string_agg(t.id, ',' ORDER BY t.id) FROM tags g JOIN transactions t ON t.key = g.txn_key"))
 	require.False(t, queryValue[bool](t, dbURL, "SELECT all_new FROM runs WHERE run_id = 'r'"))
 	require.True(t, queryValue[bool](t, dbURL, "SELECT bool_and(tag IS NULL) FROM tags"), `"" is stored as NULL`)
 
@@ -195,8 +195,8 @@ func TestTagChunkConcurrentRunWroteFirst(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, postgres.ChunkCounts{Lines: 2, Computed: 1}, tags)
-	require.Equal(t, "r1", queryValue[string](t, dbURL, "SELECT run_id FROM tags WHERE transaction_id = 'X'"))
-	require.Equal(t, "TOTO", queryValue[string](t, dbURL, "SELECT tag FROM tags WHERE transaction_id = 'Y'"))
+	require.Equal(t, "r1", queryValue[string](t, dbURL, "SELECT g.run_id FROM tags g JOIN transactions t ON t.key = g.txn_key WHERE t.id = 'X'"))
+	require.Equal(t, "TOTO", queryValue[string](t, dbURL, "SELECT g.tag FROM tags g JOIN transactions t ON t.key = g.txn_key WHERE t.id = 'Y'"))
 }
 
 func TestBeginIngestResumesAfterTheLastCommittedBatch(t *testing.T) {

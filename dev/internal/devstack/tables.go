@@ -18,8 +18,9 @@ var TableKeys = []TableKey{
 	{"run_lines", "run_id, seq"},
 	{"run_lines", "run_id, line"},
 	{"rejected_rows", "run_id, line"},
-	{"tags", "account, transaction_id"},
-	{"annotations", "account, transaction_id"},
+	{"transactions", "key"},
+	{"tags", "txn_key"},
+	{"annotations", "txn_key"},
 }
 
 // KeyCount is what CountKeys found in one table: its rows and its distinct keys.
