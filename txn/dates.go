@@ -12,13 +12,14 @@ import (
 type dateLayout uint8
 
 const (
-	layoutUnknown  dateLayout = iota
-	layoutDaySlash            // 31/01/2026 or 31/01/26: day first
-	layoutDayDot              // 31.01.2026 or 31.01.26: day first
-	layoutDayDash             // 31-01-2026 or 31-01-26: day first
-	layoutISO                 // 2026-01-31, optionally followed by a time
-	layoutISOSlash            // 2026/01/31
-	layoutCompact             // 20260131
+	layoutUnknown    dateLayout = iota
+	layoutDaySlash              // 31/01/2026 or 31/01/26: day first
+	layoutDayDot                // 31.01.2026 or 31.01.26: day first
+	layoutDayDash               // 31-01-2026 or 31-01-26: day first
+	layoutISO                   // 2026-01-31, optionally followed by a time
+	layoutISOSlash              // 2026/01/31
+	layoutCompact               // 20260131
+	layoutMonthSlash            // 01/31/2026 or 01/31/26: month first, only when a profile says so
 )
 
 // String is the format reported in Stats.DateFormat.
@@ -36,6 +37,8 @@ func (l dateLayout) String() string {
 		return "yyyy/mm/dd"
 	case layoutCompact:
 		return "yyyymmdd"
+	case layoutMonthSlash:
+		return "mm/dd/yyyy"
 	}
 	return ""
 }
@@ -142,12 +145,15 @@ func atoi(s string) int {
 
 // dateReader parses a file's dates and holds its layout.
 type dateReader struct {
-	layout dateLayout
+	layout dateLayout // set in advance by a profile's date format
 }
 
 // parse parses one date of the file: the first that parses fixes the
 // layout of the file; a date of another layout is refused.
 func (dr *dateReader) parse(s string) (time.Time, error) {
+	if dr.layout == layoutMonthSlash {
+		return parseMonthFirst(s)
+	}
 	d, layout, err := parseDate(s)
 	if err != nil {
 		return time.Time{}, err

@@ -30,6 +30,12 @@ type header struct {
 	// trailingEmpty: the header ends with a delimiter (its last name is
 	// empty), so rows without that last empty field are accepted too.
 	trailingEmpty bool
+	// atLeast: a file without a header row (a profile's columns by
+	// position): a row has at least fields fields.
+	atLeast bool
+	// decimalComma: amounts may use a decimal comma (';' and TAB files, or
+	// a profile's decimal separator).
+	decimalComma bool
 }
 
 // headerStatus says what a candidate header line lacks.
@@ -45,18 +51,30 @@ const (
 // as many fields as the header, or one trailing delimiter more or less.
 // The extra trailing field must be blank (see Read).
 func (h header) acceptsFields(n int) bool {
+	if h.atLeast {
+		return n >= h.fields
+	}
 	return n == h.fields || n == h.fields+1 || (h.trailingEmpty && n == h.fields-1)
 }
 
 // findHeader reads physical lines up to maxHeaderLine until one is a usable
 // header, and returns it with the number of lines skipped before it. Each
-// line is judged alone: a header is one line.
-func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
+// line is judged alone: a header is one line. With a profile, its first
+// lines are skipped first; a profile without a header row gives its header
+// at once (line 0), and one with columns looks for a line that has them.
+func findHeader(sc *scanner, codec *textCodec, p *Profile, tr *readTrace) (header, int64, error) {
 	var first string    // first non-blank line, for the error message
 	var noIDDate string // first header line without an id or a date column
 	var headless string // first line that looks like a row without a header
-	var skipped int64
-	for sc.line < maxHeaderLine {
+	var closest candidate
+	skipped, err := p.skipLines(sc, codec, tr)
+	if err != nil {
+		return header{}, skipped, err
+	}
+	if p != nil && p.NoHeader {
+		return p.positionalHeader(), skipped, nil
+	}
+	for limit := skipped + maxHeaderLine; sc.line < limit; {
 		raw, whole, err := sc.physicalLine()
 		if err == io.EOF {
 			break
@@ -72,11 +90,23 @@ func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
 		if first == "" && strings.TrimSpace(text) != "" {
 			first = text
 		}
-		if whole {
-			h, status := detectHeader(text)
+		if whole && p.hasColumns() {
+			h, found, ok := p.matchHeader(text)
+			if ok {
+				h.line = sc.line
+				tr.header(text)
+				return h, skipped, nil
+			}
+			if found > closest.score {
+				closest = candidate{line: sc.line, text: text, score: found,
+					detail: fmt.Sprintf("%d of the profile's %d columns", found, len(p.Columns))}
+			}
+		} else if whole {
+			h, status := detectHeaderWith(text, p)
 			switch status {
 			case headerOK:
 				h.line = sc.line
+				tr.header(text)
 				return h, skipped, nil
 			case headerNoIDDate:
 				if noIDDate == "" {
@@ -87,7 +117,11 @@ func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
 					headless = text
 				}
 			}
+			if c := partialHeader(sc.line, text); c.score > closest.score {
+				closest = c
+			}
 		}
+		tr.skip(sc.line, text)
 		skipped++
 	}
 	if noIDDate != "" {
@@ -100,9 +134,64 @@ func findHeader(sc *scanner, codec *textCodec) (header, int64, error) {
 		found = quoteSample(first)
 	}
 	if headless != "" {
-		found += fmt.Sprintf("; rows such as %s come without a header line: a positional export needs a column mapping", quoteSample(headless))
+		found += fmt.Sprintf("; rows such as %s come without a header line: a positional export needs a column mapping (a profile with no_header)", quoteSample(headless))
 	}
-	return header{}, skipped, &FileError{Reason: FileNoHeader, Expected: expectedColumns, Found: found}
+	if closest.score > 0 {
+		found += fmt.Sprintf("; closest candidate line %d %s has %s", closest.line, quoteSample(closest.text), closest.detail)
+	}
+	expected := expectedColumns
+	if p.hasColumns() {
+		expected = p.expected()
+	}
+	return header{}, skipped, &FileError{Reason: FileNoHeader, Expected: expected, Found: found, Line: closest.line}
+}
+
+// candidate is the line that came closest to a header, for the message of a
+// file without one.
+type candidate struct {
+	line   int64
+	text   string
+	score  int    // roles (or profile columns) found
+	detail string // what it has and lacks
+}
+
+// partialHeader says which roles a line that is not a usable header has,
+// and which it lacks.
+func partialHeader(line int64, text string) candidate {
+	names := splitNames(text, delimCandidates(text, 0)[0])
+	var has [numRoles]string
+	score := 0
+	for _, n := range names {
+		if a, ok := lookupAlias(n); ok && has[a.role] == "" {
+			has[a.role] = strings.TrimSpace(n)
+			score++
+		}
+	}
+	if score == 0 {
+		return candidate{}
+	}
+	var got, missing []string
+	for r, n := range has {
+		if n != "" {
+			got = append(got, fmt.Sprintf("%s %q", roleNames[r], n))
+		}
+	}
+	if has[colIndexWording] == "" {
+		missing = append(missing, "a wording")
+	}
+	if has[colIndexAmount] == "" && (has[colIndexDebit] == "" || has[colIndexCredit] == "") {
+		missing = append(missing, "an amount (or debit and credit)")
+	}
+	if has[colIndexID] == "" && has[colIndexDate] == "" {
+		missing = append(missing, "an id or a date")
+	}
+	detail := strings.Join(got, ", ")
+	if len(missing) > 0 {
+		detail += "; lacks " + strings.Join(missing, ", ")
+	} else {
+		detail += "; two columns of one role make it ambiguous"
+	}
+	return candidate{line: line, text: text, score: score, detail: detail}
 }
 
 // looksLikeRow reports whether a line that is not a header starts with a
@@ -129,18 +218,21 @@ func looksLikeRow(line string) bool {
 // and returns the header the line forms with the first delimiter that gives
 // all the required columns.
 func detectHeader(line string) (header, headerStatus) {
+	return detectHeaderWith(line, nil)
+}
+
+// detectHeaderWith is detectHeader with the delimiter and decimal separator
+// of a profile without columns, when it gives them.
+func detectHeaderWith(line string, p *Profile) (header, headerStatus) {
 	if strings.Contains(line, "&") {
 		// "Cr&eacute;dit": the entity's ';' is no delimiter.
 		line = decodeAccentEntities(line)
 	}
-	cands := []byte{';', '\t', ','}
-	count := func(d byte) int { return strings.Count(line, string(d)) }
-	// Stable insertion sort by descending count.
-	for i := 1; i < len(cands); i++ {
-		for j := i; j > 0 && count(cands[j]) > count(cands[j-1]); j-- {
-			cands[j], cands[j-1] = cands[j-1], cands[j]
-		}
+	var given byte
+	if p != nil {
+		given = p.Delimiter
 	}
+	cands := delimCandidates(line, given)
 	var buf []byte
 	var ends []int
 	best := headerUnusable
@@ -157,6 +249,10 @@ func detectHeader(line string) (header, headerStatus) {
 			h.delim = d
 			h.fields = len(names)
 			h.trailingEmpty = len(names) > 1 && strings.TrimSpace(names[len(names)-1]) == ""
+			h.decimalComma = d != ','
+			if p != nil {
+				p.applyTo(&h)
+			}
 			return h, headerOK
 		}
 		best = max(best, status)

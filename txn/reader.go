@@ -71,6 +71,10 @@ type ReaderOptions struct {
 	// column, used in derived ids (see Read); empty: DefaultAccount. The
 	// caller passes the run's account so that the ids of a re-import match.
 	Account string
+	// Profile, when set, says what the file is (see Profile): its columns,
+	// delimiter, decimal separator, date format, sign convention, encoding
+	// and lines to skip. nil: the file is recognised by its header.
+	Profile *Profile
 }
 
 func (o ReaderOptions) withDefaults() ReaderOptions {
@@ -90,14 +94,22 @@ func (o ReaderOptions) withDefaults() ReaderOptions {
 // excluded) and always equals Accepted + Rejected.
 //
 // Every physical line is accounted for: when Read succeeds,
-// Lines = 1 (the header) + SkippedLines + AcceptedLines + RejectedLines.
+// Lines = 1 (the header) + SkippedLines + AcceptedLines + RejectedLines; in
+// a file without a header row (NoHeaderRow: a profile with no_header),
+// Lines = SkippedLines + AcceptedLines + RejectedLines.
 type Stats struct {
 	Records    int64
 	Accepted   int64
 	Rejected   int64
 	Delimiter  rune   // ',', ';' or '\t'
 	Encoding   string // EncodingUTF8 or EncodingWindows1252
-	HeaderLine int64  // physical line of the header
+	HeaderLine int64  // physical line of the header; 0 in a file without one (a profile's no_header)
+	// NoHeaderRow: the file has no header row (a profile with no_header):
+	// HeaderLine is 0 and no line is the header.
+	NoHeaderRow bool
+	// Profile is the name of the profile the file was read with, "" when
+	// none (ReaderOptions.Profile).
+	Profile string
 	// AccountColumn: the header has an account column (account, compte or
 	// iban), so every row carries its own account.
 	AccountColumn bool
@@ -264,24 +276,48 @@ func (e *FileError) Error() string {
 // row or its lines do not add up, the callback's error (unwrapped) when a
 // callback fails, or an I/O error wrapped with context. The Stats are valid
 // even on error and count the rows delivered so far.
+//
+// Profile. With ReaderOptions.Profile the file is read as the profile says
+// (see Profile and ParseProfile): its first SkipLines lines are skipped; a
+// profile without a header row (NoHeader) reads the rows by position from
+// there, the first row at line SkipLines+1, a row having at least as many
+// fields as the last position, and Stats.HeaderLine is 0; a profile with
+// columns takes as header the first line that has them all (by name, or
+// with enough fields for the positions); its delimiter, decimal separator,
+// date format and encoding replace what would be detected, and its sign
+// convention makes a debit of the wrong sign invalid_amount. Everything else
+// (rejections, derived ids, lines after the data, the line accounting) is
+// as without a profile.
 func Read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onRejected func(Rejected) error) (Stats, error) {
+	return read(r, opts, onRecord, onRejected, nil)
+}
+
+// read is Read, telling tr (when not nil) what it sees, for Sniff.
+func read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onRejected func(Rejected) error, tr *readTrace) (Stats, error) {
 	opts = opts.withDefaults()
-	stats := Stats{Encoding: EncodingUTF8}
+	p := opts.Profile
+	stats := Stats{Encoding: EncodingUTF8, Profile: p.profileName()}
 	counter := &lineCounter{r: r}
 	br := bufio.NewReaderSize(counter, sniffSize)
 	codec := &textCodec{}
+	tr.codec(codec)
 	if err := sniff(br, codec); err != nil {
 		return stats, err
 	}
+	if p != nil && p.Encoding != "" {
+		codec.enc = p.Encoding
+	}
 
 	sc := newScanner(br, opts.MaxRecordBytes)
-	h, skipped, err := findHeader(sc, codec)
+	h, skipped, err := findHeader(sc, codec, p, tr)
 	stats.SkippedLines = skipped
 	stats.Encoding = codec.name()
 	if err != nil {
 		return stats, err
 	}
+	tr.found(h)
 	stats.HeaderLine = h.line
+	stats.NoHeaderRow = p != nil && p.NoHeader
 	stats.AccountColumn = h.cols[colIndexAccount] >= 0
 	stats.DateColumn = h.names[colIndexDate]
 	stats.DebitCredit = h.cols[colIndexDebit] >= 0
@@ -314,15 +350,18 @@ func Read(r io.Reader, opts ReaderOptions, onRecord func(Record) error, onReject
 // checkLines verifies that every physical line is the header, skipped, or
 // part of an accepted or a rejected row.
 func checkLines(s Stats) error {
-	const headerLines = 1
+	headerLines := int64(1)
+	if s.NoHeaderRow {
+		headerLines = 0 // a file without a header row (a profile's no_header)
+	}
 	sum := headerLines + s.SkippedLines + s.AcceptedLines + s.RejectedLines
 	if sum == s.Lines {
 		return nil
 	}
 	return &FileError{
 		Reason: FileLineCount,
-		Expected: fmt.Sprintf("%d lines (1 header, %d skipped, %d in accepted rows, %d in rejected rows)",
-			sum, s.SkippedLines, s.AcceptedLines, s.RejectedLines),
+		Expected: fmt.Sprintf("%d lines (%d header, %d skipped, %d in accepted rows, %d in rejected rows)",
+			sum, headerLines, s.SkippedLines, s.AcceptedLines, s.RejectedLines),
 		Found: fmt.Sprintf("%d lines in the file", s.Lines),
 	}
 }
@@ -347,6 +386,8 @@ type rowReader struct {
 	roles     []int    // the role of each value
 	hasDate   bool
 	dates     dateReader
+	sign      string // the profile's debit and credit sign convention
+	profile   *Profile
 	ids       idDeriver
 	rec       Record     // the record being delivered
 	held      []Rejected // records held back as possible lines after the data
@@ -355,12 +396,16 @@ type rowReader struct {
 }
 
 func newRowReader(sc *scanner, codec *textCodec, h header, opts ReaderOptions, stats *Stats) *rowReader {
-	rr := &rowReader{sc: sc, codec: codec, hdr: h, opts: opts, stats: stats, hasDate: h.cols[colIndexDate] >= 0}
+	rr := &rowReader{sc: sc, codec: codec, hdr: h, opts: opts, stats: stats, hasDate: h.cols[colIndexDate] >= 0,
+		sign: SignAuto, profile: opts.Profile}
+	if p := opts.Profile; p != nil {
+		rr.dates.layout, rr.sign = p.layout, p.Sign
+	}
 	var columns []string
 	for _, role := range []int{colIndexID, colIndexAmount, colIndexWording, colIndexDate, colIndexDebit, colIndexCredit, colIndexDirection} {
 		if h.cols[role] >= 0 {
 			rr.roles = append(rr.roles, role)
-			columns = append(columns, batchColumn(role, h.delim != ','))
+			columns = append(columns, batchColumn(role, h.decimalComma))
 		}
 	}
 	for _, role := range rr.roles {
@@ -449,12 +494,16 @@ func (rr *rowReader) classify(rec rawRecord) (m rowMeta, blank bool) {
 	if c := rr.hdr.cols[colIndexAccount]; c >= 0 && c < len(fields) {
 		m.account = storable(fields[c])
 	}
-	shapeOK := rr.hdr.acceptsFields(len(fields)) && (len(fields) != rr.hdr.fields+1 || strings.TrimSpace(fields[len(fields)-1]) == "")
+	shapeOK := rr.hdr.acceptsFields(len(fields)) && (rr.hdr.atLeast || len(fields) != rr.hdr.fields+1 || strings.TrimSpace(fields[len(fields)-1]) == "")
 	switch {
 	case rec.syntax != "":
 		m.reason, m.detail = ReasonMalformedRow, rec.syntax
 	case !shapeOK:
-		m.reason, m.detail = ReasonMalformedRow, fmt.Sprintf("expected %d fields, found %d", rr.hdr.fields, len(fields))
+		atLeast := ""
+		if rr.hdr.atLeast {
+			atLeast = "at least "
+		}
+		m.reason, m.detail = ReasonMalformedRow, fmt.Sprintf("expected %s%d fields, found %d", atLeast, rr.hdr.fields, len(fields))
 	case encProblem != "":
 		m.reason, m.detail = ReasonInvalidEncoding, encProblem
 	default:
@@ -497,10 +546,14 @@ func (rr *rowReader) classify(rec rawRecord) (m rowMeta, blank bool) {
 // header of another block (see Read).
 func (rr *rowReader) markTrailer(m *rowMeta, fields []string, shapeOK bool) {
 	date := field(fields, rr.hdr.cols[colIndexDate])
-	if _, _, err := parseDate(date); err == nil {
+	if rr.dates.layout == layoutMonthSlash {
+		if _, err := parseMonthFirst(date); err == nil {
+			return
+		}
+	} else if _, _, err := parseDate(date); err == nil {
 		return
 	}
-	if _, status := mapHeader(fields); status == headerOK {
+	if rr.isHeader(fields) {
 		m.header = true
 		return
 	}
@@ -508,7 +561,7 @@ func (rr *rowReader) markTrailer(m *rowMeta, fields []string, shapeOK bool) {
 		m.trailer = true
 		return
 	}
-	decimalComma := rr.hdr.delim != ','
+	decimalComma := rr.hdr.decimalComma
 	for _, role := range []int{colIndexAmount, colIndexDebit, colIndexCredit} {
 		if c := rr.hdr.cols[role]; c >= 0 {
 			if _, err := ParseAmount(field(fields, c), decimalComma); err == nil {
@@ -517,6 +570,22 @@ func (rr *rowReader) markTrailer(m *rowMeta, fields []string, shapeOK bool) {
 		}
 	}
 	m.trailer = true
+}
+
+// isHeader reports whether a row is a header line again (another block):
+// one the profile's columns match, or a recognised header without a
+// profile's columns. A file without a header row has none.
+func (rr *rowReader) isHeader(fields []string) bool {
+	p := rr.profile
+	switch {
+	case p != nil && p.NoHeader:
+		return false
+	case p.hasColumns():
+		_, _, ok := p.matchHeader(strings.Join(fields, string(rr.hdr.delim)))
+		return ok && p.hasNamedColumn()
+	}
+	_, status := mapHeader(fields)
+	return status == headerOK
 }
 
 // rawAmount returns the amount as read: the amount field, or the filled one
@@ -770,6 +839,9 @@ func (rr *rowReader) amount(row *csvRow, x *csvRowExt) (decimal.Decimal, string,
 		}
 		if strings.HasPrefix(strings.TrimSpace(d.raw), "+") {
 			return decimal.Decimal{}, d.raw, fmt.Errorf("invalid amount: debit %s written with '+'", quoteSample(strings.TrimSpace(d.raw)))
+		}
+		if err := checkDebitSign(rr.sign, d); err != nil {
+			return decimal.Decimal{}, d.raw, err
 		}
 		return d.value.Abs().Neg(), d.raw, nil
 	default:

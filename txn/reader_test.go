@@ -51,7 +51,11 @@ func readFrom(t *testing.T, r io.Reader, opts ReaderOptions) result {
 		func(rec Record) error { res.records = append(res.records, rec); return nil },
 		func(rej Rejected) error { res.rejected = append(res.rejected, rej); return nil })
 	if res.err == nil {
-		assert.Equal(t, res.stats.Lines, 1+res.stats.SkippedLines+res.stats.AcceptedLines+res.stats.RejectedLines, "line accounting")
+		header := int64(1)
+		if res.stats.NoHeaderRow {
+			header = 0
+		}
+		assert.Equal(t, res.stats.Lines, header+res.stats.SkippedLines+res.stats.AcceptedLines+res.stats.RejectedLines, "line accounting")
 		assert.Equal(t, res.stats.Records, res.stats.Accepted+res.stats.Rejected)
 		assert.Equal(t, int64(len(res.records)), res.stats.Accepted)
 		assert.Equal(t, int64(len(res.rejected)), res.stats.Rejected)
