@@ -31,7 +31,8 @@ const (
 )
 
 // NonRetryableErrorTypes lists every error type above and those of paths.go, for retry policies.
-var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeBadAccount, ErrTypeConfig, ErrTypeBadInput}
+var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeBadAccount, ErrTypeConfig, ErrTypeBadInput,
+	ErrTypeUnknownProfile}
 
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
@@ -44,6 +45,9 @@ type Activities struct {
 	InputRoot  string // files are read only below this directory
 	OutputRoot string // outputs are written only below this directory
 	BatchSize  int    // rows per COPY batch; DefaultBatchSize when 0
+	// Profiles are the mapping profiles Ingest resolves a run's profile name in (profiles.go);
+	// the zero value holds the built-in ones.
+	Profiles txn.Profiles
 
 	// Progress receives Ingest's progress for the workflow that runs it; when nil, Ingest signals
 	// that workflow (IngestProgressSignal) through the worker's Temporal client.
@@ -61,6 +65,9 @@ type IngestInput struct {
 	// Account is the run's account: the account of every row of a file without an account
 	// column; "" is txn.DefaultAccount.
 	Account string `json:",omitempty"`
+	// Profile names the mapping profile to read the file with (see profiles.go); "" chooses one
+	// by the file's name, or none.
+	Profile string `json:",omitempty"`
 }
 
 // ValidAccount returns the account of a run given account: txn.DefaultAccount for "", the
@@ -92,6 +99,8 @@ type IngestResult struct {
 	// AccountColumn says the file had an account column: its rows are under their own accounts
 	// and its outputs start with an account column.
 	AccountColumn bool
+	// Profile is the name of the mapping profile the file was read with, "" when none.
+	Profile string
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -123,6 +132,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	// Ids derived for a file without an id column include the run's account.
 	opts := a.Reader
 	opts.Account = account
+	if opts.Profile, err = a.profile(in.Profile, in.File); err != nil {
+		return IngestResult{}, err
+	}
 
 	began := time.Now()
 	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account}, resume)
@@ -276,6 +288,7 @@ func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.Ingest
 		},
 		MaxSeq:        c.MaxSeq,
 		AccountColumn: stats.AccountColumn,
+		Profile:       stats.Profile,
 	}
 }
 

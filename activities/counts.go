@@ -46,6 +46,8 @@ type ingestResultWire struct {
 	MaxSeq       int64
 	// AccountColumn is absent from results recorded before accounts existed: false.
 	AccountColumn bool `json:",omitempty"`
+	// Profile is absent from results recorded before profiles existed, and when none was used.
+	Profile string `json:",omitempty"`
 }
 
 // MarshalJSON encodes the result in its wire form.
@@ -54,7 +56,7 @@ func (r IngestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(ingestResultWire{
 		SHA256: r.SHA256, RowsRead: c.RowsRead, Lines: c.Lines, SkippedLines: c.SkippedLines,
 		Accepted: c.Ingested, New: c.New, Rejected: c.Rejected, Errors: c.InError, MaxSeq: r.MaxSeq,
-		AccountColumn: r.AccountColumn,
+		AccountColumn: r.AccountColumn, Profile: r.Profile,
 	})
 }
 
@@ -64,7 +66,7 @@ func (r *IngestResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Counts: Counts{
+	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Counts: Counts{
 		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines,
 		Ingested: w.Accepted, New: w.New, Rejected: w.Rejected, InError: w.Errors,
 	}}

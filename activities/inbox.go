@@ -34,8 +34,12 @@ type InboxFile struct {
 	// Account is the account of a file in a sub-folder of the inbox: the sub-folder's name. It
 	// is "" for a file directly in the inbox, whose run has the default account.
 	Account string `json:",omitempty"`
+	// Profile is the mapping profile named by the settings file of the file's folder
+	// (FolderSettingsFile: "profile: NAME"), "" when it has none.
+	Profile string `json:",omitempty"`
 	// Error is set, and File names a sub-folder, for a sub-folder whose name is not a valid
-	// account: its files are not processed, and the inbox run reports it.
+	// account, or whose settings file cannot be read: its files are not processed, and the inbox
+	// run reports it.
 	Error string `json:",omitempty"`
 }
 
@@ -45,7 +49,9 @@ type InboxFile struct {
 // A sub-folder whose name is not a valid account is listed as an InboxFile with an Error, so
 // that the inbox run reports it instead of leaving its files unseen. Hidden files and folders
 // (a leading dot, as files still being copied often are), symbolic links and folders below the
-// account sub-folders are left alone.
+// account sub-folders are left alone. A folder's settings file (FolderSettingsFile, hidden) names
+// the mapping profile of its files (InboxFile.Profile); one that cannot be read refuses its
+// folder as an InboxFile with an Error, or fails the listing (ErrTypeBadInput) for the inbox itself.
 //
 // It returns a non-retryable ErrTypeBadPath error when Dir leaves the input root or does not
 // exist (its message names the directory), and
@@ -74,8 +80,8 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 		return nil, fmt.Errorf("list inbox: %w", err)
 	}
 	var out []InboxFile
-	var add func(dir, account string, entries []os.DirEntry) error
-	add = func(dir, account string, entries []os.DirEntry) error {
+	var add func(dir, account, profile string, entries []os.DirEntry) error
+	add = func(dir, account, profile string, entries []os.DirEntry) error {
 		for _, e := range entries {
 			if strings.HasPrefix(e.Name(), ".") {
 				continue
@@ -102,7 +108,13 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 				if err != nil {
 					return err
 				}
-				if err := add(p, acc, sub); err != nil {
+				subProfile, err := folderProfile(root, p)
+				if err != nil {
+					out = append(out, InboxFile{File: filepath.ToSlash(p), Error: fmt.Sprintf(
+						"sub-folder %s/ of the inbox has settings that cannot be read, its files are not processed: %v", filepath.ToSlash(p), err)})
+					continue
+				}
+				if err := add(p, acc, subProfile, sub); err != nil {
 					return err
 				}
 				continue
@@ -117,14 +129,18 @@ func (a *Activities) ListInbox(ctx context.Context, in ListInboxInput) ([]InboxF
 				}
 				return fmt.Errorf("hash %s: %w", filepath.ToSlash(p), err)
 			}
-			out = append(out, InboxFile{File: filepath.ToSlash(p), SHA256: sum, Size: size, Account: account})
+			out = append(out, InboxFile{File: filepath.ToSlash(p), SHA256: sum, Size: size, Account: account, Profile: profile})
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := add(rel, "", entries); err != nil {
+	profile, err := folderProfile(root, rel)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("list inbox: "+err.Error(), ErrTypeBadInput, err)
+	}
+	if err := add(rel, "", profile, entries); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })

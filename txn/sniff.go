@@ -221,7 +221,11 @@ func (s *Sniffed) Print(w io.Writer, file string) {
 		fmt.Fprintf(w, "decimal      %q (%s)\n", s.DecimalSeparator, s.DecimalWhy)
 	}
 	if len(s.Skipped) > 0 {
-		fmt.Fprintf(w, "skipped before the header:\n")
+		if s.HeaderLine > 0 || s.NoHeader {
+			fmt.Fprintf(w, "skipped before the header:\n")
+		} else {
+			fmt.Fprintf(w, "looked at for a header:\n")
+		}
 		for _, l := range s.Skipped {
 			fmt.Fprintf(w, "  line %d: %s\n", l.Line, quoteSample(l.Text))
 		}

@@ -297,7 +297,7 @@ func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.I
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, ProcessFile, ProcessFileInput{
 		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
-		Account: f.Account,
+		Account: f.Account, Profile: f.Profile,
 	})
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		if alreadyStarted(err) {

@@ -64,6 +64,11 @@ type ProcessFileInput struct {
 	// (rows of a file with one are under their own); txn.DefaultAccount when empty. An invalid
 	// account fails the run at once with a non-retryable activities.ErrTypeBadAccount error.
 	Account string `json:",omitempty"`
+	// Profile names the mapping profile to read the file with, resolved by the worker among its
+	// profiles (the built-in ones and TXFLOW_PROFILES_DIR's); "" lets it choose one by the file's
+	// name, or none. Only the name crosses Temporal. An unknown name fails the run at once with a
+	// non-retryable activities.ErrTypeUnknownProfile error.
+	Profile string `json:",omitempty"`
 }
 
 // Stage names, in pipeline order.
@@ -96,6 +101,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	r := newRun(ctx, in.withDefaults())
 	s := r.summary
 	s.SHA256 = in.SHA256 // known before Ingest: the notice of a file refused by Ingest names it too
+	s.Profile = in.Profile
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (*Summary, error) { return s, nil }); err != nil {
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
@@ -166,7 +172,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	}
 	var ing activities.IngestResult
 	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
-		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256, Account: r.in.Account}).Get(ctx, &ing)
+		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256, Account: r.in.Account, Profile: r.in.Profile}).Get(ctx, &ing)
 	if err != nil {
 		r.fail(StageIngest, err)
 		r.finish()
@@ -379,6 +385,7 @@ func (r *run) ingested(res activities.IngestResult) {
 	s.SHA256 = res.SHA256
 	s.Counts = res.Counts
 	s.AccountColumn = res.AccountColumn
+	s.Profile = res.Profile
 	r.complete(StageIngest)
 	r.metrics.ingested(s.Counts)
 }

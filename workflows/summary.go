@@ -16,13 +16,16 @@ type Summary struct {
 	File  string `json:"file"`
 	// Account is the run's account: that of every row of a file without an account column
 	// (AccountColumn says the file had one, and its rows are under their own).
-	Account       string     `json:"account"`
-	AccountColumn bool       `json:"account_column,omitempty"`
-	SHA256        string     `json:"sha256,omitempty"`
-	Status        string     `json:"status"` // running, completed or failed
-	Error         string     `json:"error,omitempty"`
-	StartedAt     time.Time  `json:"started_at"`
-	FinishedAt    *time.Time `json:"finished_at,omitempty"`
+	Account       string `json:"account"`
+	AccountColumn bool   `json:"account_column,omitempty"`
+	// Profile is the mapping profile the file was read with (named for the run, or chosen by the
+	// file's name), absent when none was used.
+	Profile    string     `json:"profile,omitempty"`
+	SHA256     string     `json:"sha256,omitempty"`
+	Status     string     `json:"status"` // running, completed or failed
+	Error      string     `json:"error,omitempty"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 
 	// The run's counts, with flat keys (rows_read, ingested, ...): see activities.Counts.
 	activities.Counts
@@ -90,6 +93,9 @@ func (s *Summary) Markdown() string {
 	fmt.Fprintf(&b, "**File** `%s`  \n**Account** `%s`", s.File, s.Account)
 	if s.AccountColumn {
 		b.WriteString(" (rows of the file's account column are under their own)")
+	}
+	if s.Profile != "" {
+		fmt.Fprintf(&b, "  \n**Profile** `%s`", s.Profile)
 	}
 	fmt.Fprintf(&b, "  \n**Status** %s", s.Status)
 	if s.Error != "" {

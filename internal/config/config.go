@@ -58,6 +58,10 @@ type Config struct {
 	UIURL       string         // TXFLOW_UI_URL: base address of the Temporal Web UI, for links
 	Rules       txn.Rules      // TXFLOW_TAG_WORDS, TXFLOW_LARGE_SALE_ABOVE, TXFLOW_EXPENSE_BELOW, TXFLOW_AMOUNT_LIMIT
 	Reader      txn.ReaderOptions
+	// Profiles are the mapping profiles: the built-in ones and those of TXFLOW_PROFILES_DIR
+	// (ProfilesDir, "" for none), which add to them or override them by name.
+	Profiles    txn.Profiles
+	ProfilesDir string
 	BatchSize   int    // TXFLOW_BATCH_SIZE: rows per COPY batch during ingestion
 	Concurrency int    // TXFLOW_WORKER_CONCURRENCY: activities one worker runs at once
 	LogLevel    string // TXFLOW_LOG_LEVEL: debug, info, warn, error
@@ -80,6 +84,7 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE"},
 	{"TXFLOW_AMOUNT_LIMIT", "1000000.00", "amounts whose absolute value exceeds it are in error (amount_too_high)"},
 	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id, amount or wording accepted, in bytes (field_too_long)"},
+	{"TXFLOW_PROFILES_DIR", "", "folder of mapping profiles (*.yaml) added to the built-in ones, or overriding them by name (none when empty)"},
 	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
 	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once"},
 	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -117,6 +122,10 @@ func Load(env Env) (Config, error) {
 	c.InputDir = get("TXFLOW_INPUT_DIR", DefaultInputDir)
 	c.OutputDir = get("TXFLOW_OUTPUT_DIR", DefaultOutputDir)
 	c.UIURL = strings.TrimRight(get("TXFLOW_UI_URL", DefaultUIURL), "/")
+	c.ProfilesDir = get("TXFLOW_PROFILES_DIR", "")
+	if c.Profiles, err = txn.LoadProfiles(c.ProfilesDir); err != nil {
+		return Config{}, fmt.Errorf("TXFLOW_PROFILES_DIR: %w", err)
+	}
 	c.LogLevel = get("TXFLOW_LOG_LEVEL", "info")
 	c.HTTPAddr = get("TXFLOW_HTTP_ADDR", DefaultHTTPAddr)
 	if c.HTTPAddr == "off" {

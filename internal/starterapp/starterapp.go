@@ -27,6 +27,9 @@ const usage = `starter: starts txflow runs and reports on them.
 Usage:
   starter run [--account ACC] [flags] FILE
                              process one transaction file and print its summary
+                             (--profile NAME: read it with that mapping profile)
+  starter sniff [--profile NAME] [-n ROWS] FILE
+                             show how the file would be read, storing nothing
   starter status RUN_ID      print the current state of a run
   starter export --account ACC [-o FILE]
                              write the account's stored transactions as CSV (stdout by default)
@@ -46,6 +49,7 @@ An account is 1 to 64 letters, digits, '-', '_', '.' or ':' (case-sensitive); a 
 Temporal is reached through TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and
 TEMPORAL_TLS_* (Temporal SDK conventions); TXFLOW_UI_URL is the Web UI address used in links.
 export and purge also connect to PostgreSQL with DATABASE_URL, the worker's database.
+Mapping profiles (--profile) are the built-in ones and those of TXFLOW_PROFILES_DIR.
 Run "starter COMMAND --help" for a command's flags.
 `
 
@@ -75,7 +79,7 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status", "schedule", "export", "purge":
+	case "run", "status", "schedule", "export", "purge", "sniff":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -93,6 +97,8 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 		return s.export(ctx, args)
 	case "purge":
 		return s.purge(ctx, args)
+	case "sniff":
+		return s.sniff(args)
 	case "schedule":
 		return s.schedule(ctx, args)
 	default:
@@ -141,8 +147,9 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	chunkSize := fs.Int64("chunk-size", workflows.DefaultChunkSize, "lines per tag/annotate activity")
 	parallel := fs.Int("max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
 	fs.String("account", "", "the `account` of the file's transactions (rows of a file with an account column are under\ntheir own); it is part of the run id. Without it: the default account, \""+txn.DefaultAccount+"\"")
+	profile := fs.String("profile", "", "the mapping `profile` to read the file with (built-in or in TXFLOW_PROFILES_DIR); without it\nthe worker chooses one by the file's name, or recognises the file by its header")
 	fs.Usage = func() {
-		fmt.Fprint(s.stderr, "Usage: starter run [--account ACC] [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
+		fmt.Fprint(s.stderr, "Usage: starter run [--account ACC] [--profile NAME] [flags] FILE\n\nProcesses one transaction file: ingest, tag and annotate, error report, dump.\nWaits for the run and prints its summary and output paths; exits 1 if the run failed.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parse(fs, args, 1); !ok {
@@ -152,6 +159,13 @@ func (s *starter) run(ctx context.Context, args []string) int {
 	if err != nil {
 		fmt.Fprintf(s.stderr, "starter run: %v\n", err)
 		return ExitUsage
+	}
+	if *profile != "" {
+		// The worker resolves the name in its own profiles; an unknown one is refused here first.
+		if _, err := s.cfg.Profiles.Lookup(*profile); err != nil {
+			fmt.Fprintf(s.stderr, "starter run: --profile: %v\n", err)
+			return ExitUsage
+		}
 	}
 	rel, sum, err := s.locate(fs.Arg(0))
 	if err != nil {
@@ -176,6 +190,7 @@ func (s *starter) run(ctx context.Context, args []string) int {
 		StaticDetails:            details,
 	}, workflows.ProcessFile, workflows.ProcessFileInput{
 		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel, Account: account,
+		Profile: *profile,
 	})
 	if err != nil {
 		fmt.Fprintf(s.stderr, "starter: start run of %s: %v\n", rel, err)
@@ -311,6 +326,9 @@ func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
 		fmt.Fprintf(w, "  account    %s (rows of the file's account column are under their own)\n", s.Account)
 	case s.Account != "" && s.Account != txn.DefaultAccount:
 		fmt.Fprintf(w, "  account    %s\n", s.Account)
+	}
+	if s.Profile != "" {
+		fmt.Fprintf(w, "  profile    %s\n", s.Profile)
 	}
 	rows := []struct {
 		label string

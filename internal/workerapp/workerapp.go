@@ -118,7 +118,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	Register(w, cfg, db)
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
 		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
-		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook))
+		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook),
+		"profiles", strings.Join(cfg.Profiles.Names(), ","), "profiles_dir", cfg.ProfilesDir)
 
 	stop := make(chan any)
 	go func() { <-ctx.Done(); close(stop) }()
@@ -205,6 +206,7 @@ func Register(w worker.Registry, cfg config.Config, db *postgres.DB) {
 		InputRoot:  cfg.InputDir,
 		OutputRoot: cfg.OutputDir,
 		BatchSize:  cfg.BatchSize,
+		Profiles:   cfg.Profiles,
 	})
 	w.RegisterActivity(&activities.Notifier{
 		AlertWebhook:  cfg.AlertWebhook,
