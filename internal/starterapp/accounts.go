@@ -72,12 +72,16 @@ func (s *starter) export(ctx context.Context, args []string) int {
 	fs.SetOutput(s.stderr)
 	fs.String("account", "", "the `account` whose stored transactions are written (required)")
 	out := fs.String("o", "-", "output `file`, written atomically (temporary file, fsync, rename); - for standard output")
+	fromFlag := fs.String("from", "", "only the transactions dated on or after this `date` (yyyy-mm-dd)")
+	toFlag := fs.String("to", "", "only the transactions dated on or before this `date` (yyyy-mm-dd)")
 	fs.Usage = func() {
-		fmt.Fprint(s.stderr, "Usage: starter export --account ACC [-o FILE]\n\n"+
+		fmt.Fprint(s.stderr, "Usage: starter export --account ACC [--from DATE] [--to DATE] [-o FILE]\n\n"+
 			"Writes every transaction stored under the account as CSV, in id order, with the columns of\n"+
-			"output_transactions.csv: id,amount,wording,tag,annotation,error. It streams from PostgreSQL\n"+
-			"(COPY), so an account of any size is exported; it reads the worker's database, DATABASE_URL.\n"+
-			"Says on standard error how many transactions it wrote.\n\nFlags:\n")
+			"output_transactions.csv: id,amount,wording,tag,annotation,error, and a date column after the\n"+
+			"id when the account's files had dates. --from and --to keep the transactions dated within the\n"+
+			"range (both ends included; transactions without a date are then left out). It streams from\n"+
+			"PostgreSQL (COPY), so an account of any size is exported; it reads the worker's database,\n"+
+			"DATABASE_URL. Says on standard error how many transactions it wrote.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parse(fs, args, 0); !ok {
@@ -86,6 +90,25 @@ func (s *starter) export(ctx context.Context, args []string) int {
 	account, err := requiredAccount(fs)
 	if err != nil {
 		fmt.Fprintf(s.stderr, "starter export: %v\n", err)
+		return ExitUsage
+	}
+	var from, to *time.Time
+	for _, b := range []struct {
+		name, value string
+		dst         **time.Time
+	}{{"from", *fromFlag, &from}, {"to", *toFlag, &to}} {
+		if b.value == "" {
+			continue
+		}
+		d, err := time.Parse(time.DateOnly, b.value)
+		if err != nil {
+			fmt.Fprintf(s.stderr, "starter export: --%s: %q is not a date of the form yyyy-mm-dd\n", b.name, b.value)
+			return ExitUsage
+		}
+		*b.dst = &d
+	}
+	if from != nil && to != nil && to.Before(*from) {
+		fmt.Fprintf(s.stderr, "starter export: --to %s is before --from %s\n", *toFlag, *fromFlag)
 		return ExitUsage
 	}
 	if s.cfg.DatabaseURL == "" {
@@ -104,7 +127,7 @@ func (s *starter) export(ctx context.Context, args []string) int {
 	dest := "standard output"
 	if *out == "-" || *out == "" {
 		w := bufio.NewWriterSize(s.stdout, exportBuffer)
-		n, err = db.ExportAccount(ctx, account, nil, nil, w)
+		n, err = db.ExportAccount(ctx, account, from, to, w)
 		if err == nil {
 			err = w.Flush()
 		}
@@ -112,7 +135,7 @@ func (s *starter) export(ctx context.Context, args []string) int {
 		dest = *out
 		err = writeFileAtomic(*out, func(w io.Writer) error {
 			var err error
-			n, err = db.ExportAccount(ctx, account, nil, nil, w)
+			n, err = db.ExportAccount(ctx, account, from, to, w)
 			return err
 		})
 	}

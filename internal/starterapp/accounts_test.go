@@ -100,13 +100,13 @@ func TestHelpListsAccountCommands(t *testing.T) {
 	env := nowhere(t)
 	code, out, _ := runMain(t, env, nil, "help")
 	require.Equal(t, ExitOK, code)
-	for _, want := range []string{"starter run [--account ACC] [flags] FILE", "starter export --account ACC [-o FILE]",
+	for _, want := range []string{"starter run [--account ACC] [flags] FILE", "starter export --account ACC [--from DATE] [--to DATE] [-o FILE]",
 		"starter purge --account ACC [--yes]", "DATABASE_URL"} {
 		require.Contains(t, out, want)
 	}
 	for cmd, wants := range map[string][]string{
 		"run":    {"-account account", `"default"`},
-		"export": {"-account account", "-o file", "DATABASE_URL", "id,amount,wording,tag,annotation,error"},
+		"export": {"-account account", "-o file", "-from date", "-to date", "DATABASE_URL", "id,amount,wording,tag,annotation,error"},
 		"purge":  {"-account account", "-yes", "DATABASE_URL", "TxflowAccount"},
 	} {
 		code, _, errOut := runMain(t, env, nil, cmd, "--help")
@@ -191,8 +191,10 @@ func TestExportFromDatabase(t *testing.T) {
 	db.Close()
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
-	_, err = conn.Exec(ctx, `INSERT INTO transactions (account, id, amount, wording, first_run_id) VALUES
-		('acme', 'T2', -3, 'lunch', 'r1'), ('acme', 'T1', 10, 'coffee', 'r1'), ('globex', 'T1', 99, 'other', 'r2')`)
+	_, err = conn.Exec(ctx, `INSERT INTO transactions (account, id, key, amount, wording, first_run_id, date) VALUES
+		('acme', 'T2', 1, -3, 'lunch', 'r1', NULL), ('acme', 'T1', 2, 10, 'coffee', 'r1', NULL), ('globex', 'T1', 3, 99, 'other', 'r2', NULL),
+		('dated', 'D1', 4, 1, 'jan', 'r3', '2026-01-31'), ('dated', 'D2', 5, 2, 'feb', 'r3', '2026-02-01'),
+		('dated', 'D3', 6, 3, 'undated', 'r3', NULL)`)
 	require.NoError(t, err)
 	require.NoError(t, conn.Close(ctx))
 
@@ -215,6 +217,23 @@ func TestExportFromDatabase(t *testing.T) {
 	require.Equal(t, ExitOK, code, errOut)
 	require.Equal(t, "id,amount,wording,tag,annotation,error\n", out)
 	require.Equal(t, "account nobody has no stored transactions: wrote the header only to standard output\n", errOut)
+
+	// Dates: a date column when the account has dates, and a range.
+	code, out, errOut = runMain(t, env, nil, "export", "--account", "dated")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Equal(t, "id,date,amount,wording,tag,annotation,error\nD1,2026-01-31,1.00,jan,,,\nD2,2026-02-01,2.00,feb,,,\nD3,,3.00,undated,,,\n", out)
+	code, out, errOut = runMain(t, env, nil, "export", "--account", "dated", "--from", "2026-02-01", "--to", "2026-12-31")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Equal(t, "id,date,amount,wording,tag,annotation,error\nD2,2026-02-01,2.00,feb,,,\n", out)
+	code, out, errOut = runMain(t, env, nil, "export", "--account", "dated", "--to", "2026-01-31")
+	require.Equal(t, ExitOK, code, errOut)
+	require.Equal(t, "id,date,amount,wording,tag,annotation,error\nD1,2026-01-31,1.00,jan,,,\n", out)
+	for _, bad := range [][]string{{"--from", "31/01/2026"}, {"--to", "2026-13-01"}, {"--from", "2026-02-01", "--to", "2026-01-01"}} {
+		code, out, errOut = runMain(t, env, nil, append([]string{"export", "--account", "dated"}, bad...)...)
+		require.Equal(t, ExitUsage, code, "%v: %s", bad, errOut)
+		require.Empty(t, out)
+		require.Contains(t, errOut, "starter export: --")
+	}
 
 	// A directory that does not exist: the error says so, exit 1.
 	code, _, errOut = runMain(t, env, nil, "export", "--account", "acme", "-o", filepath.Join(t.TempDir(), "no", "x.csv"))

@@ -31,7 +31,7 @@ Usage:
   starter sniff [--profile NAME] [-n ROWS] FILE
                              show how the file would be read, storing nothing
   starter status RUN_ID      print the current state of a run
-  starter export --account ACC [-o FILE]
+  starter export --account ACC [--from DATE] [--to DATE] [-o FILE]
                              write the account's stored transactions as CSV (stdout by default)
   starter purge --account ACC [--yes]
                              delete everything stored under the account (asks first)
