@@ -281,6 +281,7 @@ func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.Ingest
 			RowsRead:     rowsRead,
 			Lines:        stats.Lines,
 			SkippedLines: stats.SkippedLines,
+			DerivedIDs:   stats.DerivedIDs,
 			Ingested:     c.Accepted,
 			New:          c.New,
 			Rejected:     c.Rejected,

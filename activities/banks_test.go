@@ -321,7 +321,7 @@ func TestBankExportsStored(t *testing.T) {
 
 			// The file as exported.
 			res := ingest("bank-first", tc.file, bankAccount)
-			assert.Equal(t, Counts{RowsRead: tc.rows, Lines: tc.lines, SkippedLines: tc.skipped, Ingested: tc.rows, New: tc.rows},
+			assert.Equal(t, Counts{RowsRead: tc.rows, Lines: tc.lines, SkippedLines: tc.skipped, DerivedIDs: tc.derived, Ingested: tc.rows, New: tc.rows},
 				res.Counts, "rows, lines, skipped lines; nothing rejected, nothing in error")
 			assert.Equal(t, tc.accountColumn, res.AccountColumn)
 			assert.Equal(t, tc.rows, total(bankAccount), "transactions stored")
@@ -338,7 +338,9 @@ func TestBankExportsStored(t *testing.T) {
 			// A later export overlapping it: only the added row is new, the others keep their
 			// ids, none conflicts.
 			res2 := ingest("bank-later", laterName, bankAccount)
-			assert.Equal(t, Counts{RowsRead: tc.rows + 1, Lines: tc.lines + tc.extraLines, SkippedLines: tc.skipped, Ingested: tc.rows + 1, New: 1},
+			assert.Equal(t, Counts{RowsRead: tc.rows + 1, Lines: tc.lines + tc.extraLines, SkippedLines: tc.skipped,
+				DerivedIDs: store.int("SELECT count(*) FROM run_lines WHERE run_id = 'bank-later' AND id ~ $1", derivedRE),
+				Ingested: tc.rows + 1, New: 1},
 				res2.Counts, "the overlapping export adds its new row only")
 			assert.Zero(t, res2.Rejected, "no id_conflict, no duplicate_id")
 			assert.Zero(t, store.int("SELECT count(*) FROM rejected_rows"))

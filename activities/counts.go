@@ -10,6 +10,7 @@ import "encoding/json"
 //	RowsRead      rows_read      Ingest      -                      TxflowRows
 //	Lines         lines          Ingest      -                      -
 //	SkippedLines  skipped_lines  Ingest      -                      -
+//	DerivedIDs    derived_ids    Ingest      -                      -
 //	Ingested      ingested       Ingest      txflow_rows_ingested   -
 //	New           new            Ingest      -                      -
 //	Rejected      rejected       Ingest      txflow_rows_rejected   TxflowRejected
@@ -23,12 +24,15 @@ type Counts struct {
 	RowsRead     int64 `json:"rows_read"`     // data records in the file
 	Lines        int64 `json:"lines"`         // physical lines in the file
 	SkippedLines int64 `json:"skipped_lines"` // lines neither header nor record: preamble, blank lines
-	Ingested     int64 `json:"ingested"`      // records accepted for this run, in error or not
-	New          int64 `json:"new"`           // accepted records not stored before
-	Rejected     int64 `json:"rejected"`      // records rejected (unreadable, duplicate, conflicting), listed in the error report
-	InError      int64 `json:"in_error"`      // accepted records in error (amount too high), listed in the error report
-	Tagged       int64 `json:"tagged"`        // accepted records with a tag in the dump
-	Annotated    int64 `json:"annotated"`     // accepted records with an annotation in the dump
+	// DerivedIDs counts the accepted records whose id was derived (a file without an id column);
+	// absent when none was.
+	DerivedIDs int64 `json:"derived_ids,omitempty"`
+	Ingested   int64 `json:"ingested"`  // records accepted for this run, in error or not
+	New        int64 `json:"new"`       // accepted records not stored before
+	Rejected   int64 `json:"rejected"`  // records rejected (unreadable, duplicate, conflicting), listed in the error report
+	InError    int64 `json:"in_error"`  // accepted records in error (amount too high), listed in the error report
+	Tagged     int64 `json:"tagged"`    // accepted records with a tag in the dump
+	Annotated  int64 `json:"annotated"` // accepted records with an annotation in the dump
 }
 
 // ingestResultWire is IngestResult as it crosses Temporal: flat, under the field names it had
@@ -48,6 +52,8 @@ type ingestResultWire struct {
 	AccountColumn bool `json:",omitempty"`
 	// Profile is absent from results recorded before profiles existed, and when none was used.
 	Profile string `json:",omitempty"`
+	// DerivedIDs is absent from results recorded before derived ids existed, and when there were none.
+	DerivedIDs int64 `json:",omitempty"`
 }
 
 // MarshalJSON encodes the result in its wire form.
@@ -56,7 +62,7 @@ func (r IngestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(ingestResultWire{
 		SHA256: r.SHA256, RowsRead: c.RowsRead, Lines: c.Lines, SkippedLines: c.SkippedLines,
 		Accepted: c.Ingested, New: c.New, Rejected: c.Rejected, Errors: c.InError, MaxSeq: r.MaxSeq,
-		AccountColumn: r.AccountColumn, Profile: r.Profile,
+		AccountColumn: r.AccountColumn, Profile: r.Profile, DerivedIDs: c.DerivedIDs,
 	})
 }
 
@@ -67,7 +73,7 @@ func (r *IngestResult) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Counts: Counts{
-		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines,
+		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines, DerivedIDs: w.DerivedIDs,
 		Ingested: w.Accepted, New: w.New, Rejected: w.Rejected, InError: w.Errors,
 	}}
 	return nil
