@@ -30,7 +30,7 @@ func TestIngestWithAProfile(t *testing.T) {
 
 	res := runIngest(t, a, IngestInput{RunID: "loan", File: "pret.csv", Account: "loan-1", Profile: "bnp-loan"})
 	require.Equal(t, "bnp-loan", res.Profile)
-	require.Equal(t, Counts{RowsRead: 6, Lines: 8, SkippedLines: 2, Ingested: 3, New: 3, Rejected: 3}, res.Counts)
+	require.Equal(t, Counts{RowsRead: 6, Lines: 8, SkippedLines: 2, DerivedIDs: 3, Ingested: 3, New: 3, Rejected: 3}, res.Counts)
 	var got []string
 	for _, seq := range store.runs["loan"].seqs() {
 		rec := store.runs["loan"].lines[seq]
