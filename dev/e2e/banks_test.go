@@ -178,3 +178,38 @@ func TestBankExportsEndToEnd(t *testing.T) {
 	}
 	require.EqualValues(t, 20, h.summary(id).New)
 }
+
+// TestBankProfileEndToEnd runs BNP Paribas's positional loan export, which has no header row,
+// with the built-in mapping profile named on the starter's command line: the worker resolves the
+// name among its own profiles, reads the rows by position, and the outputs and summary say so. A
+// profile the worker does not know fails the run at once, naming the known ones.
+func TestBankProfileEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Temporal, PostgreSQL and the worker, skipped with -short")
+	}
+	h := start(t)
+	const loan = "LOAN-12345678901"
+	data := bankFile(t, "bnp_loan_rejects.csv")
+	require.NoError(t, os.WriteFile(filepath.Join(h.input, "pret.csv"), data, 0o644))
+	code, out, errOut := h.starter("run", "--account", loan, "--profile", "bnp-loan", "pret.csv")
+	require.Equal(t, starterapp.ExitOK, code, "rows rejected: the run completes with rejections\nstdout:\n%s\nstderr:\n%s", out, errOut)
+	id := workflows.RunID(loan, sha(t, data))
+	s := h.summary(id)
+	require.Equal(t, workflows.StatusCompleted, s.Status, "%s: %s", id, s.Error)
+	require.Equal(t, "bnp-loan", s.Profile)
+	require.EqualValues(t, 3, s.New)
+	require.EqualValues(t, 3, s.DerivedIDs)
+	require.EqualValues(t, 3, s.Rejected)
+	output, err := os.ReadFile(filepath.Join(h.output, id, "output_transactions.csv"))
+	require.NoError(t, err)
+	require.Equal(t, bankOutputHeader+
+		fmt.Sprintf("%s,2019-06-05,67.97, AMORTISSEMENT PRET,,SALE,\n", bankID(loan, "2019-06-05", "67.97", "AMORTISSEMENT PRET", 1))+
+		fmt.Sprintf("%s,2019-07-05,68.12, AMORTISSEMENT PRET,,SALE,\n", bankID(loan, "2019-07-05", "68.12", "AMORTISSEMENT PRET", 1))+
+		fmt.Sprintf("%s,2019-07-05,68.12, AMORTISSEMENT PRET,,SALE,\n", bankID(loan, "2019-07-05", "68.12", "AMORTISSEMENT PRET", 2)),
+		string(output), "rows read by position, dates and decimal commas per the profile, the repeated row numbered 2")
+
+	code, out, errOut = h.starter("run", "--account", loan, "--profile", "no-such-bank", "pret.csv")
+	require.Equal(t, starterapp.ExitUsage, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	require.Contains(t, errOut, "no-such-bank")
+	require.Contains(t, errOut, "bnp-loan")
+}
