@@ -340,7 +340,7 @@ func TestBankExportsStored(t *testing.T) {
 			res2 := ingest("bank-later", laterName, bankAccount)
 			assert.Equal(t, Counts{RowsRead: tc.rows + 1, Lines: tc.lines + tc.extraLines, SkippedLines: tc.skipped,
 				DerivedIDs: store.int("SELECT count(*) FROM run_lines WHERE run_id = 'bank-later' AND id ~ $1", derivedRE),
-				Ingested: tc.rows + 1, New: 1},
+				Ingested:   tc.rows + 1, New: 1},
 				res2.Counts, "the overlapping export adds its new row only")
 			assert.Zero(t, res2.Rejected, "no id_conflict, no duplicate_id")
 			assert.Zero(t, store.int("SELECT count(*) FROM rejected_rows"))
