@@ -438,18 +438,23 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 			return fmt.Errorf("insert transactions: %w", err)
 		}
 		n := tag.RowsAffected()
-		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = on"); err != nil {
-			return fmt.Errorf("reset plan options: %w", err)
-		}
 		if c, err = runTotals(ctx, tx, runID); err != nil {
 			return err
 		}
 		c.New = n
-		// When every line stored its transaction, every line has its key already.
+		// When every line stored its transaction, every line has its key already. Otherwise
+		// the lines of stored transactions take their keys, probing the primary key of
+		// transactions line by line: hashing the whole store would cost its size, not the run's.
 		if c.New < c.Accepted {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+				return fmt.Errorf("set plan options: %w", err)
+			}
 			if _, err := tx.Exec(ctx, sqlKeyExisting, runID); err != nil {
 				return fmt.Errorf("key lines of stored transactions: %w", err)
 			}
+		}
+		if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
+			return fmt.Errorf("reset plan options: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
 			has_account_column = $5, has_date_column = $6 WHERE run_id = $1`,
