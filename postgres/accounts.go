@@ -99,8 +99,8 @@ type PurgeCounts struct {
 }
 
 // PurgeAccount deletes everything stored under account, in one transaction:
-// its transactions, their tags and annotations, the run lines and the
-// rejected rows of every run filed under it. Other accounts' rows, and the
+// its transactions, their tags and annotations (and their messages not
+// delivered yet), the run lines and the rejected rows of every run filed under it. Other accounts' rows, and the
 // runs themselves (a run may hold lines of several accounts), are kept. It
 // waits for a settlement in progress (FinishIngest) and holds it off, so that
 // no transaction of the account is inserted half-way. Purge an account while
@@ -124,6 +124,8 @@ func (db *DB) PurgeAccount(ctx context.Context, account string) (PurgeCounts, er
 		}{
 			{"tags", "txn_key IN (SELECT key FROM transactions WHERE account = $1)", &c.Tags},
 			{"annotations", "txn_key IN (SELECT key FROM transactions WHERE account = $1)", &c.Annotations},
+			// Messages of its transactions not delivered yet: their results are gone.
+			{"outbox", "txn_key IN (SELECT key FROM transactions WHERE account = $1)", new(int64)},
 			{"transactions", "account = $1", &c.Transactions},
 			{"run_lines", "account = $1", &c.RunLines},
 			{"rejected_rows", "account = $1", &c.RejectedRows},

@@ -33,6 +33,9 @@ type IngestCounts struct {
 	Conflicts  int64 // rejected rows with reason id_conflict
 	Errors     int64 // accepted lines flagged with an error (e.g. amount_too_high)
 	MaxSeq     int64 // highest seq still in the run; 0 when it has no line
+	// Pending counts the run's messages not delivered yet (its outbox rows): 0 when delivery is
+	// off (FileFacts.Outbox).
+	Pending int64
 }
 
 // Checkpoint is where an ingestion stands.
@@ -327,6 +330,9 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 		runID, string(txn.ReasonDuplicateID), string(txn.ReasonIDConflict)).Scan(&c.Rejected, &c.Duplicates, &c.Conflicts); err != nil {
 		return c, fmt.Errorf("count rejected: %w", err)
 	}
+	if err := tx.QueryRow(ctx, sqlCountPending, runID).Scan(&c.Pending); err != nil {
+		return c, fmt.Errorf("count pending messages: %w", err)
+	}
 	return c, nil
 }
 
@@ -380,6 +386,9 @@ type FileFacts struct {
 	RowsRead      int64 // data records of the file (txn.Stats.Records)
 	AccountColumn bool  // the file had an account column (txn.Stats.AccountColumn)
 	DateColumn    bool  // the file had a date column (txn.Stats.DateColumn != "")
+	// Outbox writes one outbox row per new transaction (version 1), in the same transaction as
+	// the transaction itself: delivery is on (see outbox.go).
+	Outbox bool
 }
 
 // FinishIngestFile is FinishIngest, also recording whether the file had an
@@ -387,7 +396,9 @@ type FileFacts struct {
 // (runs.has_date_column): the run's outputs then carry an account column
 // first and a date column after the id, mirroring the input. Every line ends
 // up with the key of its transaction (run_lines.txn_key), under which its
-// tag and annotation are stored.
+// tag and annotation are stored. With f.Outbox, every transaction it inserts
+// gets its outbox row (version 1, the run's id) in the same transaction;
+// the counts' Pending is the run's outbox rows, whatever f.Outbox.
 func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (IngestCounts, error) {
 	rowsRead := f.RowsRead
 	var c IngestCounts
@@ -433,7 +444,11 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
 			return fmt.Errorf("set plan options: %w", err)
 		}
-		tag, err = tx.Exec(ctx, sqlInsertNew, runID)
+		insert := sqlInsertNew
+		if f.Outbox {
+			insert = sqlInsertNewWithOutbox
+		}
+		tag, err = tx.Exec(ctx, insert, runID)
 		if err != nil {
 			return fmt.Errorf("insert transactions: %w", err)
 		}

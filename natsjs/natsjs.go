@@ -1,0 +1,231 @@
+// Package natsjs publishes txflow's messages to NATS JetStream: it connects (Connect), makes sure
+// the stream exists (EnsureStream) and publishes batches of messages asynchronously, reporting
+// which the stream acknowledged (Publisher). Broker puts the three together for the worker: it
+// keeps connecting and ensuring the stream in the background, so a worker starts while NATS is
+// down, and says whether it is ready.
+//
+// What the messages say (subjects, bodies, ids) is the activities' business; this package only
+// carries them. See docs/delivery.md.
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subjects and stream.
+const (
+	// SubjectAll covers every subject txflow publishes to: the stream must cover it.
+	SubjectAll = "txflow.>"
+	// SubjectTransactions is the prefix of a transaction's subject: txflow.transactions.<account>.
+	SubjectTransactions = "txflow.transactions."
+	// SubjectRunsCompleted and SubjectRunsFailed receive the runs' notices.
+	SubjectRunsCompleted = "txflow.runs.completed"
+	SubjectRunsFailed    = "txflow.runs.failed"
+
+	// DefaultStream is the stream's name when none is configured.
+	DefaultStream = "TXFLOW"
+	// DuplicateWindow is how long the stream remembers a message id to drop a re-send.
+	DuplicateWindow = 10 * time.Minute
+	// MaxAge is how long the stream keeps a message.
+	MaxAge = 30 * 24 * time.Hour
+)
+
+// Defaults of a Publisher.
+const (
+	// DefaultWindow bounds the messages published and not yet acknowledged, per connection.
+	DefaultWindow = 4096
+	// DefaultAckTimeout is how long a message may wait for its acknowledgement.
+	DefaultAckTimeout = 30 * time.Second
+)
+
+// ErrUnavailable says that the broker cannot be reached now: the connection is down (it is being
+// re-established in the background) or closed. Trying again later may succeed.
+var ErrUnavailable = errors.New("nats is not reachable")
+
+// Msg is one message to publish.
+type Msg struct {
+	Subject string
+	ID      string // the Nats-Msg-Id header: the stream drops a message whose id it saw within its duplicate window
+	Data    []byte
+}
+
+// Connect connects to the NATS servers of url (comma-separated; tls:// URLs use TLS), with the
+// credentials file creds when not empty. It never gives up: a server that cannot be reached at
+// start is retried in the background (the connection is returned in the reconnecting state), as is
+// a connection lost later, every second or so. opts come after these defaults and may override
+// them. It returns an error only for settings that cannot work (a malformed URL, a credentials
+// file that cannot be read).
+func Connect(url, creds string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name("txflow-worker"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(200*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.Timeout(5 * time.Second),
+		nats.PingInterval(20 * time.Second),
+		nats.MaxPingsOutstanding(3),
+	}
+	if creds != "" {
+		base = append(base, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	return nc, nil
+}
+
+// StreamConfig is the configuration of the stream EnsureStream creates: every txflow subject, file
+// storage, a duplicate window of DuplicateWindow, messages kept MaxAge (the oldest discarded
+// first), one replica.
+func StreamConfig(name string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: "txflow: transactions' results and runs' notices",
+		Subjects:    []string{SubjectAll},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      MaxAge,
+		Duplicates:  DuplicateWindow,
+		Replicas:    1,
+	}
+}
+
+// EnsureStream creates the stream name with StreamConfig when it does not exist. An existing
+// stream is used as it is, once checked to cover SubjectAll (an error says which subjects it has
+// otherwise).
+func EnsureStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, StreamConfig(name))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = js.Stream(ctx, name) // another worker created it meanwhile
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	subjects := s.CachedInfo().Config.Subjects
+	for _, sub := range subjects {
+		if covers(sub, SubjectAll) {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("stream %s does not cover %s (its subjects: %s): add it to the stream, or name another stream in TXFLOW_NATS_STREAM",
+		name, SubjectAll, strings.Join(subjects, ", "))
+}
+
+// covers says whether every subject matched by subject is matched by filter (NATS wildcards:
+// '*' one token, '>' one or more tokens at the end).
+func covers(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, ft := range f {
+		if ft == ">" {
+			return i < len(s)
+		}
+		if i >= len(s) || s[i] == ">" {
+			return false
+		}
+		if ft != "*" && ft != s[i] {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
+// Publisher publishes batches of messages to a stream without waiting for each acknowledgement
+// in turn: at most its window of messages are in flight at once, over all the batches it is
+// publishing.
+type Publisher struct {
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	stream     string
+	ackTimeout time.Duration
+}
+
+// NewPublisher returns a Publisher to stream over nc: window messages in flight at most
+// (DefaultWindow when <= 0), each acknowledged within ackTimeout (DefaultAckTimeout when <= 0).
+func NewPublisher(nc *nats.Conn, stream string, window int, ackTimeout time.Duration) (*Publisher, error) {
+	if window <= 0 {
+		window = DefaultWindow
+	}
+	if ackTimeout <= 0 {
+		ackTimeout = DefaultAckTimeout
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(window), jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Publisher{nc: nc, js: js, stream: stream, ackTimeout: ackTimeout}, nil
+}
+
+// JetStream returns the publisher's JetStream context.
+func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
+
+// Publish publishes msgs, with their ids in the Nats-Msg-Id header, and waits for the stream to
+// acknowledge them. It returns the indexes in msgs of the messages acknowledged, in order (a
+// message the stream dropped as a duplicate is acknowledged: it was stored before), and an error
+// when any was not: those may or may not have been stored, and are to be published again. When
+// the connection is down it publishes nothing and returns an error wrapping ErrUnavailable.
+func (p *Publisher) Publish(ctx context.Context, msgs []Msg) ([]int, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if !p.nc.IsConnected() {
+		return nil, fmt.Errorf("%w (connection %s)", ErrUnavailable, strings.ToLower(p.nc.Status().String()))
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var sendErr error
+	for _, m := range msgs {
+		if err := ctx.Err(); err != nil {
+			sendErr = err
+			break
+		}
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data},
+			jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(p.stream), jetstream.WithStallWait(p.ackTimeout))
+		if err != nil {
+			sendErr = fmt.Errorf("publish to %s: %w", m.Subject, unavailable(err))
+			break
+		}
+		futures = append(futures, f)
+	}
+	acked := make([]int, 0, len(futures))
+	var ackErr error
+	failed := 0
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			acked = append(acked, i)
+		case err := <-f.Err():
+			failed++
+			if ackErr == nil {
+				ackErr = fmt.Errorf("message %s to %s not acknowledged: %w", msgs[i].ID, msgs[i].Subject, unavailable(err))
+			}
+		case <-ctx.Done():
+			return acked, fmt.Errorf("waiting for acknowledgements: %w", ctx.Err())
+		}
+	}
+	if failed > 1 {
+		ackErr = fmt.Errorf("%w (and %d more)", ackErr, failed-1)
+	}
+	return acked, errors.Join(sendErr, ackErr)
+}
+
+// unavailable marks the errors of a connection lost as ErrUnavailable.
+func unavailable(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrDisconnected), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
