@@ -1,7 +1,8 @@
 // Command demo runs the whole txflow pipeline on the bundled sample files, on this machine:
-// it starts a Temporal server with its Web UI and, when DATABASE_URL is unset, a local
-// PostgreSQL cluster (state in .txflow/), runs a worker, and starts one run per sample file
-// through the starter. It prints each run's summary and where its outputs are.
+// it starts a Temporal server with its Web UI, a NATS server with JetStream and, when
+// DATABASE_URL is unset, a local PostgreSQL cluster (state in .txflow/), runs a worker that
+// delivers results to NATS, and starts one run per sample file through the starter. It prints
+// each run's summary, where its outputs are, and what the NATS stream holds.
 package main
 
 import (
@@ -47,10 +48,11 @@ func run(ctx context.Context, stateDir, dataDir string, keep bool) error {
 		}
 	}
 
-	fmt.Println("starting Temporal (in-process) and PostgreSQL ...")
+	fmt.Println("starting Temporal and NATS (in-process) and PostgreSQL ...")
 	stack, err := devstack.Start(ctx, devstack.Options{
 		StateDir:    stateDir,
 		DatabaseURL: os.Getenv("DATABASE_URL"),
+		NATS:        true,
 		Logf:        func(f string, a ...any) { fmt.Printf("  "+f+"\n", a...) },
 	})
 	if err != nil {
@@ -58,7 +60,8 @@ func run(ctx context.Context, stateDir, dataDir string, keep bool) error {
 	}
 	defer stack.Stop()
 	env := stack.Env(inputDir, outputDir)
-	fmt.Printf("Temporal %s, Web UI %s, database %s\n\n", stack.Temporal.FrontendHostPort(), stack.Temporal.UIURL(), redact(stack.DatabaseURL))
+	fmt.Printf("Temporal %s, Web UI %s, database %s\n", stack.Temporal.FrontendHostPort(), stack.Temporal.UIURL(), redact(stack.DatabaseURL))
+	fmt.Printf("NATS (JetStream, store %s): %s=%s\n\n", stack.NATS.Dir(), devstack.NATSURLVariable, stack.NATS.URL())
 
 	cfg, err := config.Load(env)
 	if err != nil {
@@ -86,6 +89,7 @@ func run(ctx context.Context, stateDir, dataDir string, keep bool) error {
 	}
 	abs, _ := filepath.Abs(outputDir)
 	fmt.Printf("outputs are under %s/<run id>/\n", abs)
+	fmt.Println(devstack.DescribeStream(ctx, stack.NATS.URL(), devstack.DefaultStream))
 	fmt.Printf("Web UI: %s/namespaces/%s/workflows\n", stack.Temporal.UIURL(), stack.Temporal.Namespace())
 	if failed > 0 {
 		return fmt.Errorf("%d run(s) failed", failed)

@@ -1,5 +1,7 @@
 // Command devserver runs a local Temporal server with its Web UI for txflow
-// development, with the namespace and the search attributes txflow needs.
+// development, with the namespace and the search attributes txflow needs, a NATS
+// server with JetStream for the delivery of results and, when DATABASE_URL is unset,
+// a local PostgreSQL cluster.
 //
 // Usage:
 //
@@ -18,6 +20,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/txflow/txflow/dev/internal/devnats"
 	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/devpg"
 	"github.com/txflow/txflow/workflows"
@@ -40,8 +43,11 @@ The namespace is registered with the txflow search attributes (TxflowFile,
 TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). When DATABASE_URL is
 unset it also runs a project-local PostgreSQL cluster (--pg-dir) from the
 machine's PostgreSQL binaries and prints the DATABASE_URL to give the worker;
-a restart of the same cluster keeps its port, so that URL stays the same.
-Stop with Ctrl+C; make clean-state forgets the history and the cluster.
+a restart of the same cluster keeps its port, so that URL stays the same. It
+also runs a NATS server with JetStream (--nats-dir) and prints the
+TXFLOW_NATS_URL that turns the worker's delivery of results on; its port too
+is kept across restarts. Stop with Ctrl+C; make clean-state forgets the history,
+the cluster and the NATS store.
 
 Flags (one or two dashes):
 `)
@@ -58,6 +64,9 @@ Flags (one or two dashes):
 	logLevel := fs.String("log-level", "warn", "server log `level`: debug, info, warn, error or off")
 	withPG := fs.Bool("postgres", os.Getenv("DATABASE_URL") == "", "also run a local PostgreSQL cluster (default: when DATABASE_URL is unset)")
 	pgDir := fs.String("pg-dir", filepath.Join(".txflow", "pg"), "`directory` of the local PostgreSQL cluster; when the server's user cannot reach it, the cluster lives in the temporary directory and this becomes a link to it")
+	withNATS := fs.Bool("nats", true, "also run a NATS server with JetStream, for the worker's delivery of results")
+	natsDir := fs.String("nats-dir", filepath.Join(".txflow", "nats"), "`directory` of the NATS server's store (its streams)")
+	natsPort := fs.Int("nats-port", 0, "NATS client `port` (default: the one it had in --nats-dir when free, else 4222 when free, else any free port)")
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: Parse exits on failure and for --help
 	if fs.NArg() > 0 {
 		fs.Usage()
@@ -107,6 +116,15 @@ Flags (one or two dashes):
 			return err
 		}
 		fmt.Printf("PostgreSQL: %s\n  for the worker: export DATABASE_URL='%s'\n", pg.DataDir(), pg.URL("txflow"))
+	}
+
+	if *withNATS {
+		ns, err := devnats.Start(*natsDir, *natsPort)
+		if err != nil {
+			return fmt.Errorf("start nats: %w", err)
+		}
+		defer ns.Stop()
+		fmt.Printf("NATS:     %s (JetStream, store %s)\n  for the worker: export TXFLOW_NATS_URL=%s\n", ns.URL(), ns.Dir(), ns.URL())
 	}
 
 	srv, err := devtemporal.Start(ctx, opts)

@@ -1,6 +1,7 @@
 // Package devstack starts everything a txflow run needs on one machine: a Temporal server with
-// its Web UI, in-process, and a PostgreSQL cluster from the machine's binaries when no
-// DATABASE_URL is given. The demo and the end-to-end tests use it.
+// its Web UI, in-process, a PostgreSQL cluster from the machine's binaries when no
+// DATABASE_URL is given, and, when asked, a NATS server with JetStream, in-process, for the
+// delivery of results. The demo and the benchmark use it.
 package devstack
 
 import (
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/txflow/txflow/dev/internal/devnats"
 	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/devpg"
@@ -25,14 +27,21 @@ type Options struct {
 	DatabaseURL string // use this database instead of starting a local cluster
 	Port        int    // Temporal frontend port; 0 picks 7233 when free, else any free port
 	UIPort      int    // Web UI port; 0 picks 8233 when free, else any free port; -1 none
-	Logf        func(format string, args ...any)
+	// NATS starts a NATS server with JetStream, its store in nats/ under StateDir (in a
+	// temporary directory removed by Stop when InMemory), on the port it had there before
+	// when free, else 4222 when free, else any free port. Env then gives its URL as
+	// TXFLOW_NATS_URL, which turns the delivery of results on.
+	NATS bool
+	Logf func(format string, args ...any)
 }
 
-// Stack is a running Temporal server and a PostgreSQL database.
+// Stack is a running Temporal server, a PostgreSQL database and, when asked, a NATS server.
 type Stack struct {
 	Temporal    *devtemporal.Server
 	Postgres    *devpg.Cluster // nil when DatabaseURL was given
 	DatabaseURL string
+	NATS        *devnats.Server // nil unless Options.NATS
+	natsTemp    string          // the NATS store to remove at Stop, when temporary
 }
 
 // Start starts the stack. It returns an error when Temporal cannot start or when no database is
@@ -70,6 +79,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.DatabaseURL = s.Postgres.URL("txflow")
 	}
 
+	if opts.NATS {
+		dir := filepath.Join(opts.StateDir, "nats")
+		if opts.InMemory || opts.StateDir == "" {
+			if dir, err = os.MkdirTemp("", "txflow-nats-"); err != nil {
+				return nil, fmt.Errorf("nats store: %w", err)
+			}
+			s.natsTemp = dir
+		}
+		if s.NATS, err = devnats.Start(dir, 0); err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+	}
+
 	topts := devtemporal.Options{IP: "127.0.0.1", SearchAttributes: workflows.SearchAttributes()}
 	if topts.Port, err = pickPort(opts.Port, 7233); err != nil {
 		return nil, err
@@ -92,9 +114,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// Env returns the environment a worker or starter needs to use this stack, with the given roots.
+// Env returns the environment a worker or starter needs to use this stack, with the given roots;
+// with TXFLOW_NATS_URL when the stack runs NATS.
 func (s *Stack) Env(inputDir, outputDir string) config.Map {
-	return config.Map{
+	env := config.Map{
 		"TEMPORAL_ADDRESS":   s.Temporal.FrontendHostPort(),
 		"TEMPORAL_NAMESPACE": s.Temporal.Namespace(),
 		"DATABASE_URL":       s.DatabaseURL,
@@ -105,15 +128,28 @@ func (s *Stack) Env(inputDir, outputDir string) config.Map {
 		// No profile file: only the variables above configure the client.
 		"TEMPORAL_CONFIG_FILE": os.DevNull,
 	}
+	if s.NATS != nil {
+		env[NATSURLVariable] = s.NATS.URL()
+	}
+	return env
 }
 
-// Stop stops Temporal, then PostgreSQL when it was started here.
+// NATSURLVariable is the worker's variable that names the NATS servers and turns delivery on.
+const NATSURLVariable = "TXFLOW_NATS_URL"
+
+// Stop stops Temporal, then PostgreSQL and NATS when they were started here.
 func (s *Stack) Stop() {
 	if s.Temporal != nil {
 		_ = s.Temporal.Stop()
 	}
 	if s.Postgres != nil {
 		_ = s.Postgres.Stop()
+	}
+	if s.NATS != nil {
+		s.NATS.Stop()
+	}
+	if s.natsTemp != "" {
+		_ = os.RemoveAll(s.natsTemp)
 	}
 }
 
