@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -32,6 +33,7 @@ func main() {
 	flag.IntVar(&o.parallel, "max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
 	flag.StringVar(&o.dir, "dir", "data/bench", "generated files, binaries and outputs go here")
 	flag.StringVar(&o.state, "state-dir", ".txflow/bench", "the benchmark's PostgreSQL cluster lives here (when DATABASE_URL is unset)")
+	flag.BoolVar(&o.delivery, "delivery", false, "deliver results to an embedded NATS server (TXFLOW_NATS_URL) and report the messages published")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "keep the run's database (by default it is dropped at the end: 10M rows take about 6 GB)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,7 +48,7 @@ type options struct {
 	rows, workers, parallel int
 	chunk                   int64
 	dir, state              string
-	keepDB                  bool
+	keepDB, delivery        bool
 }
 
 func run(ctx context.Context, o options) error {
@@ -82,6 +84,9 @@ func run(ctx context.Context, o options) error {
 
 	stack, err := devstack.Start(ctx, devstack.Options{
 		StateDir: o.state, InMemory: true, UIPort: -1, DatabaseURL: os.Getenv("DATABASE_URL"),
+		// A fresh store each time: a stream that kept an earlier run's message ids would drop
+		// this run's messages as duplicates within its window.
+		NATS: o.delivery,
 	})
 	if err != nil {
 		return err
@@ -152,6 +157,13 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	var streamBefore devstack.StreamCounts
+	if o.delivery {
+		// The tiny run's messages are in the stream already: only the big run's count.
+		if streamBefore, err = devstack.CountStream(ctx, stack.NATS.URL(), devstack.DefaultStream); err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+	}
 	fmt.Printf("running the pipeline on %d rows (%d worker(s)) ...\n", o.rows, o.workers)
 	wall, err := starter(file)
 	if err != nil {
@@ -201,9 +213,34 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if o.delivery {
+		after, err := devstack.CountStream(ctx, stack.NATS.URL(), devstack.DefaultStream)
+		if err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+		printDelivery(os.Stdout, streamBefore, after, wall, spans)
+	}
 	fmt.Println("stages (first scheduled to last completed):")
 	printSpans(os.Stdout, spans)
 	return nil
+}
+
+// publishActivity is the activity type of the pipeline's Publish stage.
+const publishActivity = "Publish"
+
+// printDelivery reports what the run added to the stream: its messages, and how many a second
+// over the Publish stage and over the whole run.
+func printDelivery(w io.Writer, before, after devstack.StreamCounts, wall time.Duration, spans []stageSpan) {
+	txns, notices := after.Transactions-before.Transactions, after.Notices-before.Notices
+	fmt.Fprintf(w, "messages published    %d (%d transactions, %d run notice(s); stream %s holds %d)\n",
+		txns+notices, txns, notices, devstack.DefaultStream, after.Messages)
+	rate := fmt.Sprintf("%.0f over the wall time", float64(txns+notices)/wall.Seconds())
+	for _, s := range spans {
+		if d := s.last.Sub(s.first); s.name == publishActivity && d > 0 {
+			rate = fmt.Sprintf("%.0f over the Publish stage (%s, %d activities), %s", float64(txns)/d.Seconds(), d.Round(time.Millisecond), s.count, rate)
+		}
+	}
+	fmt.Fprintf(w, "messages/s            %s\n", rate)
 }
 
 func writeFile(path string, write func(*os.File) error) error {
