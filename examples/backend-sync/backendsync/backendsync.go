@@ -173,7 +173,7 @@ func Open(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, opts Op
 //	st, err := backendsync.Sync(ctx, js, pool, backendsync.Options{Stream: "TXFLOW"})
 //
 // leaves backend_transactions holding the newest version of every
-// transaction published so far. A database error is returned as it is; the
+// transaction published so far. A database error is returned (wrapped); the
 // messages of the failed batch stay unacked and are delivered again after
 // Options.RetryDelay.
 func Sync(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, opts Options) (Stats, error) {
@@ -184,27 +184,29 @@ func Sync(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, opts Op
 	return s.Drain(ctx)
 }
 
-// Drain applies batches until one finds no message within FetchWait and the
-// consumer has nothing pending or awaiting an ack; it returns the totals. It
-// stops at the first error.
+// Drain applies batches until the consumer is idle: nothing left to deliver
+// and nothing awaiting an ack (a batch handed back after a database error is
+// awaited). It returns the totals, and stops at the first error.
 func (s *Syncer) Drain(ctx context.Context) (Stats, error) {
 	var total Stats
+	checkIdle := true
 	for {
+		if checkIdle {
+			info, err := s.cons.Info(ctx)
+			if err != nil {
+				return total, fmt.Errorf("consumer info: %w", err)
+			}
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				return total, nil
+			}
+		}
 		st, err := s.Batch(ctx)
 		total.add(st)
 		if err != nil {
 			return total, err
 		}
-		if st.Messages > 0 {
-			continue
-		}
-		info, err := s.cons.Info(ctx)
-		if err != nil {
-			return total, fmt.Errorf("consumer info: %w", err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return total, nil
-		}
+		// A full batch: more are probably waiting.
+		checkIdle = st.Messages < s.opts.BatchSize
 	}
 }
 
@@ -265,8 +267,15 @@ func (s *Syncer) Batch(ctx context.Context) (Stats, error) {
 	if err == nil {
 		st.Applied = changed
 		st.Stale = len(valid) - int(changed)
-		for _, it := range valid {
+		for _, it := range valid[:len(valid)-1] {
 			s.ack(it.msg)
+		}
+		// The server handles a consumer's acks in order: once it has
+		// confirmed the last one, the batch is acked (and Drain's check of
+		// the consumer's state sees it).
+		last := valid[len(valid)-1].msg
+		if err := last.DoubleAck(dbCtx); err != nil {
+			s.log.Warn("ack", "subject", last.Subject(), "error", err)
 		}
 		return st, nil
 	}

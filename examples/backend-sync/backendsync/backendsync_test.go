@@ -264,13 +264,14 @@ func TestDatabaseUnavailableMessagesAppliedAfterReturn(t *testing.T) {
 	// Still down: the messages come back (after RetryDelay) and fail again.
 	st, err = s.Batch(ctx)
 	require.Error(t, err)
-	assert.Equal(t, 3, st.Messages)
+	assert.Positive(t, st.Messages)
+	assert.Zero(t, e.consumerInfo().AckFloor.Consumer, "nothing acked")
 
 	_, err = admin.Exec(ctx, "ALTER DATABASE "+ident+" ALLOW_CONNECTIONS true")
 	require.NoError(t, err)
 	st, err = s.Drain(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, Stats{Messages: 3, Applied: 3}, st)
+	assert.EqualValues(t, 3, st.Applied)
 	assert.Len(t, e.rows(), 3)
 	info = e.consumerInfo()
 	assert.Equal(t, uint64(3), info.AckFloor.Stream)
