@@ -55,6 +55,9 @@ type Activities struct {
 	// ProgressEvery is the least time between two progress reports of one Ingest;
 	// DefaultProgressEvery when 0 (see progressReporter).
 	ProgressEvery time.Duration
+	// Outbox is on when delivery is (TXFLOW_NATS_URL set): Ingest then writes one outbox row per
+	// new transaction, which Publish (publish.go) delivers.
+	Outbox bool
 }
 
 // IngestInput names the file of a run.
@@ -101,6 +104,9 @@ type IngestResult struct {
 	AccountColumn bool
 	// Profile is the name of the mapping profile the file was read with, "" when none.
 	Profile string
+	// Pending counts the run's messages not delivered yet (its outbox rows), for Publish: 0
+	// when delivery is off.
+	Pending int64
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -264,7 +270,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	phase.Store(IngestSettling)
 	reporter.report(ctx, progress(), true)
 	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn,
-		DateColumn: stats.DateColumn != ""})
+		DateColumn: stats.DateColumn != "", Outbox: a.Outbox})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}
@@ -290,6 +296,7 @@ func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.Ingest
 		MaxSeq:        c.MaxSeq,
 		AccountColumn: stats.AccountColumn,
 		Profile:       stats.Profile,
+		Pending:       c.Pending,
 	}
 }
 
@@ -344,6 +351,8 @@ type ChunkInput struct {
 type ChunkResult struct {
 	Lines    int64 // lines of the run in the chunk
 	Computed int64 // results newly computed (lines whose transaction had none yet)
+	// Published counts the messages of the chunk the broker acknowledged (Publish only).
+	Published int64 `json:",omitempty"`
 }
 
 // Tag computes the tag of every transaction of the chunk that has none yet.

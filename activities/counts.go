@@ -17,6 +17,7 @@ import "encoding/json"
 //	InError       in_error       Ingest      txflow_rows_in_error   TxflowErrors
 //	Tagged        tagged         Dump        txflow_rows_tagged     -
 //	Annotated     annotated      Dump        txflow_rows_annotated  -
+//	Published     published      Publish     -                      -
 //
 // RowsRead = Ingested + Rejected; InError counts rows among Ingested. The search attributes are
 // registered on the namespace under these names (Int; the SQL visibility store allows three).
@@ -33,6 +34,9 @@ type Counts struct {
 	InError    int64 `json:"in_error"`  // accepted records in error (amount too high), listed in the error report
 	Tagged     int64 `json:"tagged"`    // accepted records with a tag in the dump
 	Annotated  int64 `json:"annotated"` // accepted records with an annotation in the dump
+	// Published counts the messages of the run's new results the broker acknowledged (delivery
+	// on, see publish.go); absent when none was to publish.
+	Published int64 `json:"published,omitempty"`
 }
 
 // ingestResultWire is IngestResult as it crosses Temporal: flat, under the field names it had
@@ -54,6 +58,9 @@ type ingestResultWire struct {
 	Profile string `json:",omitempty"`
 	// DerivedIDs is absent from results recorded before derived ids existed, and when there were none.
 	DerivedIDs int64 `json:",omitempty"`
+	// Pending is absent from results recorded before delivery existed, and when no message is
+	// to publish.
+	Pending int64 `json:",omitempty"`
 }
 
 // MarshalJSON encodes the result in its wire form.
@@ -62,7 +69,7 @@ func (r IngestResult) MarshalJSON() ([]byte, error) {
 	return json.Marshal(ingestResultWire{
 		SHA256: r.SHA256, RowsRead: c.RowsRead, Lines: c.Lines, SkippedLines: c.SkippedLines,
 		Accepted: c.Ingested, New: c.New, Rejected: c.Rejected, Errors: c.InError, MaxSeq: r.MaxSeq,
-		AccountColumn: r.AccountColumn, Profile: r.Profile, DerivedIDs: c.DerivedIDs,
+		AccountColumn: r.AccountColumn, Profile: r.Profile, DerivedIDs: c.DerivedIDs, Pending: r.Pending,
 	})
 }
 
@@ -72,7 +79,7 @@ func (r *IngestResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Counts: Counts{
+	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Pending: w.Pending, Counts: Counts{
 		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines, DerivedIDs: w.DerivedIDs,
 		Ingested: w.Accepted, New: w.New, Rejected: w.Rejected, InError: w.Errors,
 	}}

@@ -14,6 +14,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/txflow/txflow/natsjs"
 )
 
 // Kinds of notices the Notifier sends.
@@ -37,6 +39,9 @@ type Notifier struct {
 	OutputRoot    string       // failure reports are written to <OutputRoot>/<run id>/failure.json
 	UIURL         string       // base address of the Temporal Web UI, for links; none when empty
 	Client        *http.Client // http.DefaultClient with a 30 s timeout when nil
+	// Broker also receives every notice, on txflow.runs.failed or txflow.runs.completed, when
+	// delivery is on (TXFLOW_NATS_URL); nil otherwise.
+	Broker Publisher
 }
 
 // NoticeOutputs are the paths of a run's output files, on the worker's file system.
@@ -79,6 +84,7 @@ type NotifyResult struct {
 	Posted      bool   // the notice was delivered to a webhook
 	Report      string // path of failure.json (alerts only)
 	ReportError string // why failure.json could not be written, when it could not (alerts only)
+	Published   bool   `json:",omitempty"` // the broker acknowledged the notice
 }
 
 // Alert POSTs the notice of a failed run to the alert webhook, when one is configured, and
@@ -87,6 +93,9 @@ type NotifyResult struct {
 // sent all the same, its outputs.error saying why, and the result's ReportError asks the caller
 // to write the report later with WriteFailureReport. A run refused for its path (ErrorType
 // ErrTypeBadPath) gets no report and no output directory.
+//
+// With a Broker, the notice is also published to txflow.runs.failed, before the webhook is
+// called; a broker that cannot be reached yields a plain error, for a retry.
 //
 // A webhook that cannot be reached, or answers 408, 429 or 5xx, yields a plain error: the
 // activity is retried. Any other 4xx yields a non-retryable ErrTypeWebhookRejected error.
@@ -110,12 +119,21 @@ func (n *Notifier) Alert(ctx context.Context, notice RunNotice) (NotifyResult, e
 			notice.Outputs.Failure = report
 		}
 	}
-	if n.AlertWebhook == "" {
+	if n.AlertWebhook == "" && n.Broker == nil {
 		return res, nil
 	}
 	body, err := json.MarshalIndent(notice, "", "  ")
 	if err != nil {
 		return res, fmt.Errorf("encode alert: %w", err)
+	}
+	if n.Broker != nil {
+		if err := n.publish(ctx, notice, body); err != nil {
+			return res, err
+		}
+		res.Published = true
+	}
+	if n.AlertWebhook == "" {
+		return res, nil
 	}
 	if err := n.post(ctx, n.AlertWebhook, notice, body); err != nil {
 		return res, err
@@ -194,10 +212,10 @@ func latestAttempt(ctx context.Context, runID string) (string, error) {
 	return desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), nil
 }
 
-// Event POSTs the notice of a completed run to the events webhook, when one is configured. It
-// returns the same errors as Alert.
+// Event POSTs the notice of a completed run to the events webhook, when one is configured, and
+// publishes it to txflow.runs.completed with a Broker. It returns the same errors as Alert.
 func (n *Notifier) Event(ctx context.Context, notice RunNotice) (NotifyResult, error) {
-	if n.EventsWebhook == "" {
+	if n.EventsWebhook == "" && n.Broker == nil {
 		return NotifyResult{}, nil
 	}
 	notice.Kind = NoticeRunCompleted
@@ -206,10 +224,31 @@ func (n *Notifier) Event(ctx context.Context, notice RunNotice) (NotifyResult, e
 	if err != nil {
 		return NotifyResult{}, fmt.Errorf("encode event: %w", err)
 	}
-	if err := n.post(ctx, n.EventsWebhook, notice, body); err != nil {
-		return NotifyResult{}, err
+	var res NotifyResult
+	if n.Broker != nil {
+		if err := n.publish(ctx, notice, body); err != nil {
+			return res, err
+		}
+		res.Published = true
 	}
-	return NotifyResult{Posted: true}, nil
+	if n.EventsWebhook == "" {
+		return res, nil
+	}
+	if err := n.post(ctx, n.EventsWebhook, notice, body); err != nil {
+		return res, err
+	}
+	res.Posted = true
+	return res, nil
+}
+
+// publish hands the notice to the broker, with the webhook's body. A broker that cannot be
+// reached or does not acknowledge it yields a plain error, for a retry, like a webhook that is
+// down; the message id (NoticeMsg) lets the stream drop a notice published again.
+func (n *Notifier) publish(ctx context.Context, notice RunNotice, body []byte) error {
+	if _, err := n.Broker.Publish(ctx, []natsjs.Msg{NoticeMsg(notice, body)}); err != nil {
+		return fmt.Errorf("%s: publish %s: %w", WaitingForBroker, notice.Kind, err)
+	}
+	return nil
 }
 
 // complete fills in what the workflow cannot know: the namespace and the Web UI link.

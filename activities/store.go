@@ -40,4 +40,13 @@ type OutputStore interface {
 	WriteErrorReport(ctx context.Context, runID string, w io.Writer) (int64, error)
 }
 
-var _ Store = (*postgres.DB)(nil)
+// OutboxStore reads a run's messages still to publish and forgets those delivered (Publish).
+type OutboxStore interface {
+	OutboxMessages(ctx context.Context, runID string, from, to int64) ([]postgres.OutboxMessage, error)
+	MarkDelivered(ctx context.Context, keys []postgres.OutboxKey) (int64, error)
+}
+
+var (
+	_ Store       = (*postgres.DB)(nil)
+	_ OutboxStore = (*postgres.DB)(nil)
+)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/shopspring/decimal"
 
@@ -25,6 +26,11 @@ type fakeStore struct {
 	runs map[string]*fakeRun
 	tags map[string]string // transaction id -> tag
 	anns map[string]string // transaction id -> annotation
+
+	// outbox holds the messages still to publish, by run and seq of the line that stored them
+	// (FinishIngestFile with Outbox), under keys numbered from 1 across runs.
+	outbox  map[string]map[int64]postgres.OutboxMessage
+	lastKey int64
 
 	begins []bool      // the resume argument of each BeginIngest call
 	loads  []fakeLoad  // every LoadBatch call that committed
@@ -60,12 +66,14 @@ type fakeFailure struct {
 	loadCall    int   // the LoadBatch call (1-based) that fails without committing
 	afterFinish error // FinishIngest settles the run, then returns this, as if the answer were lost
 	output      error // WriteOutput writes half of the file, then returns this
+	delivered   error // MarkDelivered returns this, deleting nothing
 }
 
 var errConnectionLost = errors.New("connection lost")
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{runs: map[string]*fakeRun{}, tags: map[string]string{}, anns: map[string]string{}}
+	return &fakeStore{runs: map[string]*fakeRun{}, tags: map[string]string{}, anns: map[string]string{},
+		outbox: map[string]map[int64]postgres.OutboxMessage{}}
 }
 
 func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error) {
@@ -82,7 +90,9 @@ func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool
 	}
 	if r, ok := s.runs[run.ID]; ok && resume && run.SHA256 != "" && r.run.SHA256 == run.SHA256 {
 		if r.settled {
-			return postgres.Checkpoint{Settled: true, RowsRead: r.rowsRead, Totals: r.totals, NextSeq: r.nextSeq, Records: r.records}, nil
+			totals := r.totals
+			totals.Pending = int64(len(s.outbox[run.ID]))
+			return postgres.Checkpoint{Settled: true, RowsRead: r.rowsRead, Totals: totals, NextSeq: r.nextSeq, Records: r.records}, nil
 		}
 		return postgres.Checkpoint{Records: r.records, NextSeq: r.nextSeq}, nil
 	}
@@ -136,7 +146,30 @@ func (s *fakeStore) FinishIngestFile(_ context.Context, runID string, f postgres
 	if !r.settled {
 		c.New = c.Accepted
 		r.settled, r.rowsRead, r.totals, r.accountColumn = true, rowsRead, c, f.AccountColumn
+		if f.Outbox {
+			msgs := map[int64]postgres.OutboxMessage{}
+			for seq, rec := range r.lines {
+				account := rec.Account
+				if account == "" {
+					account = r.run.Account
+				}
+				var date string
+				if !rec.Date.IsZero() {
+					date = rec.Date.Format(time.DateOnly)
+				}
+				var recErr *string
+				if rec.Error != "" {
+					recErr = ptr(string(rec.Error))
+				}
+				s.lastKey++
+				msgs[seq] = postgres.OutboxMessage{OutboxKey: postgres.OutboxKey{Key: s.lastKey, Version: 1}, RunID: runID,
+					CreatedAt: time.Now(), Account: account, ID: rec.ID, Date: date, Amount: rec.Amount.StringFixed(2),
+					Wording: rec.Wording, Error: recErr}
+			}
+			s.outbox[runID] = msgs
+		}
 	}
+	c.Pending = int64(len(s.outbox[runID]))
 	if err := s.fail.afterFinish; err != nil {
 		s.fail.afterFinish = nil
 		return postgres.IngestCounts{}, err
@@ -268,4 +301,67 @@ func (s *fakeStore) WriteErrorReport(_ context.Context, runID string, w io.Write
 	return n, cw.Error()
 }
 
-var _ Store = (*fakeStore)(nil)
+// OutboxMessages returns the run's messages of lines in [from, to) still in the outbox, with
+// their tags and annotations as computed so far (nil when none: "" is no tag word).
+func (s *fakeStore) OutboxMessages(_ context.Context, runID string, from, to int64) ([]postgres.OutboxMessage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []postgres.OutboxMessage
+	r, ok := s.runs[runID]
+	if !ok {
+		return nil, nil
+	}
+	for _, seq := range r.seqs() {
+		m, ok := s.outbox[runID][seq]
+		if !ok || seq < from || seq >= to {
+			continue
+		}
+		id := r.lines[seq].ID
+		if tag, ok := s.tags[id]; ok && tag != "" {
+			m.Tag = ptr(tag)
+		}
+		if ann, ok := s.anns[id]; ok && ann != "" {
+			m.Annotation = ptr(ann)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// MarkDelivered deletes the outbox rows of keys.
+func (s *fakeStore) MarkDelivered(_ context.Context, keys []postgres.OutboxKey) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail.delivered; err != nil {
+		s.fail.delivered = nil
+		return 0, err
+	}
+	deliver := map[postgres.OutboxKey]bool{}
+	for _, k := range keys {
+		deliver[k] = true
+	}
+	var n int64
+	for _, msgs := range s.outbox {
+		for seq, m := range msgs {
+			if deliver[m.OutboxKey] {
+				delete(msgs, seq)
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// pending returns the number of the run's messages still in the outbox.
+func (s *fakeStore) pending(runID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.outbox[runID])
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var (
+	_ Store       = (*fakeStore)(nil)
+	_ OutboxStore = (*fakeStore)(nil)
+)

@@ -5,8 +5,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +74,18 @@ type Config struct {
 
 	AlertWebhook  string // TXFLOW_ALERT_WEBHOOK: URL that receives one JSON alert per failed run; "" for none
 	EventsWebhook string // TXFLOW_EVENTS_WEBHOOK: URL that receives one JSON event per completed run; "" for none
+
+	// Delivery of results to NATS JetStream (docs/delivery.md): off when NATSURL is empty.
+	NATSURL    string // TXFLOW_NATS_URL: server URLs, comma-separated (nats://, tls://)
+	NATSCreds  string // TXFLOW_NATS_CREDS: path of a credentials file; "" for none
+	NATSStream string // TXFLOW_NATS_STREAM: the stream's name
 }
+
+// DefaultNATSStream is the stream's name when TXFLOW_NATS_STREAM is not set.
+const DefaultNATSStream = "TXFLOW"
+
+// Delivery says whether delivery to NATS is on.
+func (c Config) Delivery() bool { return c.NATSURL != "" }
 
 // Variables lists every TXFLOW_* variable Load reads, with its meaning, for docs and checks.
 var Variables = []struct{ Name, Default, Meaning string }{
@@ -93,6 +106,9 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_HTTP_ADDR", DefaultHTTPAddr, "worker's HTTP address for /healthz, /readyz and /metrics (\"off\" to disable)"},
 	{"TXFLOW_ALERT_WEBHOOK", "", "URL the worker POSTs one JSON alert to per failed run (none when empty)"},
 	{"TXFLOW_EVENTS_WEBHOOK", "", "URL the worker POSTs one JSON event to per completed run (none when empty)"},
+	{"TXFLOW_NATS_URL", "", "NATS server URLs, comma-separated: every new result is delivered to JetStream (delivery off when empty)"},
+	{"TXFLOW_NATS_CREDS", "", "NATS credentials file (none when empty)"},
+	{"TXFLOW_NATS_STREAM", DefaultNATSStream, "JetStream stream the worker creates if missing, covering txflow.>"},
 }
 
 // Load reads the configuration. It returns an error naming the variable when a value is invalid.
@@ -141,6 +157,28 @@ func Load(env Env) (Config, error) {
 			}
 			*w.dst = v
 		}
+	}
+
+	c.NATSURL = get("TXFLOW_NATS_URL", "")
+	c.NATSCreds = get("TXFLOW_NATS_CREDS", "")
+	c.NATSStream = get("TXFLOW_NATS_STREAM", DefaultNATSStream)
+	if c.NATSURL != "" {
+		for _, raw := range strings.Split(c.NATSURL, ",") {
+			raw = strings.TrimSpace(raw)
+			if !strings.Contains(raw, "://") {
+				raw = "nats://" + raw // host:port, as the NATS client takes it
+			}
+			u, err := url.Parse(raw)
+			if raw == "" || err != nil || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Host == "" {
+				return Config{}, fmt.Errorf("TXFLOW_NATS_URL: %q is not a nats:// or tls:// URL", redactUserinfo(raw))
+			}
+		}
+	}
+	if c.NATSCreds != "" && c.NATSURL == "" {
+		return Config{}, errors.New("TXFLOW_NATS_CREDS is set but TXFLOW_NATS_URL is empty")
+	}
+	if strings.ContainsAny(c.NATSStream, " \t.*>/\\") {
+		return Config{}, fmt.Errorf("TXFLOW_NATS_STREAM: %q is not a valid stream name (no spaces, '.', '*', '>', '/' or '\\')", c.NATSStream)
 	}
 
 	c.Rules = txn.DefaultRules()
@@ -209,4 +247,14 @@ func Load(env Env) (Config, error) {
 // WorkflowURL returns the Web UI address of a workflow.
 func (c Config) WorkflowURL(workflowID string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", c.UIURL, c.Temporal.Namespace, workflowID)
+}
+
+// redactUserinfo hides the credentials a URL may carry, for error messages.
+func redactUserinfo(raw string) string {
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + "REDACTED" + raw[i:]
+		}
+	}
+	return raw
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +75,31 @@ func TestLoadRejectsBadValues(t *testing.T) {
 	}
 	_, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, "TXFLOW_AMOUNT_LIMIT": "lots"})
 	require.ErrorContains(t, err, "TXFLOW_AMOUNT_LIMIT")
+}
+
+func TestLoadNATS(t *testing.T) {
+	c, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull})
+	require.NoError(t, err)
+	require.False(t, c.Delivery(), "delivery is off by default")
+	require.Equal(t, "TXFLOW", c.NATSStream)
+
+	c, err = Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, "TXFLOW_NATS_URL": "nats://a:4222, tls://b:4222,c:4222",
+		"TXFLOW_NATS_CREDS": "/run/secrets/nats.creds", "TXFLOW_NATS_STREAM": "RESULTS"})
+	require.NoError(t, err)
+	require.True(t, c.Delivery())
+	require.Equal(t, "nats://a:4222, tls://b:4222,c:4222", c.NATSURL)
+	require.Equal(t, "/run/secrets/nats.creds", c.NATSCreds)
+	require.Equal(t, "RESULTS", c.NATSStream)
+
+	for env, msg := range map[string]string{
+		"TXFLOW_NATS_URL=http://a:4222":         "TXFLOW_NATS_URL",
+		"TXFLOW_NATS_URL=nats://u:secret@a:1,,": "TXFLOW_NATS_URL",
+		"TXFLOW_NATS_CREDS=/x.creds":            "TXFLOW_NATS_URL is empty",
+		"TXFLOW_NATS_STREAM=txflow.results":     "TXFLOW_NATS_STREAM",
+	} {
+		k, v, _ := strings.Cut(env, "=")
+		_, err := Load(Map{"TEMPORAL_CONFIG_FILE": os.DevNull, k: v})
+		require.ErrorContains(t, err, msg, env)
+		require.NotContains(t, err.Error(), "secret")
+	}
 }

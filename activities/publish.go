@@ -1,0 +1,227 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/txflow/txflow/natsjs"
+	"github.com/txflow/txflow/postgres"
+)
+
+// Publisher publishes messages and says which the broker acknowledged (*natsjs.Broker in the
+// worker): the indexes in msgs of those acknowledged, and an error when any was not.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []natsjs.Msg) (acked []int, err error)
+}
+
+// DefaultPublishSlice is the number of a chunk's lines whose messages Publish reads, publishes
+// and marks delivered at a time.
+const DefaultPublishSlice = 5000
+
+// WaitingForBroker starts the message of every error of Publish and of the notices that failed
+// for want of the broker; it is also the publish stage's phase while it waits (the summary).
+const WaitingForBroker = "waiting for the broker"
+
+// PublishWaitingSignal is the signal through which Publish tells the workflow that runs it that
+// it is waiting for the broker: the workflow shows it in the publish stage until a chunk completes.
+const PublishWaitingSignal = "publish-waiting"
+
+// PublishWaiting is the detail of PublishWaitingSignal.
+type PublishWaiting struct {
+	Error   string // why the attempt failed, starting with WaitingForBroker
+	Attempt int32  // the attempt that failed
+}
+
+// PublishProgress is Publish's heartbeat detail: what the chunk's attempts published so far.
+type PublishProgress struct {
+	Published int64 // messages acknowledged, over the chunk's attempts
+}
+
+// Names of the metrics Publish emits (Prometheus: txflow_messages_published_total and
+// txflow_delivery_lag_seconds).
+const (
+	MetricMessagesPublished = "txflow_messages_published" // counter: transactions' messages acknowledged
+	MetricDeliveryLag       = "txflow_delivery_lag"       // timer: from a message's outbox row to its acknowledgement, the oldest of each slice
+)
+
+// Delivery publishes the runs' new results to the broker. Its method is a Temporal activity,
+// registered apart from Activities.
+type Delivery struct {
+	DB OutboxStore // *postgres.DB in the worker
+	// Broker publishes the messages; nil when delivery is off on this worker: Publish then waits
+	// (fails, and is retried) for a worker that has it.
+	Broker Publisher
+	// Slice is the number of lines read at a time; DefaultPublishSlice when 0.
+	Slice int64
+	// Waiting receives the signal that a chunk waits for the broker; when nil, Publish signals
+	// its workflow through the worker's Temporal client.
+	Waiting func(ctx context.Context, workflowID, runID string, w PublishWaiting) error
+}
+
+// Publish delivers the messages of the chunk's lines still in the outbox: it reads them a slice
+// of lines at a time, publishes them, and deletes from the outbox those the broker acknowledged,
+// heartbeating its progress. A message is deleted only once acknowledged, so a message is
+// delivered at least once: a retry publishes again what was not acknowledged, and the broker (by
+// its Nats-Msg-Id) or the consumer (by account, id and version) drops a duplicate.
+//
+// A broker that cannot be reached, or did not acknowledge a message, yields a retryable error
+// whose message starts with WaitingForBroker; the first failed attempts (1, 2, 4, 8, ...) also
+// tell the workflow so by signal. Database errors are returned as they are, for a retry.
+func (d *Delivery) Publish(ctx context.Context, in ChunkInput) (ChunkResult, error) {
+	var progress PublishProgress
+	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &progress) // a detail that cannot be read counts from 0
+	}
+	var published atomic.Int64
+	published.Store(progress.Published)
+	defer keepAlive(ctx, func() any { return PublishProgress{Published: published.Load()} })()
+
+	if d.Broker == nil {
+		return ChunkResult{}, d.waiting(ctx, in, errors.New("delivery is off on this worker (TXFLOW_NATS_URL is empty)"))
+	}
+	slice := d.Slice
+	if slice <= 0 {
+		slice = DefaultPublishSlice
+	}
+	for from := in.From; from < in.To; from += slice {
+		to := min(from+slice, in.To)
+		rows, err := d.DB.OutboxMessages(ctx, in.RunID, from, to)
+		if err != nil {
+			return ChunkResult{}, fmt.Errorf("read messages of lines [%d,%d): %w", from, to, err)
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		msgs := make([]natsjs.Msg, len(rows))
+		for i, m := range rows {
+			if msgs[i], err = TransactionMsg(m); err != nil {
+				return ChunkResult{}, err
+			}
+		}
+		acked, pubErr := d.Broker.Publish(ctx, msgs)
+		if len(acked) > 0 {
+			keys := make([]postgres.OutboxKey, len(acked))
+			oldest := time.Now()
+			for i, j := range acked {
+				keys[i] = rows[j].OutboxKey
+				if rows[j].CreatedAt.Before(oldest) {
+					oldest = rows[j].CreatedAt
+				}
+			}
+			if _, err := d.DB.MarkDelivered(ctx, keys); err != nil {
+				return ChunkResult{}, fmt.Errorf("mark %d messages delivered: %w", len(keys), err)
+			}
+			published.Add(int64(len(acked)))
+			if activity.IsActivity(ctx) {
+				h := activity.GetMetricsHandler(ctx)
+				h.Counter(MetricMessagesPublished).Inc(int64(len(acked)))
+				h.Timer(MetricDeliveryLag).Record(time.Since(oldest))
+				activity.RecordHeartbeat(ctx, PublishProgress{Published: published.Load()})
+			}
+		}
+		if pubErr != nil {
+			return ChunkResult{}, d.waiting(ctx, in, pubErr)
+		}
+	}
+	return ChunkResult{Published: published.Load()}, nil
+}
+
+// waiting returns the error of an attempt that could not publish for want of the broker, and on
+// the attempts 1, 2, 4, 8, ... tells the workflow (a few signals per chunk, however long the
+// broker is down).
+func (d *Delivery) waiting(ctx context.Context, in ChunkInput, cause error) error {
+	err := fmt.Errorf("%s: %w", WaitingForBroker, cause)
+	if !activity.IsActivity(ctx) {
+		return err
+	}
+	info := activity.GetInfo(ctx)
+	activity.GetLogger(ctx).Warn("publish waits for the broker", "run_id", in.RunID, "from", in.From, "to", in.To,
+		"attempt", info.Attempt, "error", cause)
+	if info.Attempt&(info.Attempt-1) != 0 {
+		return err
+	}
+	signal := d.Waiting
+	if signal == nil {
+		signal = func(ctx context.Context, workflowID, runID string, w PublishWaiting) error {
+			return activity.GetClient(ctx).SignalWorkflow(ctx, workflowID, runID, PublishWaitingSignal, w)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	we := info.WorkflowExecution
+	if serr := signal(sctx, we.ID, we.RunID, PublishWaiting{Error: err.Error(), Attempt: info.Attempt}); serr != nil {
+		activity.GetLogger(ctx).Warn("publish waiting not signalled", "error", serr)
+	}
+	return err
+}
+
+// TransactionMessage is the body of a transaction's message, on subject
+// txflow.transactions.<account> (docs/schema/transaction-message.schema.json): the transaction's
+// result as stored.
+type TransactionMessage struct {
+	Account    string  `json:"account"`
+	ID         string  `json:"id"`             // the id as first read
+	Date       string  `json:"date,omitempty"` // YYYY-MM-DD, absent when unknown
+	Amount     string  `json:"amount"`         // the stored decimal, with two decimals
+	Wording    string  `json:"wording"`
+	Tag        *string `json:"tag"`
+	Annotation *string `json:"annotation"`
+	Error      *string `json:"error"`
+	RunID      string  `json:"run_id"` // the run that stored the result
+	Version    int32   `json:"version"`
+}
+
+// TransactionMsg returns the message of an outbox row: its subject, id and JSON body.
+func TransactionMsg(m postgres.OutboxMessage) (natsjs.Msg, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // wordings as stored: <, > and & unescaped
+	if err := enc.Encode(TransactionMessage{Account: m.Account, ID: m.ID, Date: m.Date, Amount: m.Amount, Wording: m.Wording,
+		Tag: m.Tag, Annotation: m.Annotation, Error: m.Error, RunID: m.RunID, Version: m.Version}); err != nil {
+		return natsjs.Msg{}, fmt.Errorf("encode message of transaction %d: %w", m.Key, err)
+	}
+	return natsjs.Msg{
+		Subject: TransactionSubject(m.Account),
+		ID:      TransactionMsgID(m.Account, m.ID, m.Version),
+		Data:    bytes.TrimSuffix(b.Bytes(), []byte("\n")),
+	}, nil
+}
+
+// TransactionSubject is the subject of an account's transactions: txflow.transactions.<account>.
+// An account's dots make tokens of the subject (subscribe to txflow.transactions.> to get every
+// account); an account whose dots would leave a token empty (a dot first, last or doubled) has
+// its dots written '_'.
+func TransactionSubject(account string) string {
+	if strings.HasPrefix(account, ".") || strings.HasSuffix(account, ".") || strings.Contains(account, "..") {
+		account = strings.ReplaceAll(account, ".", "_")
+	}
+	return natsjs.SubjectTransactions + account
+}
+
+// TransactionMsgID is the Nats-Msg-Id of a transaction's message: tx-<first 16 hex digits of
+// sha256(account, 0x1F, id)>-v<version>. It is the same whenever the same result is published
+// again, so the stream drops a re-send within its duplicate window.
+func TransactionMsgID(account, id string, version int32) string {
+	h := sha256.Sum256([]byte(account + "\x1f" + id))
+	return fmt.Sprintf("tx-%s-v%d", hex.EncodeToString(h[:8]), version)
+}
+
+// NoticeMsg returns the message of a run's notice: on txflow.runs.failed or
+// txflow.runs.completed, with the id run-<run id>-<attempt>-<kind>, body as the webhook's.
+func NoticeMsg(notice RunNotice, body []byte) natsjs.Msg {
+	subject := natsjs.SubjectRunsCompleted
+	if notice.Kind == NoticeRunFailed {
+		subject = natsjs.SubjectRunsFailed
+	}
+	return natsjs.Msg{Subject: subject, ID: fmt.Sprintf("run-%s-%s-%s", notice.RunID, notice.Attempt, notice.Kind), Data: body}
+}
