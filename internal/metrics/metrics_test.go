@@ -100,11 +100,15 @@ func TestTxflowMetricsHaveHelp(t *testing.T) {
 	}
 	h.WithTags(map[string]string{"status": "failed"}).Counter("txflow_runs").Inc(1)
 	h.WithTags(map[string]string{"stage": "dump"}).Timer("txflow_stage_duration").Record(250 * time.Millisecond)
+	// Delivery's, emitted by the Publish activity.
+	a := r.Handler().WithTags(map[string]string{"namespace": "default", "activity_type": "Publish"})
+	a.Counter("txflow_messages_published").Inc(5000)
+	a.Timer("txflow_delivery_lag").Record(90 * time.Second)
 	h.Counter("temporal_request").Inc(1)
 	require.NoError(t, r.Close())
 	out := scrape(t, r.HTTPHandler())
 
-	require.Len(t, metrics.Help, 7)
+	require.Len(t, metrics.Help, 9)
 	for name, help := range metrics.Help {
 		require.NotEmpty(t, help)
 		require.Contains(t, out, "# HELP "+name+" "+help+"\n")
@@ -116,5 +120,7 @@ func TestTxflowMetricsHaveHelp(t *testing.T) {
 	require.Contains(t, out, `txflow_runs_total{namespace="default",status="failed",workflow_type="ProcessFile"} 1`+"\n")
 	require.Contains(t, out, `txflow_stage_duration_seconds_bucket{namespace="default",stage="dump",workflow_type="ProcessFile",le="0.5"} 1`+"\n")
 	require.Contains(t, out, `txflow_stage_duration_seconds_sum{namespace="default",stage="dump",workflow_type="ProcessFile"} 0.25`+"\n")
+	require.Contains(t, out, `txflow_messages_published_total{activity_type="Publish",namespace="default"} 5000`+"\n")
+	require.Contains(t, out, `txflow_delivery_lag_seconds_bucket{activity_type="Publish",namespace="default",le="120"} 1`+"\n")
 	require.Contains(t, out, "# HELP temporal_request_total temporal_request_total counter\n")
 }

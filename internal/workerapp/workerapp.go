@@ -27,6 +27,7 @@ import (
 	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/health"
 	"github.com/txflow/txflow/internal/metrics"
+	"github.com/txflow/txflow/natsjs"
 	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/workflows"
 )
@@ -75,6 +76,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
+	// Delivery: NATS being down at start does not stop the worker; the broker keeps connecting
+	// in the background and /readyz says so meanwhile.
+	var broker *natsjs.Broker
+	if cfg.Delivery() {
+		if broker, err = natsjs.Open(cfg.NATSURL, cfg.NATSCreds, cfg.NATSStream, log); err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+		defer broker.Close()
+	}
 
 	opts := cfg.Temporal
 	opts.Logger = sdklog.NewStructuredLogger(log)
@@ -98,13 +108,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		WorkerStopTimeout:                  30 * time.Second,
 	})
 	if cfg.HTTPAddr != "" {
-		mux := health.Handler(
-			health.Check{Name: "postgresql", Probe: db.Ping},
-			health.Check{Name: "temporal", Probe: func(ctx context.Context) error {
+		checks := []health.Check{
+			{Name: "postgresql", Probe: db.Ping},
+			{Name: "temporal", Probe: func(ctx context.Context) error {
 				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 				return err
 			}},
-		)
+		}
+		if broker != nil {
+			checks = append(checks, BrokerCheck(broker))
+		}
+		mux := health.Handler(checks...)
 		mux.Handle("GET /metrics", reg.HTTPHandler())
 		stopHTTP, err := serveHTTP(cfg.HTTPAddr, log, mux)
 		if err != nil {
@@ -115,10 +129,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err := EnsureSearchAttributes(ctx, c, opts.Namespace); err != nil {
 		return err
 	}
-	Register(w, cfg, db)
+	var publisher activities.Publisher
+	delivery := "off"
+	if broker != nil {
+		publisher = broker
+		delivery = "nats stream " + broker.Stream()
+	}
+	RegisterWith(w, cfg, db, publisher)
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
 		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
-		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook),
+		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook), "delivery", delivery,
 		"profiles", strings.Join(cfg.Profiles.Names(), ","), "profiles_dir", cfg.ProfilesDir)
 
 	stop := make(chan any)
@@ -128,6 +148,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	log.Info("worker stopped")
 	return nil
+}
+
+// BrokerCheck is the readiness check of delivery: not ready until the broker is connected and
+// its stream ensured.
+func BrokerCheck(b *natsjs.Broker) health.Check {
+	return health.Check{Name: "broker", Probe: b.Ready}
 }
 
 // WebhookForLog returns what the start log says of a webhook URL: "none" when unset, else only
@@ -194,8 +220,17 @@ func Healthcheck(ctx context.Context, httpAddr string) error {
 	return nil
 }
 
-// Register registers txflow's workflows and activities on w, bound to cfg and db.
+// Register registers txflow's workflows and activities on w, bound to cfg and db, with delivery
+// off.
 func Register(w worker.Registry, cfg config.Config, db *postgres.DB) {
+	RegisterWith(w, cfg, db, nil)
+}
+
+// RegisterWith registers txflow's workflows and activities on w, bound to cfg and db; with a
+// broker, delivery is on: Ingest writes the outbox, Publish and the notices publish to broker.
+// Publish is registered either way, so that a run with messages to deliver waits (retrying)
+// on a worker without a broker rather than failing.
+func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker activities.Publisher) {
 	w.RegisterWorkflow(workflows.ProcessFile)
 	w.RegisterWorkflow(workflows.ProcessInbox)
 	w.RegisterWorkflow(workflows.Notify)
@@ -207,13 +242,16 @@ func Register(w worker.Registry, cfg config.Config, db *postgres.DB) {
 		OutputRoot: cfg.OutputDir,
 		BatchSize:  cfg.BatchSize,
 		Profiles:   cfg.Profiles,
+		Outbox:     broker != nil,
 	})
 	w.RegisterActivity(&activities.Notifier{
 		AlertWebhook:  cfg.AlertWebhook,
 		EventsWebhook: cfg.EventsWebhook,
 		OutputRoot:    cfg.OutputDir,
 		UIURL:         cfg.UIURL,
+		Broker:        broker,
 	})
+	w.RegisterActivity(&activities.Delivery{DB: db, Broker: broker})
 }
 
 // EnsureSearchAttributes makes sure the namespace has the custom search attributes the
