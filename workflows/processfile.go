@@ -1,14 +1,17 @@
 // Package workflows orchestrates the txflow pipeline on Temporal. ProcessFile is the whole
 // pipeline of one file:
 //
-//	Ingest ──┬── Tag (chunk 1..n) ──────┬── ReportErrors ── Dump ── WriteSummary
+//	Ingest ──┬── Tag (chunk 1..n) ──────┬── ReportErrors ── Dump ── [Publish (chunk 1..n)] ── WriteSummary
 //	         └── Annotate (chunk 1..n) ─┘
 //
 // Ingest streams the file into PostgreSQL and settles duplicates and conflicts. Tag and Annotate
 // then run side by side, each as one activity per chunk of the run's lines with a bounded number
 // in flight, so any worker can take any chunk. ReportErrors and Dump always run once ingestion
 // succeeded, even when Tag or Annotate failed: the failed column is left empty, the summary says
-// why, and the run then fails. Only references (run id, chunk bounds, paths) cross the workflow.
+// why, and the run then fails. When delivery is on and Ingest stored new transactions, Publish
+// delivers their results to NATS JetStream, chunk by chunk, retrying for as long as the broker is
+// down, before the summary is written. Only references (run id, chunk bounds, paths) cross the
+// workflow.
 //
 // In the code: run.pipeline issues the stages in that order; run records what each activity
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
@@ -78,6 +81,7 @@ const (
 	StageAnnotate = "annotate"
 	StageReport   = "report"
 	StageDump     = "dump"
+	StagePublish  = "publish" // only in runs with messages to deliver
 	StageSummary  = "summary"
 )
 
@@ -112,6 +116,15 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 			var p activities.IngestProgress
 			progress.Receive(ctx, &p)
 			r.ingestProgressed(p)
+		}
+	})
+	// Publish says so by signal when it waits for the broker (a few per chunk at most).
+	waiting := workflow.GetSignalChannel(ctx, activities.PublishWaitingSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var w activities.PublishWaiting
+			waiting.Receive(ctx, &w)
+			r.publishWaiting(w)
 		}
 	})
 	upsertSearchAttributes(ctx, s)
@@ -220,8 +233,16 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	r.complete(StageDump)
 	r.metrics.dumped(s.Counts)
 
-	// 5. The summary, beside the outputs; then the run fails if a stage did.
-	stageErr := errors.Join(tagErr, annotateErr)
+	// 5. Publish the new results, when there are any and Tag and Annotate completed: a run whose
+	// results are incomplete leaves its messages in the outbox, for the file's next run.
+	var publishErr error
+	if ing.Pending > 0 && tagErr == nil && annotateErr == nil &&
+		workflow.GetVersion(ctx, publishChange, workflow.DefaultVersion, 1) == 1 {
+		publishErr = r.delivered(withOptions(ctx, publishOptions, hb), chunks, ing.Pending)
+	}
+
+	// 6. The summary, beside the outputs; then the run fails if a stage did.
+	stageErr := errors.Join(tagErr, annotateErr, publishErr)
 	r.finish()
 	if err := r.writeSummary(withOptions(ctx, summaryOptions, hb)); err != nil {
 		return err
@@ -251,6 +272,47 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	}
 	r.complete(stage)
 	return nil
+}
+
+// publishChange marks, for workflow.GetVersion, the Publish stage: runs recorded before it have
+// none. Runs without messages to deliver do not ask for it.
+const publishChange = "publish-results"
+
+// delivered runs the Publish stage over the run's chunks: it completes once the broker has
+// acknowledged every one of the pending messages. While the broker is down the activities retry
+// without end, and the stage shows that it waits for the broker (publishWaiting).
+func (r *run) delivered(ctx workflow.Context, chunks []activities.ChunkInput, pending int64) error {
+	var d *activities.Delivery
+	r.start(StagePublish)
+	st := r.summary.stage(StagePublish)
+	st.Total = pending
+	sched := chunkScheduler{runID: r.summary.RunID, stage: StagePublish, fn: d.Publish, parallel: r.in.MaxParallel,
+		done: func(res activities.ChunkResult) {
+			st.Done = min(st.Done+res.Published, st.Total)
+			st.Phase, st.Waiting = "", "" // a chunk went through: the broker is there
+			r.publish()
+		}}
+	if err := sched.run(ctx, chunks); err != nil {
+		r.fail(StagePublish, err)
+		return err
+	}
+	// Every chunk completed: every message pending at settlement was acknowledged (a retried
+	// chunk may have counted less than it delivered).
+	st.Done = st.Total
+	r.summary.Published = st.Total
+	r.complete(StagePublish)
+	return nil
+}
+
+// publishWaiting records that Publish waits for the broker; a report that arrives when the stage
+// does not run (a late one) is dropped.
+func (r *run) publishWaiting(w activities.PublishWaiting) {
+	st := r.summary.findStage(StagePublish)
+	if st == nil || st.Status != StatusRunning {
+		return
+	}
+	st.Phase, st.Waiting = activities.WaitingForBroker, w.Error
+	r.publish()
 }
 
 // writeSummary has the summary written beside the outputs, and records the path the activity
@@ -386,6 +448,9 @@ func (r *run) ingested(res activities.IngestResult) {
 	s.Counts = res.Counts
 	s.AccountColumn = res.AccountColumn
 	s.Profile = res.Profile
+	if res.Pending > 0 {
+		s.addStage(StagePublish, StageSummary) // shown from now on, pending
+	}
 	r.complete(StageIngest)
 	r.metrics.ingested(s.Counts)
 }
@@ -475,6 +540,12 @@ var (
 	}
 	reportOptions  = withSummary(outputOptions, "Report: write error_report.csv, the rejected rows and rows in error with their reasons")
 	dumpOptions    = withSummary(outputOptions, "Dump: write output_transactions.csv, every transaction with its tag, annotation and error")
+	// Publish waits for the broker as long as it takes: the run completes only once every
+	// message is acknowledged. A chunk is seconds of work when the broker answers.
+	publishOptions = activityOptions{
+		StartToCloseTimeout: time.Hour,
+		RetryPolicy:         retry(0), // unlimited attempts, 1 s doubling to 1 min between them
+	}
 	summaryOptions = withSummary(outputOptions, "Summary: write summary.json beside the outputs")
 )
 
@@ -482,6 +553,7 @@ var (
 var stageDoc = map[string]string{
 	StageTag:      "find the one configured tag word in each wording",
 	StageAnnotate: "classify each amount (LARGE SALE, SALE, EXPENSE, SMALL EXPENSE)",
+	StagePublish:  "deliver the new results of these lines to NATS JetStream",
 }
 
 func withSummary(o activityOptions, summary string) activityOptions {

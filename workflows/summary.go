@@ -57,6 +57,9 @@ type Stage struct {
 	Bytes int64  `json:"bytes,omitempty"`
 	Size  int64  `json:"size,omitempty"`
 	Phase string `json:"phase,omitempty"`
+	// Publish: while it waits for the broker, Phase is activities.WaitingForBroker and Waiting
+	// the last failure (until a chunk completes).
+	Waiting string `json:"waiting,omitempty"`
 }
 
 func newSummary(runID, file, account string, now time.Time) *Summary {
@@ -68,12 +71,34 @@ func newSummary(runID, file, account string, now time.Time) *Summary {
 }
 
 func (s *Summary) stage(name string) *Stage {
+	if st := s.findStage(name); st != nil {
+		return st
+	}
+	panic("unknown stage " + name)
+}
+
+// findStage returns the stage name, nil when the run has none of that name (publish).
+func (s *Summary) findStage(name string) *Stage {
 	for _, st := range s.Stages {
 		if st.Name == name {
 			return st
 		}
 	}
-	panic("unknown stage " + name)
+	return nil
+}
+
+// addStage adds the stage name, pending, before the stage before, unless the run has it.
+func (s *Summary) addStage(name, before string) {
+	if s.findStage(name) != nil {
+		return
+	}
+	for i, st := range s.Stages {
+		if st.Name == before {
+			s.Stages = append(s.Stages[:i], append([]*Stage{{Name: name, Status: StatusPending}}, s.Stages[i:]...)...)
+			return
+		}
+	}
+	s.Stages = append(s.Stages, &Stage{Name: name, Status: StatusPending})
 }
 
 // FailedStage returns the name of the first stage that failed, or "" when none did.
@@ -108,6 +133,9 @@ func (s *Summary) Markdown() string {
 		if s.stage(StageDump).Status == StatusCompleted {
 			fmt.Fprintf(&b, ", tagged %d, annotated %d", s.Tagged, s.Annotated)
 		}
+		if st := s.findStage(StagePublish); st != nil && st.Status == StatusCompleted {
+			fmt.Fprintf(&b, ", published %d", s.Published)
+		}
 		b.WriteString("\n\n")
 	}
 	b.WriteString("| stage | status | rows done |\n|---|---|---|\n")
@@ -124,6 +152,9 @@ func (s *Summary) Markdown() string {
 		status := st.Status
 		if st.Error != "" {
 			status += ": " + strings.ReplaceAll(st.Error, "|", "\\|")
+		}
+		if st.Waiting != "" {
+			status += " (" + strings.ReplaceAll(st.Waiting, "|", "\\|") + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", st.Name, status, rows)
 	}
