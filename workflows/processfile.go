@@ -538,8 +538,8 @@ var (
 		StartToCloseTimeout: time.Hour,
 		RetryPolicy:         retry(10),
 	}
-	reportOptions  = withSummary(outputOptions, "Report: write error_report.csv, the rejected rows and rows in error with their reasons")
-	dumpOptions    = withSummary(outputOptions, "Dump: write output_transactions.csv, every transaction with its tag, annotation and error")
+	reportOptions = withSummary(outputOptions, "Report: write error_report.csv, the rejected rows and rows in error with their reasons")
+	dumpOptions   = withSummary(outputOptions, "Dump: write output_transactions.csv, every transaction with its tag, annotation and error")
 	// Publish waits for the broker as long as it takes: the run completes only once every
 	// message is acknowledged. A chunk is seconds of work when the broker answers.
 	publishOptions = activityOptions{
