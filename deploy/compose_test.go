@@ -83,11 +83,11 @@ func loadCompose(t *testing.T) composeFile {
 
 func TestComposeHasTheStack(t *testing.T) {
 	c := loadCompose(t)
-	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "worker", "starter"} {
+	for _, name := range []string{"postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "nats", "worker", "starter"} {
 		assert.Contains(t, c.Services, name)
 	}
 	// Long-running services report their health; one-shot ones are waited for by exit code.
-	for _, name := range []string{"postgres", "temporal", "temporal-ui", "worker"} {
+	for _, name := range []string{"postgres", "temporal", "temporal-ui", "nats", "worker"} {
 		s := c.Services[name]
 		if assert.NotNil(t, s.Healthcheck, "%s has no healthcheck", name) {
 			assert.NotEmpty(t, s.Healthcheck.Test, name)
@@ -218,7 +218,7 @@ func TestComposePortsOnLoopback(t *testing.T) {
 			assert.Regexp(t, `^\$\{[A-Z_]+:-127\.0\.0\.1\}:[0-9]+:[0-9]+$`, p, name)
 		}
 	}
-	assert.Equal(t, 2, published, "published ports: Temporal's frontend and the Web UI")
+	assert.Equal(t, 3, published, "published ports: Temporal's frontend, the Web UI and NATS's client port")
 
 	// Interpolated with an empty environment, as Compose does, every address is the loopback.
 	c := loadCompose(t)
@@ -300,6 +300,46 @@ func TestComposeTemporal(t *testing.T) {
 	ns := c.Services["temporal-namespace"]
 	assert.Equal(t, "temporal:7233", ns.Environment["TEMPORAL_ADDRESS"])
 	assert.Equal(t, "temporal:7233", c.Services["temporal-ui"].Environment["TEMPORAL_ADDRESS"])
+}
+
+// TestComposeNATS checks the broker the worker delivers results to: the server the tests embed,
+// JetStream on with its store on a named volume, and the worker pointed at its client port.
+func TestComposeNATS(t *testing.T) {
+	c := loadCompose(t)
+	n := c.Services["nats"]
+	assert.Equal(t, "nats:"+moduleVersion(t, ".", "github.com/nats-io/nats-server/v2")+"-alpine", n.Image,
+		"the NATS image is the server version the tests run embedded")
+	args := strings.Join(n.Command, " ")
+	assert.Contains(t, n.Command, "-js", "JetStream is off")
+	store := flagValue(t, n.Command, "-sd")
+	if m := mountAt(t, n, store); assert.NotNil(t, m, "nothing mounted at the JetStream store %s (%s)", store, args) {
+		assert.Contains(t, c.Volumes, m.source, "the JetStream store is not on a named volume")
+		assert.False(t, m.readOnly)
+	}
+	// The health check asks the monitoring port the server is told to open.
+	monitor := flagValue(t, n.Command, "-m")
+	require.NotNil(t, n.Healthcheck)
+	assert.Contains(t, n.Healthcheck.Test, "http://127.0.0.1:"+monitor+"/healthz")
+	assert.Contains(t, n.Ports, "127.0.0.1:4222:4222", "the client port, for consumers on the host")
+
+	// The worker publishes to the nats service's client port once it is healthy; the starter
+	// publishes nothing.
+	w := c.Services["worker"]
+	u, err := url.Parse(w.Environment["TXFLOW_NATS_URL"])
+	require.NoError(t, err)
+	assert.Equal(t, "nats", u.Scheme)
+	assert.Equal(t, "nats", u.Hostname())
+	assert.Equal(t, "4222", u.Port())
+	assert.Equal(t, "service_healthy", w.DependsOn["nats"].Condition)
+	assert.NotContains(t, c.Services["starter"].Environment, "TXFLOW_NATS_URL")
+}
+
+// flagValue returns the argument after flag in args, failing the test when there is none.
+func flagValue(t *testing.T, args []string, flag string) string {
+	t.Helper()
+	i := slices.Index(args, flag)
+	require.True(t, i >= 0 && i+1 < len(args), "no %s in %q", flag, args)
+	return args[i+1]
 }
 
 func TestComposeMountedFilesExist(t *testing.T) {

@@ -253,6 +253,37 @@ func TestK8sStarterJob(t *testing.T) {
 	assertDataMounted(t, "starter", pod, c, cm, m, true)
 }
 
+// TestK8sNATS checks the worker's settings for delivery to a NATS cluster: off until the
+// ConfigMap names servers, and the credentials file documented in the ConfigMap is where the
+// worker mounts the optional Secret.
+func TestK8sNATS(t *testing.T) {
+	m := loadManifests(t)
+	cm := m.configMaps[0]
+	for _, k := range []string{"TXFLOW_NATS_URL", "TXFLOW_NATS_CREDS", "TXFLOW_NATS_STREAM"} {
+		assert.Contains(t, cm.Data, k, "the ConfigMap does not show %s", k)
+	}
+	assert.Empty(t, cm.Data["TXFLOW_NATS_URL"], "delivery needs a NATS cluster the kustomization does not install")
+	assert.Equal(t, "TXFLOW", cm.Data["TXFLOW_NATS_STREAM"])
+
+	pod := m.deployments[0].Spec.Template.Spec
+	c := pod.Containers[0]
+	i := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "txflow-nats-creds" })
+	require.GreaterOrEqual(t, i, 0, "the worker does not mount the Secret txflow-nats-creds")
+	v := pod.Volumes[i]
+	require.NotNil(t, v.Secret.Optional)
+	assert.True(t, *v.Secret.Optional, "the worker must start without NATS credentials")
+	j := slices.IndexFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == v.Name })
+	require.GreaterOrEqual(t, j, 0, "the volume %s is not mounted", v.Name)
+	assert.True(t, c.VolumeMounts[j].ReadOnly)
+
+	// The path the ConfigMap's comment gives is in that mount.
+	raw, err := os.ReadFile(filepath.Join(k8sDir, "configmap.yaml"))
+	require.NoError(t, err)
+	path := regexp.MustCompile(`TXFLOW_NATS_CREDS: (/\S+)`).FindSubmatch(raw)
+	require.NotNil(t, path, "configmap.yaml does not say where the credentials file is")
+	assert.Equal(t, c.VolumeMounts[j].MountPath, filepath.Dir(string(path[1])))
+}
+
 func TestK8sFilesPod(t *testing.T) {
 	m := loadManifests(t)
 	path := filepath.Join(k8sDir, "tools", "files-pod.yaml")
