@@ -201,7 +201,11 @@ func run(ctx context.Context, o options) error {
 	floorBest := min(floorBefore.total(), floorAfter.total())
 
 	fmt.Printf("\nrows                  %d (%.1f MB)\n", o.rows, float64(st.Size())/1e6)
-	fmt.Printf("pipeline wall time    %s (start to outputs written)\n", wall.Round(time.Millisecond))
+	until := "start to outputs written"
+	if o.delivery {
+		until += " and every message acknowledged"
+	}
+	fmt.Printf("pipeline wall time    %s (%s)\n", wall.Round(time.Millisecond), until)
 	fmt.Printf("rows/s                %.0f\n", float64(o.rows)/wall.Seconds())
 	fmt.Printf("worker peak RSS       %.1f MB (largest of %d)\n", float64(peak)/1e6, o.workers)
 	fmt.Printf("history length        %d events\n", events)
