@@ -50,7 +50,10 @@ func Open(url, creds, stream string, log *slog.Logger) (*Broker, error) {
 			log.Info("reconnected to nats", "server", nc.ConnectedUrlRedacted())
 			b.wake()
 		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // the worker is stopping: Close disconnects on purpose
+			}
 			log.Warn("disconnected from nats, reconnecting", "error", err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
