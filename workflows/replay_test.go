@@ -30,6 +30,9 @@ var replayHistories = []string{
 	// An inbox with a clean and a bad file, continued as new after the first file, failed.
 	"inbox_history.json",
 	"inbox_continued_history.json",
+	// 20,000 new transactions in chunks of 5,000 with delivery on: the Publish stage after the
+	// dump (version publish-results), recorded by the end-to-end delivery test.
+	"processfile_publish_history.json",
 }
 
 // TestReplay replays the committed histories against the current workflow code: a change that

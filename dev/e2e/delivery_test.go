@@ -23,6 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/dev/internal/devnats"
@@ -280,6 +282,19 @@ func TestDeliveryPublishesEachNewTransactionOnce(t *testing.T) {
 	notices := requireDelivered(t, msgs, outputCSV, "default", s.RunID)
 	require.Equal(t, map[string]int{activities.NoticeRunCompleted: 1}, notices)
 	require.Len(t, msgs, deliveryRows+1, "transactions and the run's notice")
+
+	// The run's history, with its Publish stage, replays against the current code; it is one of
+	// the histories workflows.TestReplay replays (TXFLOW_RECORD_HISTORIES=1 rewrites it).
+	hist := fetchHistory(t, c, s.RunID, "")
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflow(workflows.ProcessFile)
+	replayer.RegisterWorkflow(workflows.Notify)
+	exec := workflow.Execution{ID: s.RunID,
+		RunID: hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()}
+	require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec}))
+	if recordHistories {
+		saveHistory(t, hist, "processfile_publish_history.json")
+	}
 
 	// The same file again: no new transaction, no transaction message; its own notice only.
 	again := waitRun(t, startRun(t, c, input, name, deliveryChunk), 3*time.Minute)
