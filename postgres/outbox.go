@@ -76,19 +76,28 @@ type OutboxMessage struct {
 // outbox row of the run, in the order of the lines. It returns the wrapped connection or SQL
 // error.
 func (db *DB) OutboxMessages(ctx context.Context, runID string, from, to int64) ([]OutboxMessage, error) {
-	rows, err := db.pool.Query(ctx, sqlOutboxMessages, runID, from, to)
-	if err != nil {
-		return nil, db.wrap(fmt.Sprintf("read outbox [%d,%d) of run %s", from, to, runID), err)
-	}
 	var out []OutboxMessage
-	var m OutboxMessage
-	var date pgtype.Text
-	_, err = pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
-		&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
-		m.Date = date.String
-		out = append(out, m)
-		m.Error, m.Tag, m.Annotation = nil, nil, nil
-		return nil
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// Probe the outbox's and the result tables' primary keys for each line of the slice:
+		// hashing whole result tables for every slice is what the planner picks otherwise,
+		// and it costs their size, not the slice's.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
+		rows, err := tx.Query(ctx, sqlOutboxMessages, runID, from, to)
+		if err != nil {
+			return err
+		}
+		var m OutboxMessage
+		var date pgtype.Text
+		_, err = pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
+			&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
+			m.Date = date.String
+			out = append(out, m)
+			m.Error, m.Tag, m.Annotation = nil, nil, nil
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, db.wrap(fmt.Sprintf("read outbox [%d,%d) of run %s", from, to, runID), err)
