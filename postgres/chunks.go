@@ -75,7 +75,13 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // unknown or not settled by FinishIngest, and the wrapped connection or SQL
 // error.
 func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, func(rows pgx.Rows) (int64, string, error) {
+	return db.TagChunkVersion(ctx, runID, from, to, 0, tag)
+}
+
+// TagChunkVersion is TagChunk recording rulesVersion, the version of the rules tag applies, with
+// each result it writes (tags.rules_version; NULL when 0, for a run started before versions).
+func (db *DB) TagChunkVersion(ctx context.Context, runID string, from, to int64, rulesVersion int, tag func(wording string) string) (ChunkCounts, error) {
+	c, err := computeChunk(ctx, db, tagsTable, runID, from, to, rulesVersion, func(rows pgx.Rows) (int64, string, error) {
 		var key int64
 		var wording string
 		if err := rows.Scan(&key, &wording); err != nil {
@@ -95,7 +101,13 @@ func (db *DB) TagChunk(ctx context.Context, runID string, from, to int64, tag fu
 // NULL: annotated, no annotation). Lines counts every line in range, errors
 // included. It is idempotent and returns the same errors as TagChunk.
 func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
-	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, func(rows pgx.Rows) (int64, string, error) {
+	return db.AnnotateChunkVersion(ctx, runID, from, to, 0, annotate)
+}
+
+// AnnotateChunkVersion is AnnotateChunk recording rulesVersion with each result it writes
+// (annotations.rules_version; NULL when 0), like TagChunkVersion.
+func (db *DB) AnnotateChunkVersion(ctx context.Context, runID string, from, to int64, rulesVersion int, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
+	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, rulesVersion, func(rows pgx.Rows) (int64, string, error) {
 		var key int64
 		var cents pgtype.Int8
 		var big pgtype.Text
@@ -135,19 +147,24 @@ type chunkResult struct {
 	result string
 }
 
-// resultRows feeds results to COPY as (txn_key, result, run_id) rows, one
+// resultRows feeds results to COPY as (txn_key, result, run_id, rules_version) rows, one
 // reused row at a time: a chunk's results are held as compact structs, not as
 // a slice of values per line (several chunks are in flight at once, and this
 // is most of a worker's memory).
 type resultRows struct {
 	results []chunkResult
 	runID   any
+	version any // the rules version, nil for none
 	next    int
-	row     [3]any
+	row     [4]any
 }
 
-func newResultRows(results []chunkResult, runID string) *resultRows {
-	return &resultRows{results: results, runID: runID}
+func newResultRows(results []chunkResult, runID string, rulesVersion int) *resultRows {
+	r := &resultRows{results: results, runID: runID}
+	if rulesVersion > 0 {
+		r.version = int32(rulesVersion)
+	}
+	return r
 }
 
 func (r *resultRows) Next() bool {
@@ -157,15 +174,16 @@ func (r *resultRows) Next() bool {
 
 func (r *resultRows) Values() ([]any, error) {
 	x := &r.results[r.next-1]
-	r.row = [3]any{x.key, nullIfEmpty(x.result), r.runID}
+	r.row = [4]any{x.key, nullIfEmpty(x.result), r.runID, r.version}
 	return r.row[:], nil
 }
 
 func (r *resultRows) Err() error { return nil }
 
 // computeChunk reads the pending lines of a chunk, computes their results
-// with compute and writes them to t, keyed by their transaction's key.
-func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64,
+// with compute and writes them to t, keyed by their transaction's key, with the rules version
+// that computed them (none when 0).
+func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from, to int64, rulesVersion int,
 	compute func(rows pgx.Rows) (key int64, result string, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
 	var results []chunkResult
@@ -224,12 +242,12 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	if len(results) == 0 {
 		return c, nil
 	}
-	columns := []string{"txn_key", t.column, "run_id"}
-	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, newResultRows(results, runID))
+	columns := []string{"txn_key", t.column, "run_id", "rules_version"}
+	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, newResultRows(results, runID, rulesVersion))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// Another run stored some of these transactions' results since the read.
-		n, err = insertSkippingExisting(ctx, db, t, newResultRows(results, runID))
+		n, err = insertSkippingExisting(ctx, db, t, newResultRows(results, runID, rulesVersion))
 	}
 	if err != nil {
 		return c, fmt.Errorf("write %s: %w", t.name, err)
@@ -244,16 +262,16 @@ func insertSkippingExisting(ctx context.Context, db *DB, t resultTable, results 
 	var n int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE txflow_stage
-			(txn_key bigint, result text, run_id text) ON COMMIT DROP`); err != nil {
+			(txn_key bigint, result text, run_id text, rules_version integer) ON COMMIT DROP`); err != nil {
 			return err
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"txflow_stage"},
-			[]string{"txn_key", "result", "run_id"}, results); err != nil {
+			[]string{"txn_key", "result", "run_id", "rules_version"}, results); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, fmt.Sprintf(`
-			INSERT INTO %[1]s (txn_key, %[2]s, run_id)
-			SELECT DISTINCT ON (txn_key) txn_key, result, run_id FROM txflow_stage
+			INSERT INTO %[1]s (txn_key, %[2]s, run_id, rules_version)
+			SELECT DISTINCT ON (txn_key) txn_key, result, run_id, rules_version FROM txflow_stage
 			ON CONFLICT (txn_key) DO NOTHING`,
 			pgx.Identifier{t.name}.Sanitize(), pgx.Identifier{t.column}.Sanitize()))
 		n = tag.RowsAffected()

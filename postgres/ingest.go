@@ -22,6 +22,9 @@ type Run struct {
 	// Account is the run's account (see txn.ParseAccount), the account of
 	// every line that does not carry its own; "" means txn.DefaultAccount.
 	Account string
+	// RulesVersion is the version of the rules the run applies (runs.rules_version, see
+	// rules.go); 0 records none.
+	RulesVersion int
 }
 
 // IngestCounts are the totals of a run after FinishIngest.
@@ -46,14 +49,18 @@ type Checkpoint struct {
 	Totals  IngestCounts
 	// RowsRead is the number of data records FinishIngest was told of, when Settled.
 	RowsRead int64
+	// RulesVersion is the version of the rules the run applies: the one an earlier attempt
+	// recorded when resuming, Run.RulesVersion otherwise; 0 when none is recorded.
+	RulesVersion int
 }
 
 // BeginIngest starts or resumes ingestion of a run. With resume set and the run already known
 // with the same non-empty SHA-256, it keeps what earlier attempts committed and returns where
 // they stopped (or, when the run was already settled, its totals). Otherwise it upserts the runs
 // row and deletes any run_lines and rejected_rows of the run, so that nothing is ever loaded
-// twice. Transactions, tags and annotations already stored are kept. It returns an error for an
-// empty run id and the wrapped connection or SQL error.
+// twice. Transactions, tags and annotations already stored are kept. The run's rules version is
+// run.RulesVersion, except when resuming a run that recorded one: the checkpoint says which. It
+// returns an error for an empty run id and the wrapped connection or SQL error.
 func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint, error) {
 	if run.ID == "" {
 		return Checkpoint{}, errors.New("begin ingest: empty run id")
@@ -62,16 +69,25 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("begin ingest %s: %w", run.ID, err)
 	}
+	var version *int32
+	if run.RulesVersion > 0 {
+		v := int32(run.RulesVersion)
+		version = &v
+	}
 	cp := Checkpoint{NextSeq: 1}
 	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if resume && run.SHA256 != "" {
 			var sha string
 			var settled bool
 			var rowsRead, newCount *int64
+			var stored *int32
 			err := tx.QueryRow(ctx, `
-				SELECT sha256, ingested_at IS NOT NULL, records_loaded, next_seq, rows_read, new_count
+				SELECT sha256, ingested_at IS NOT NULL, records_loaded, next_seq, rows_read, new_count, rules_version
 				FROM runs WHERE run_id = $1 FOR UPDATE`, run.ID).
-				Scan(&sha, &settled, &cp.Records, &cp.NextSeq, &rowsRead, &newCount)
+				Scan(&sha, &settled, &cp.Records, &cp.NextSeq, &rowsRead, &newCount, &stored)
+			if stored != nil {
+				cp.RulesVersion = int(*stored)
+			}
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 			case err != nil:
@@ -82,17 +98,25 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 				cp.Totals.New = *newCount
 				return err
 			case sha == run.SHA256 && !settled:
+				if stored == nil && version != nil {
+					// Begun before versions existed: it applies the current one from now on.
+					cp.RulesVersion = run.RulesVersion
+					_, err := tx.Exec(ctx, "UPDATE runs SET rules_version = $2 WHERE run_id = $1", run.ID, version)
+					return err
+				}
 				return nil
 			}
 		}
-		cp = Checkpoint{NextSeq: 1}
+		cp = Checkpoint{NextSeq: 1, RulesVersion: run.RulesVersion}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO runs (run_id, file, sha256, account, num) VALUES ($1, $2, $3, $4, nextval('runs_num_seq'))
+			INSERT INTO runs (run_id, file, sha256, account, num, rules_version)
+			VALUES ($1, $2, $3, $4, nextval('runs_num_seq'), $5)
 			ON CONFLICT (run_id) DO UPDATE
 			SET file = excluded.file, sha256 = excluded.sha256, account = excluded.account, started_at = now(),
 			    ingested_at = NULL, records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL,
-			    has_account_column = false, has_date_column = false, num = excluded.num`,
-			run.ID, run.File, run.SHA256, account); err != nil {
+			    has_account_column = false, has_date_column = false, num = excluded.num,
+			    rules_version = excluded.rules_version`,
+			run.ID, run.File, run.SHA256, account, version); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM run_lines WHERE run_id = $1", run.ID); err != nil {

@@ -9,6 +9,7 @@ package txn
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -210,4 +211,11 @@ func (r Rules) Check(amount decimal.Decimal) Reason {
 		return ReasonAmountTooHigh
 	}
 	return ""
+}
+
+// Equal reports whether r and o are the same rules: the same tag words in the same order and
+// thresholds of equal value (300 equals 300.00).
+func (r Rules) Equal(o Rules) bool {
+	return slices.Equal(r.TagWords, o.TagWords) && r.LargeSaleAbove.Equal(o.LargeSaleAbove) &&
+		r.ExpenseBelow.Equal(o.ExpenseBelow) && r.AmountLimit.Equal(o.AmountLimit)
 }

@@ -214,3 +214,28 @@ func BenchmarkTag(b *testing.B) {
 		_ = r.Tag("CB CARTE 1234 TAXI G7 PARIS 15/03")
 	}
 }
+
+func TestRulesEqual(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Rules)
+		equal  bool
+	}{
+		{"same", func(*Rules) {}, true},
+		{"same value, other scale", func(r *Rules) { r.LargeSaleAbove = dec("300.00"); r.AmountLimit = dec("1000000") }, true},
+		{"other word", func(r *Rules) { r.TagWords = []string{"TATA", "TOTO", "TUTU", "UBER"} }, false},
+		{"words reordered", func(r *Rules) { r.TagWords = []string{"TOTO", "TATA", "TUTU", "TAXI"} }, false},
+		{"one word less", func(r *Rules) { r.TagWords = r.TagWords[:3] }, false},
+		{"large sale", func(r *Rules) { r.LargeSaleAbove = dec("300.01") }, false},
+		{"expense", func(r *Rules) { r.ExpenseBelow = dec("-199") }, false},
+		{"limit", func(r *Rules) { r.AmountLimit = dec("999999.99") }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := DefaultRules()
+			tt.modify(&r)
+			assert.Equal(t, tt.equal, DefaultRules().Equal(r))
+			assert.Equal(t, tt.equal, r.Equal(DefaultRules()))
+		})
+	}
+}

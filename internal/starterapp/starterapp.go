@@ -35,6 +35,9 @@ Usage:
                              write the account's stored transactions as CSV (stdout by default)
   starter purge --account ACC [--yes]
                              delete everything stored under the account (asks first)
+  starter rules show|history|set ...
+                             print or change the rules (tag words, thresholds), kept as numbered
+                             versions (starter rules help)
   starter schedule ...       create and manage schedules of the inbox (starter schedule help)
   starter help               print this help
 
@@ -48,7 +51,7 @@ An account is 1 to 64 letters, digits, '-', '_', '.' or ':' (case-sensitive); a 
 
 Temporal is reached through TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and
 TEMPORAL_TLS_* (Temporal SDK conventions); TXFLOW_UI_URL is the Web UI address used in links.
-export and purge also connect to PostgreSQL with DATABASE_URL, the worker's database.
+export, purge and rules also connect to PostgreSQL with DATABASE_URL, the worker's database.
 Mapping profiles (--profile) are the built-in ones and those of TXFLOW_PROFILES_DIR.
 Run "starter COMMAND --help" for a command's flags.
 `
@@ -79,7 +82,7 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status", "schedule", "export", "purge", "sniff":
+	case "run", "status", "schedule", "export", "purge", "sniff", "rules":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -97,6 +100,8 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 		return s.export(ctx, args)
 	case "purge":
 		return s.purge(ctx, args)
+	case "rules":
+		return s.rules(ctx, args)
 	case "sniff":
 		return s.sniff(args)
 	case "schedule":
