@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,9 @@ const DefaultBatchSize = 50_000
 
 // Activities are the pipeline's steps, bound to their dependencies.
 type Activities struct {
-	DB         Store // *postgres.DB in the worker
+	DB Store // *postgres.DB in the worker
+	// Rules are the worker's TXFLOW_* rules: they make version 1 of the stored rules when there
+	// is none, and apply to the chunks of runs started before versions existed (rules.go).
 	Rules      txn.Rules
 	Reader     txn.ReaderOptions
 	InputRoot  string // files are read only below this directory
@@ -58,6 +61,8 @@ type Activities struct {
 	// Outbox is on when delivery is (TXFLOW_NATS_URL set): Ingest then writes one outbox row per
 	// new transaction, which Publish (publish.go) delivers.
 	Outbox bool
+
+	rulesCache sync.Map // version (int) -> txn.Rules: versions never change
 }
 
 // IngestInput names the file of a run.
@@ -107,6 +112,9 @@ type IngestResult struct {
 	// Pending counts the run's messages not delivered yet (its outbox rows), for Publish: 0
 	// when delivery is off.
 	Pending int64
+	// RulesVersion is the version of the rules the run applies (rules.go), for its chunks; 0
+	// only for a run settled before versions existed.
+	RulesVersion int
 }
 
 // Ingest streams the run's file into PostgreSQL in COPY batches, quarantining rows that cannot be
@@ -143,9 +151,22 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	}
 
 	began := time.Now()
-	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account}, resume)
+	current, err := a.currentRules(ctx)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account,
+		RulesVersion: current.Version}, resume)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
+	}
+	// A resumed run keeps the version its first attempt recorded.
+	rules, version := current.Rules, current.Version
+	if cp.RulesVersion != version {
+		version = cp.RulesVersion
+		if rules, err = a.rulesOf(ctx, version); err != nil {
+			return IngestResult{}, err
+		}
 	}
 	if cp.Settled {
 		// A predecessor settled the run but its result was lost: the totals are stored, the line
@@ -154,7 +175,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 		if err != nil {
 			return IngestResult{}, fmt.Errorf("read %s: %w", in.File, err)
 		}
-		return ingestResult(in.SHA256, cp.RowsRead, stats, cp.Totals), nil
+		return ingestResult(in.SHA256, cp.RowsRead, stats, cp.Totals, version), nil
 	}
 
 	hash := sha256.New()
@@ -209,7 +230,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 					skip--
 					return nil
 				}
-				r.Error = a.Rules.Check(r.Amount)
+				r.Error = rules.Check(r.Amount)
 				cur.recs = append(cur.recs, r)
 				if len(cur.recs)+len(cur.rejected) >= batchSize {
 					return send()
@@ -274,13 +295,13 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}
-	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "account", account, "records", stats.Records,
+	activity.GetLogger(ctx).Info("ingested", "run_id", in.RunID, "account", account, "rules_version", version, "records", stats.Records,
 		"accepted", counts.Accepted, "new", counts.New, "rejected", counts.Rejected,
 		"load", loaded.Sub(began).Round(time.Millisecond), "settle", time.Since(loaded).Round(time.Millisecond))
-	return ingestResult(sum, stats.Records, stats, counts), nil
+	return ingestResult(sum, stats.Records, stats, counts, version), nil
 }
 
-func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.IngestCounts) IngestResult {
+func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.IngestCounts, rulesVersion int) IngestResult {
 	return IngestResult{
 		SHA256: sha,
 		Counts: Counts{
@@ -297,6 +318,7 @@ func ingestResult(sha string, rowsRead int64, stats txn.Stats, c postgres.Ingest
 		AccountColumn: stats.AccountColumn,
 		Profile:       stats.Profile,
 		Pending:       c.Pending,
+		RulesVersion:  rulesVersion,
 	}
 }
 
@@ -345,6 +367,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type ChunkInput struct {
 	RunID    string
 	From, To int64
+	// RulesVersion is the version of the rules the run applies (IngestResult.RulesVersion), for
+	// Tag and Annotate; absent from the chunks of runs started before versions existed, which
+	// apply the worker's Rules.
+	RulesVersion int `json:",omitempty"`
 }
 
 // ChunkResult counts what a chunk activity did.
@@ -355,22 +381,31 @@ type ChunkResult struct {
 	Published int64 `json:",omitempty"`
 }
 
-// Tag computes the tag of every transaction of the chunk that has none yet.
+// Tag computes the tag of every transaction of the chunk that has none yet, with the run's
+// version of the rules (in.RulesVersion), which it records with each tag.
 func (a *Activities) Tag(ctx context.Context, in ChunkInput) (ChunkResult, error) {
 	defer keepAlive(ctx, nil)()
-	c, err := a.DB.TagChunk(ctx, in.RunID, in.From, in.To, a.Rules.Tag)
+	rules, err := a.rulesOf(ctx, in.RulesVersion)
+	if err != nil {
+		return ChunkResult{}, err
+	}
+	c, err := a.DB.TagChunkVersion(ctx, in.RunID, in.From, in.To, in.RulesVersion, rules.Tag)
 	if err != nil {
 		return ChunkResult{}, fmt.Errorf("tag chunk [%d,%d): %w", in.From, in.To, err)
 	}
 	return ChunkResult{Lines: c.Lines, Computed: c.Computed}, nil
 }
 
-// Annotate computes the annotation of every transaction of the chunk that has none yet; lines in
-// error get none.
+// Annotate computes the annotation of every transaction of the chunk that has none yet, like Tag
+// with the run's version of the rules; lines in error get none.
 func (a *Activities) Annotate(ctx context.Context, in ChunkInput) (ChunkResult, error) {
 	defer keepAlive(ctx, nil)()
-	annotate := func(amount decimal.Decimal) string { return string(a.Rules.Annotate(amount)) }
-	c, err := a.DB.AnnotateChunk(ctx, in.RunID, in.From, in.To, annotate)
+	rules, err := a.rulesOf(ctx, in.RulesVersion)
+	if err != nil {
+		return ChunkResult{}, err
+	}
+	annotate := func(amount decimal.Decimal) string { return string(rules.Annotate(amount)) }
+	c, err := a.DB.AnnotateChunkVersion(ctx, in.RunID, in.From, in.To, in.RulesVersion, annotate)
 	if err != nil {
 		return ChunkResult{}, fmt.Errorf("annotate chunk [%d,%d): %w", in.From, in.To, err)
 	}

@@ -61,6 +61,8 @@ type ingestResultWire struct {
 	// Pending is absent from results recorded before delivery existed, and when no message is
 	// to publish.
 	Pending int64 `json:",omitempty"`
+	// RulesVersion is absent from results recorded before rules versions existed.
+	RulesVersion int `json:",omitempty"`
 }
 
 // MarshalJSON encodes the result in its wire form.
@@ -70,6 +72,7 @@ func (r IngestResult) MarshalJSON() ([]byte, error) {
 		SHA256: r.SHA256, RowsRead: c.RowsRead, Lines: c.Lines, SkippedLines: c.SkippedLines,
 		Accepted: c.Ingested, New: c.New, Rejected: c.Rejected, Errors: c.InError, MaxSeq: r.MaxSeq,
 		AccountColumn: r.AccountColumn, Profile: r.Profile, DerivedIDs: c.DerivedIDs, Pending: r.Pending,
+		RulesVersion: r.RulesVersion,
 	})
 }
 
@@ -79,7 +82,7 @@ func (r *IngestResult) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Pending: w.Pending, Counts: Counts{
+	*r = IngestResult{SHA256: w.SHA256, MaxSeq: w.MaxSeq, AccountColumn: w.AccountColumn, Profile: w.Profile, Pending: w.Pending, RulesVersion: w.RulesVersion, Counts: Counts{
 		RowsRead: w.RowsRead, Lines: w.Lines, SkippedLines: w.SkippedLines, DerivedIDs: w.DerivedIDs,
 		Ingested: w.Accepted, New: w.New, Rejected: w.Rejected, InError: w.Errors,
 	}}

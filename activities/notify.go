@@ -77,6 +77,9 @@ type RunNotice struct {
 	WebUI       string        `json:"web_ui,omitempty"` // link to the run in the Web UI
 	// Attempt is the Temporal run id of the run's workflow: a run id run again has several.
 	Attempt string `json:"attempt,omitempty"`
+	// RulesVersion is the version of the rules the run applied; absent when Ingest did not
+	// complete, and for runs started before versions existed.
+	RulesVersion int `json:"rules_version,omitempty"`
 }
 
 // NotifyResult says what a notice activity did.

@@ -16,6 +16,14 @@ type Store interface {
 	IngestStore
 	ChunkStore
 	OutputStore
+	RulesStore
+}
+
+// RulesStore reads the versions of the rules (rules.go): the current one, made from the worker's
+// settings when there is none (Ingest), and a given one (Tag, Annotate).
+type RulesStore interface {
+	CurrentRules(ctx context.Context, seed txn.Rules) (postgres.RulesVersion, error)
+	RulesByVersion(ctx context.Context, n int) (postgres.RulesVersion, error)
 }
 
 // IngestStore loads a run's file in batches and settles it (Ingest). See the methods of
@@ -28,10 +36,11 @@ type IngestStore interface {
 	FinishIngestFile(ctx context.Context, runID string, f postgres.FileFacts) (postgres.IngestCounts, error)
 }
 
-// ChunkStore computes the tags and annotations of a chunk of a run's lines (Tag, Annotate).
+// ChunkStore computes the tags and annotations of a chunk of a run's lines (Tag, Annotate), and
+// records with each the version of the rules that computed it (0: none).
 type ChunkStore interface {
-	TagChunk(ctx context.Context, runID string, from, to int64, tag func(wording string) string) (postgres.ChunkCounts, error)
-	AnnotateChunk(ctx context.Context, runID string, from, to int64, annotate func(amount decimal.Decimal) string) (postgres.ChunkCounts, error)
+	TagChunkVersion(ctx context.Context, runID string, from, to int64, rulesVersion int, tag func(wording string) string) (postgres.ChunkCounts, error)
+	AnnotateChunkVersion(ctx context.Context, runID string, from, to int64, rulesVersion int, annotate func(amount decimal.Decimal) string) (postgres.ChunkCounts, error)
 }
 
 // OutputStore streams a run's output files (Dump, ReportErrors).

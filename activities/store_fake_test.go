@@ -32,6 +32,12 @@ type fakeStore struct {
 	outbox  map[string]map[int64]postgres.OutboxMessage
 	lastKey int64
 
+	// rules are the versions of the rules, rules[0] being version 1; tagVersions and
+	// annVersions the version each result was computed with, by transaction id.
+	rules       []postgres.RulesVersion
+	tagVersions map[string]int
+	annVersions map[string]int
+
 	begins []bool      // the resume argument of each BeginIngest call
 	loads  []fakeLoad  // every LoadBatch call that committed
 	calls  fakeCalls   // per method, the number of calls
@@ -73,7 +79,7 @@ var errConnectionLost = errors.New("connection lost")
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{runs: map[string]*fakeRun{}, tags: map[string]string{}, anns: map[string]string{},
-		outbox: map[string]map[int64]postgres.OutboxMessage{}}
+		outbox: map[string]map[int64]postgres.OutboxMessage{}, tagVersions: map[string]int{}, annVersions: map[string]int{}}
 }
 
 func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error) {
@@ -92,12 +98,16 @@ func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool
 		if r.settled {
 			totals := r.totals
 			totals.Pending = int64(len(s.outbox[run.ID]))
-			return postgres.Checkpoint{Settled: true, RowsRead: r.rowsRead, Totals: totals, NextSeq: r.nextSeq, Records: r.records}, nil
+			return postgres.Checkpoint{Settled: true, RowsRead: r.rowsRead, Totals: totals, NextSeq: r.nextSeq, Records: r.records,
+				RulesVersion: r.run.RulesVersion}, nil
 		}
-		return postgres.Checkpoint{Records: r.records, NextSeq: r.nextSeq}, nil
+		if r.run.RulesVersion == 0 {
+			r.run.RulesVersion = run.RulesVersion
+		}
+		return postgres.Checkpoint{Records: r.records, NextSeq: r.nextSeq, RulesVersion: r.run.RulesVersion}, nil
 	}
 	s.runs[run.ID] = &fakeRun{run: run, lines: map[int64]txn.Record{}, nextSeq: 1}
-	return postgres.Checkpoint{NextSeq: 1}, nil
+	return postgres.Checkpoint{NextSeq: 1, RulesVersion: run.RulesVersion}, nil
 }
 
 func (s *fakeStore) LoadBatch(_ context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
@@ -206,13 +216,14 @@ func (s *fakeStore) chunk(runID string, from, to int64, f func(txn.Record)) (pos
 	return c, nil
 }
 
-func (s *fakeStore) TagChunk(_ context.Context, runID string, from, to int64, tag func(string) string) (postgres.ChunkCounts, error) {
+func (s *fakeStore) TagChunkVersion(_ context.Context, runID string, from, to int64, version int, tag func(string) string) (postgres.ChunkCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	computed := int64(0)
 	c, err := s.chunk(runID, from, to, func(rec txn.Record) {
 		if _, done := s.tags[rec.ID]; !done {
 			s.tags[rec.ID] = tag(rec.Wording)
+			s.tagVersions[rec.ID] = version
 			computed++
 		}
 	})
@@ -220,13 +231,14 @@ func (s *fakeStore) TagChunk(_ context.Context, runID string, from, to int64, ta
 	return c, err
 }
 
-func (s *fakeStore) AnnotateChunk(_ context.Context, runID string, from, to int64, annotate func(decimal.Decimal) string) (postgres.ChunkCounts, error) {
+func (s *fakeStore) AnnotateChunkVersion(_ context.Context, runID string, from, to int64, version int, annotate func(decimal.Decimal) string) (postgres.ChunkCounts, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	computed := int64(0)
 	c, err := s.chunk(runID, from, to, func(rec txn.Record) {
 		if _, done := s.anns[rec.ID]; !done && rec.Error == "" {
 			s.anns[rec.ID] = annotate(rec.Amount)
+			s.annVersions[rec.ID] = version
 			computed++
 		}
 	})
@@ -365,3 +377,34 @@ var (
 	_ Store       = (*fakeStore)(nil)
 	_ OutboxStore = (*fakeStore)(nil)
 )
+
+// CurrentRules returns the last version, making version 1 from seed when there is none.
+func (s *fakeStore) CurrentRules(_ context.Context, seed txn.Rules) (postgres.RulesVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rules) == 0 {
+		if err := seed.Validate(); err != nil {
+			return postgres.RulesVersion{}, err
+		}
+		s.rules = append(s.rules, postgres.RulesVersion{Version: 1, Rules: seed, Note: postgres.SeedNote, CreatedAt: time.Now()})
+	}
+	return s.rules[len(s.rules)-1], nil
+}
+
+func (s *fakeStore) RulesByVersion(_ context.Context, n int) (postgres.RulesVersion, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n < 1 || n > len(s.rules) {
+		return postgres.RulesVersion{}, fmt.Errorf("rules version %d: %w", n, postgres.ErrRulesVersionNotFound)
+	}
+	return s.rules[n-1], nil
+}
+
+// setRules appends a version, as postgres.DB.SetRules.
+func (s *fakeStore) setRules(r txn.Rules, note string) postgres.RulesVersion {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := postgres.RulesVersion{Version: len(s.rules) + 1, Rules: r, Note: note, CreatedAt: time.Now()}
+	s.rules = append(s.rules, v)
+	return v
+}

@@ -47,7 +47,7 @@ func TestSearchAttributesHaveTheAccount(t *testing.T) {
 			keywords++
 		}
 	}
-	require.Equal(t, 3, keywords, "SQL visibility allows 10 Keyword attributes per namespace")
+	require.Equal(t, 4, keywords, "SQL visibility allows 10 Keyword attributes per namespace")
 }
 
 // The run's account reaches Ingest and names the run in its summary, progress query, search

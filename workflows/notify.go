@@ -188,6 +188,7 @@ func (s *Summary) notice() activities.RunNotice {
 	if s.FinishedAt != nil {
 		n.FinishedAt = *s.FinishedAt
 	}
+	n.RulesVersion = s.RulesVersion
 	if s.Status == StatusFailed {
 		n.Kind = activities.NoticeRunFailed
 	}

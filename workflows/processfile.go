@@ -260,7 +260,7 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	r.start(stage)
 	st := r.summary.stage(stage)
 	st.Total = r.summary.Ingested
-	sched := chunkScheduler{runID: r.summary.RunID, stage: stage, fn: fn, parallel: r.in.MaxParallel,
+	sched := chunkScheduler{runID: r.summary.RunID, rulesVersion: r.summary.RulesVersion, stage: stage, fn: fn, parallel: r.in.MaxParallel,
 		done: func(res activities.ChunkResult) {
 			st.Done += res.Lines
 			st.Computed += res.Computed
@@ -339,11 +339,14 @@ func (r *run) writeSummary(ctx workflow.Context) error {
 // After the first failure it schedules no more chunks, waits for those in flight and returns that
 // failure: the stage has failed, and the chunks not yet started would be work for nothing.
 type chunkScheduler struct {
-	runID    string
-	stage    string // names the activities in the Web UI
-	fn       any    // the activity: Activities.Tag or Activities.Annotate
-	parallel int
-	done     func(activities.ChunkResult) // called as each chunk completes
+	runID string
+	// rulesVersion is the version of the rules the run applies, passed to every chunk (Tag,
+	// Annotate); 0 for none (Publish, runs recorded before versions).
+	rulesVersion int
+	stage        string // names the activities in the Web UI
+	fn           any    // the activity: Activities.Tag or Activities.Annotate
+	parallel     int
+	done         func(activities.ChunkResult) // called as each chunk completes
 }
 
 func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput) error {
@@ -353,7 +356,7 @@ func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput
 	for {
 		for firstErr == nil && inFlight < c.parallel && next < len(chunks) {
 			chunk := chunks[next]
-			chunk.RunID = c.runID
+			chunk.RunID, chunk.RulesVersion = c.runID, c.rulesVersion
 			next++
 			inFlight++
 			actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
@@ -448,6 +451,7 @@ func (r *run) ingested(res activities.IngestResult) {
 	s.Counts = res.Counts
 	s.AccountColumn = res.AccountColumn
 	s.Profile = res.Profile
+	s.RulesVersion = res.RulesVersion
 	if res.Pending > 0 {
 		s.addStage(StagePublish, StageSummary) // shown from now on, pending
 	}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"strconv"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -20,19 +22,25 @@ var (
 	SearchAttrRows     = temporal.NewSearchAttributeKeyInt64("TxflowRows")     // Counts.RowsRead
 	SearchAttrRejected = temporal.NewSearchAttributeKeyInt64("TxflowRejected") // Counts.Rejected
 	SearchAttrErrors   = temporal.NewSearchAttributeKeyInt64("TxflowErrors")   // Counts.InError
+	// SearchAttrRulesVersion is the version of the rules the run applies (Summary.RulesVersion),
+	// set once Ingest completed. A Keyword, the version's number as text: the three Int
+	// attributes SQL visibility allows are the counts above.
+	SearchAttrRulesVersion = temporal.NewSearchAttributeKeyKeyword("TxflowRulesVersion")
 )
 
 // SearchAttributes lists the custom search attributes above by name, with their types.
 func SearchAttributes() map[string]enumspb.IndexedValueType {
 	out := map[string]enumspb.IndexedValueType{}
-	for _, k := range []temporal.SearchAttributeKey{SearchAttrFile, SearchAttrStatus, SearchAttrAccount, SearchAttrRows, SearchAttrRejected, SearchAttrErrors} {
+	for _, k := range []temporal.SearchAttributeKey{SearchAttrFile, SearchAttrStatus, SearchAttrAccount, SearchAttrRows, SearchAttrRejected, SearchAttrErrors,
+		SearchAttrRulesVersion} {
 		out[k.GetName()] = k.GetValueType()
 	}
 	return out
 }
 
-// upsertSearchAttributes publishes the summary's file, account, status and counts. The account
-// only adds a value to the same command: runs recorded before it replay unchanged. A failure to upsert
+// upsertSearchAttributes publishes the summary's file, account, status, counts and rules version.
+// The account and the rules version only add values to the same command: runs recorded before
+// them replay unchanged. A failure to upsert
 // is logged, not fatal: the run itself does not depend on it.
 func upsertSearchAttributes(ctx workflow.Context, s *Summary) {
 	updates := []temporal.SearchAttributeUpdate{
@@ -45,6 +53,9 @@ func upsertSearchAttributes(ctx workflow.Context, s *Summary) {
 			SearchAttrRows.ValueSet(s.RowsRead),
 			SearchAttrRejected.ValueSet(s.Rejected),
 			SearchAttrErrors.ValueSet(s.InError))
+		if s.RulesVersion > 0 {
+			updates = append(updates, SearchAttrRulesVersion.ValueSet(strconv.Itoa(s.RulesVersion)))
+		}
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)

@@ -20,12 +20,15 @@ type Summary struct {
 	AccountColumn bool   `json:"account_column,omitempty"`
 	// Profile is the mapping profile the file was read with (named for the run, or chosen by the
 	// file's name), absent when none was used.
-	Profile    string     `json:"profile,omitempty"`
-	SHA256     string     `json:"sha256,omitempty"`
-	Status     string     `json:"status"` // running, completed or failed
-	Error      string     `json:"error,omitempty"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	Profile string `json:"profile,omitempty"`
+	// RulesVersion is the version of the rules the run applies (tag words, thresholds), known
+	// once Ingest completed; absent before, and for runs started before versions existed.
+	RulesVersion int        `json:"rules_version,omitempty"`
+	SHA256       string     `json:"sha256,omitempty"`
+	Status       string     `json:"status"` // running, completed or failed
+	Error        string     `json:"error,omitempty"`
+	StartedAt    time.Time  `json:"started_at"`
+	FinishedAt   *time.Time `json:"finished_at,omitempty"`
 
 	// The run's counts, with flat keys (rows_read, ingested, ...): see activities.Counts.
 	activities.Counts
@@ -121,6 +124,9 @@ func (s *Summary) Markdown() string {
 	}
 	if s.Profile != "" {
 		fmt.Fprintf(&b, "  \n**Profile** `%s`", s.Profile)
+	}
+	if s.RulesVersion > 0 {
+		fmt.Fprintf(&b, "  \n**Rules** version %d", s.RulesVersion)
 	}
 	fmt.Fprintf(&b, "  \n**Status** %s", s.Status)
 	if s.Error != "" {
