@@ -58,8 +58,11 @@ type Config struct {
 	InputDir    string         // TXFLOW_INPUT_DIR
 	OutputDir   string         // TXFLOW_OUTPUT_DIR
 	UIURL       string         // TXFLOW_UI_URL: base address of the Temporal Web UI, for links
-	Rules       txn.Rules      // TXFLOW_TAG_WORDS, TXFLOW_LARGE_SALE_ABOVE, TXFLOW_EXPENSE_BELOW, TXFLOW_AMOUNT_LIMIT
-	Reader      txn.ReaderOptions
+	// Rules are TXFLOW_TAG_WORDS, TXFLOW_LARGE_SALE_ABOVE, TXFLOW_EXPENSE_BELOW and
+	// TXFLOW_AMOUNT_LIMIT: they make version 1 of the rules stored in the database when there is
+	// none (postgres.DB.CurrentRules); runs apply the stored versions.
+	Rules  txn.Rules
+	Reader txn.ReaderOptions
 	// Profiles are the mapping profiles: the built-in ones and those of TXFLOW_PROFILES_DIR
 	// (ProfilesDir, "" for none), which add to them or override them by name.
 	Profiles    txn.Profiles
@@ -92,10 +95,10 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_INPUT_DIR", DefaultInputDir, "input root: the worker reads files only below it"},
 	{"TXFLOW_OUTPUT_DIR", DefaultOutputDir, "output root: each run writes to <root>/<run id>/"},
 	{"TXFLOW_UI_URL", DefaultUIURL, "Temporal Web UI address, for the links the starter prints"},
-	{"TXFLOW_TAG_WORDS", "TATA,TOTO,TUTU,TAXI", "tag words, comma-separated, case-sensitive"},
-	{"TXFLOW_LARGE_SALE_ABOVE", "300", "amounts above it are LARGE SALE"},
-	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE"},
-	{"TXFLOW_AMOUNT_LIMIT", "1000000.00", "amounts whose absolute value exceeds it are in error (amount_too_high)"},
+	{"TXFLOW_TAG_WORDS", "TATA,TOTO,TUTU,TAXI", "tag words, comma-separated, case-sensitive (seed version 1 of the stored rules: docs/rules.md)"},
+	{"TXFLOW_LARGE_SALE_ABOVE", "300", "amounts above it are LARGE SALE (seeds version 1 of the stored rules)"},
+	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE (seeds version 1 of the stored rules)"},
+	{"TXFLOW_AMOUNT_LIMIT", "1000000.00", "amounts whose absolute value exceeds it are in error (amount_too_high; seeds version 1 of the stored rules)"},
 	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id, amount or wording accepted, in bytes (field_too_long)"},
 	{"TXFLOW_PROFILES_DIR", "", "folder of mapping profiles (*.yaml) added to the built-in ones, or overriding them by name (none when empty)"},
 	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
