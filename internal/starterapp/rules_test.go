@@ -1,6 +1,7 @@
 package starterapp
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/txn"
+	"github.com/txflow/txflow/workflows"
 )
 
 // rulesEnv returns an environment with a migrated database of its own, and the database.
@@ -124,4 +126,13 @@ func TestRulesRefusals(t *testing.T) {
 	code, out, _ = runMain(t, env, nil, "rules", "help")
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, "starter rules set [--tag-words A,B]")
+}
+
+func TestPrintSummaryNamesTheRulesVersion(t *testing.T) {
+	var b bytes.Buffer
+	PrintSummary(&b, &workflows.Summary{RunID: "txflow-0123", Account: "default", Status: workflows.StatusCompleted, RulesVersion: 3}, 0)
+	require.Contains(t, b.String(), "completed\n  rules      version 3\n")
+	b.Reset()
+	PrintSummary(&b, &workflows.Summary{RunID: "txflow-0123", Account: "default", Status: workflows.StatusCompleted}, 0)
+	require.NotContains(t, b.String(), "rules")
 }

@@ -335,6 +335,9 @@ func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
 	if s.Profile != "" {
 		fmt.Fprintf(w, "  profile    %s\n", s.Profile)
 	}
+	if s.RulesVersion > 0 {
+		fmt.Fprintf(w, "  rules      version %d\n", s.RulesVersion)
+	}
 	rows := []struct {
 		label string
 		n     int64
