@@ -40,7 +40,8 @@ func run() error {
 
 Runs a Temporal server and its Web UI in one process, for local txflow runs.
 The namespace is registered with the txflow search attributes (TxflowFile,
-TxflowStatus, TxflowRows, TxflowRejected, TxflowErrors). When DATABASE_URL is
+TxflowStatus, TxflowAccount, TxflowRulesVersion, TxflowRows, TxflowRejected,
+TxflowErrors). When DATABASE_URL is
 unset it also runs a project-local PostgreSQL cluster (--pg-dir) from the
 machine's PostgreSQL binaries and prints the DATABASE_URL to give the worker;
 a restart of the same cluster keeps its port, so that URL stays the same. It
