@@ -213,8 +213,12 @@ func TestRunResumesFromDurablePosition(t *testing.T) {
 	stop()
 	assert.Equal(t, "9.00", e.rows()["acme/T0"].Amount)
 	info := e.consumerInfo()
-	assert.Equal(t, uint64(6), info.AckFloor.Stream, "every message acked once")
-	assert.Equal(t, uint64(6), info.Delivered.Consumer, "nothing delivered twice")
+	assert.Equal(t, uint64(6), info.AckFloor.Stream, "every message acked")
+	assert.Zero(t, info.NumAckPending, "nothing awaiting an ack")
+	assert.Zero(t, info.NumPending, "nothing left to deliver")
+	// A pull request still open on the server when the first Run stopped may have taken a
+	// message published after it: that message is delivered again once its ack wait is over,
+	// and applied once (at least once delivery, the version check): so Delivered may exceed 6.
 }
 
 // rowsOrNil is rows without failing while the table does not exist yet.
