@@ -234,6 +234,7 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 	w.RegisterWorkflow(workflows.ProcessFile)
 	w.RegisterWorkflow(workflows.ProcessInbox)
 	w.RegisterWorkflow(workflows.Notify)
+	w.RegisterWorkflow(workflows.Reclassify)
 	w.RegisterActivity(&activities.Activities{
 		DB:         db,
 		Rules:      cfg.Rules,
@@ -252,6 +253,7 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 		Broker:        broker,
 	})
 	w.RegisterActivity(&activities.Delivery{DB: db, Broker: broker})
+	w.RegisterActivity(&activities.Reclassifier{DB: db, Rules: cfg.Rules, OutputRoot: cfg.OutputDir, Outbox: broker != nil})
 }
 
 // EnsureSearchAttributes makes sure the namespace has the custom search attributes the
