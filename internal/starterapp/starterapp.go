@@ -38,6 +38,10 @@ Usage:
   starter rules show|history|set ...
                              print or change the rules (tag words, thresholds), kept as numbered
                              versions (starter rules help)
+  starter reclassify (--account ACC | --all) [--rules N] [--yes] ...
+  starter reclassify approve|reject|status ID
+                             compute stored transactions again under a rules version, show the
+                             diff, apply it once approved (starter reclassify help)
   starter schedule ...       create and manage schedules of the inbox (starter schedule help)
   starter help               print this help
 
@@ -82,7 +86,7 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status", "schedule", "export", "purge", "sniff", "rules":
+	case "run", "status", "schedule", "export", "purge", "sniff", "rules", "reclassify":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -102,6 +106,8 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 		return s.purge(ctx, args)
 	case "rules":
 		return s.rules(ctx, args)
+	case "reclassify":
+		return s.reclassify(ctx, args)
 	case "sniff":
 		return s.sniff(args)
 	case "schedule":
