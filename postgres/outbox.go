@@ -44,6 +44,10 @@ LEFT JOIN annotations a ON a.txn_key = rl.txn_key
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
 ORDER BY rl.seq, o.version`
 
+	// The plan settings of sqlOutboxMessages (see OutboxMessages).
+	sqlOutboxPlan = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+SET LOCAL enable_seqscan = off; SET LOCAL join_collapse_limit = 1`
+
 	// Delete delivered rows; $1 and $2 are the keys and versions, in pairs.
 	sqlMarkDelivered = `
 DELETE FROM outbox o
@@ -78,10 +82,12 @@ type OutboxMessage struct {
 func (db *DB) OutboxMessages(ctx context.Context, runID string, from, to int64) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// Probe the outbox's and the result tables' primary keys for each line of the slice:
-		// hashing whole result tables for every slice is what the planner picks otherwise,
-		// and it costs their size, not the slice's.
-		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+		// Probe the outbox's and the result tables' primary keys for each line of the slice, the
+		// lines first, as the query is written: hashing whole result tables for every slice is
+		// what the planner picks otherwise, and it costs their size, not the slice's. No
+		// sequential scan either: an outbox just filled, not analyzed yet, looks empty to the
+		// planner, which then scans all of it once per line (minutes for 200,000 rows).
+		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
 			return fmt.Errorf("set plan options: %w", err)
 		}
 		rows, err := tx.Query(ctx, sqlOutboxMessages, runID, from, to)
@@ -117,11 +123,20 @@ func (db *DB) MarkDelivered(ctx context.Context, keys []OutboxKey) (int64, error
 	for i, k := range keys {
 		ks[i], vs[i] = k.Key, k.Version
 	}
-	tag, err := db.pool.Exec(ctx, sqlMarkDelivered, ks, vs)
+	var deleted int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Probe the outbox's primary key for each key, as OutboxMessages does, for the same reason.
+		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
+		tag, err := tx.Exec(ctx, sqlMarkDelivered, ks, vs)
+		deleted = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, db.wrap(fmt.Sprintf("mark %d messages delivered", len(keys)), err)
 	}
-	return tag.RowsAffected(), nil
+	return deleted, nil
 }
 
 // PendingOutbox returns the number of the run's messages not delivered yet.

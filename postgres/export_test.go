@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ExplainOutboxMessages returns the plan OutboxMessages executes for a run's lines in [from, to),
+// with its plan settings.
+func (db *DB) ExplainOutboxMessages(ctx context.Context, runID string, from, to int64) (string, error) {
+	var plan []string
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN "+sqlOutboxMessages, runID, from, to)
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return strings.Join(plan, "\n"), err
+}
+
+// ExplainMarkDelivered returns the plan MarkDelivered executes for keys, with its plan settings.
+func (db *DB) ExplainMarkDelivered(ctx context.Context, keys []OutboxKey) (string, error) {
+	ks := make([]int64, len(keys))
+	vs := make([]int32, len(keys))
+	for i, k := range keys {
+		ks[i], vs[i] = k.Key, k.Version
+	}
+	var plan []string
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN "+sqlMarkDelivered, ks, vs)
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return strings.Join(plan, "\n"), err
+}
