@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,13 @@ import (
 // worker): the indexes in msgs of those acknowledged, and an error when any was not.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []natsjs.Msg) (acked []int, err error)
+}
+
+// sender is a Publisher that can also send a batch and wait for its acknowledgements apart
+// (natsjs.Publisher.Send): Publish then sends a chunk's slices in order while the previous one is
+// being acknowledged. With a Publisher that cannot, two slices are published at once.
+type sender interface {
+	Send(ctx context.Context, msgs []natsjs.Msg) (wait func(context.Context) ([]int, error))
 }
 
 // DefaultPublishSlice is the number of a chunk's lines whose messages Publish reads, publishes
@@ -93,47 +101,143 @@ func (d *Delivery) Publish(ctx context.Context, in ChunkInput) (ChunkResult, err
 	if slice <= 0 {
 		slice = DefaultPublishSlice
 	}
-	for from := in.From; from < in.To; from += slice {
-		to := min(from+slice, in.To)
-		rows, err := d.DB.OutboxMessages(ctx, in.RunID, from, to)
-		if err != nil {
-			return ChunkResult{}, fmt.Errorf("read messages of lines [%d,%d): %w", from, to, err)
+	err := d.publishSlices(ctx, in, slice, func(n int) {
+		published.Add(int64(n))
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, PublishProgress{Published: published.Load()})
 		}
-		if len(rows) == 0 {
-			continue
-		}
-		msgs := make([]natsjs.Msg, len(rows))
-		for i, m := range rows {
-			if msgs[i], err = TransactionMsg(m); err != nil {
-				return ChunkResult{}, err
-			}
-		}
-		acked, pubErr := d.Broker.Publish(ctx, msgs)
-		if len(acked) > 0 {
-			keys := make([]postgres.OutboxKey, len(acked))
-			oldest := time.Now()
-			for i, j := range acked {
-				keys[i] = rows[j].OutboxKey
-				if rows[j].CreatedAt.Before(oldest) {
-					oldest = rows[j].CreatedAt
-				}
-			}
-			if _, err := d.DB.MarkDelivered(ctx, keys); err != nil {
-				return ChunkResult{}, fmt.Errorf("mark %d messages delivered: %w", len(keys), err)
-			}
-			published.Add(int64(len(acked)))
-			if activity.IsActivity(ctx) {
-				h := activity.GetMetricsHandler(ctx)
-				h.Counter(MetricMessagesPublished).Inc(int64(len(acked)))
-				h.Timer(MetricDeliveryLag).Record(time.Since(oldest))
-				activity.RecordHeartbeat(ctx, PublishProgress{Published: published.Load()})
-			}
-		}
-		if pubErr != nil {
-			return ChunkResult{}, d.waiting(ctx, in, pubErr)
-		}
+	})
+	if err != nil {
+		return ChunkResult{}, err
 	}
 	return ChunkResult{Published: published.Load()}, nil
+}
+
+// publishSlice is one slice of a chunk's lines: its outbox rows and their messages.
+type publishSlice struct {
+	from, to int64
+	rows     []postgres.OutboxMessage
+	msgs     []natsjs.Msg
+}
+
+// errBroker marks an error of the broker (not of the database) in publishSlices.
+type errBroker struct{ err error }
+
+func (e errBroker) Error() string { return e.err.Error() }
+func (e errBroker) Unwrap() error { return e.err }
+
+// publishSlices publishes the messages of the chunk's lines, a slice at a time, as a pipeline: the
+// next slice is read from the database and sent, in order, while the broker acknowledges the one
+// before, so that neither the database nor the broker waits for the other. Each slice's acknowledged rows
+// are deleted from the outbox as soon as its acknowledgements are in; delivered is then called
+// with their number. It returns the first error: a database error as it is, a broker's as the
+// waiting error (d.waiting), once the slices in flight are over.
+func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64, delivered func(int)) error {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ready := make(chan publishSlice, 1) // read and encoded, not sent yet
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		for from := in.From; from < in.To; from += slice {
+			to := min(from+slice, in.To)
+			rows, err := d.DB.OutboxMessages(pctx, in.RunID, from, to)
+			if err != nil {
+				readErr <- fmt.Errorf("read messages of lines [%d,%d): %w", from, to, err)
+				return
+			}
+			if len(rows) == 0 {
+				continue
+			}
+			msgs := make([]natsjs.Msg, len(rows))
+			for i, m := range rows {
+				if msgs[i], err = TransactionMsg(m); err != nil {
+					readErr <- err
+					return
+				}
+			}
+			select {
+			case ready <- publishSlice{from: from, to: to, rows: rows, msgs: msgs}:
+			case <-pctx.Done():
+				return
+			}
+		}
+	}()
+
+	// At most two slices are with the broker at once: one being acknowledged, the next sent.
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			cancel(err)
+		}
+	}
+	inFlight := make(chan struct{}, 2)
+	for s := range ready {
+		select {
+		case inFlight <- struct{}{}:
+		case <-pctx.Done():
+		}
+		if pctx.Err() != nil {
+			break
+		}
+		// Sent here, in order; acknowledged in the background.
+		wait := func(ctx context.Context) ([]int, error) { return d.Broker.Publish(ctx, s.msgs) }
+		if snd, ok := d.Broker.(sender); ok {
+			wait = snd.Send(pctx, s.msgs)
+		}
+		wg.Add(1)
+		go func(s publishSlice) {
+			defer wg.Done()
+			defer func() { <-inFlight }()
+			acked, pubErr := wait(pctx)
+			if len(acked) > 0 {
+				keys := make([]postgres.OutboxKey, len(acked))
+				oldest := time.Now()
+				for i, j := range acked {
+					keys[i] = s.rows[j].OutboxKey
+					if s.rows[j].CreatedAt.Before(oldest) {
+						oldest = s.rows[j].CreatedAt
+					}
+				}
+				// Marked even when the context is cancelled by another slice's failure: what the
+				// broker acknowledged is not to be sent again.
+				if _, err := d.DB.MarkDelivered(context.WithoutCancel(ctx), keys); err != nil {
+					fail(fmt.Errorf("mark %d messages delivered: %w", len(keys), err))
+					return
+				}
+				if activity.IsActivity(ctx) {
+					h := activity.GetMetricsHandler(ctx)
+					h.Counter(MetricMessagesPublished).Inc(int64(len(acked)))
+					h.Timer(MetricDeliveryLag).Record(time.Since(oldest))
+				}
+				delivered(len(acked))
+			}
+			if pubErr != nil {
+				fail(errBroker{pubErr})
+			}
+		}(s)
+	}
+	wg.Wait()
+	select {
+	case err := <-readErr:
+		fail(err)
+	default:
+	}
+	if firstErr == nil {
+		return ctx.Err() // nil, or the activity's context ended
+	}
+	var be errBroker
+	if errors.As(firstErr, &be) {
+		return d.waiting(ctx, in, be.err)
+	}
+	return firstErr
 }
 
 // waiting returns the error of an attempt that could not publish for want of the broker, and on

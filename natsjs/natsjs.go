@@ -40,7 +40,7 @@ const (
 // Defaults of a Publisher.
 const (
 	// DefaultWindow bounds the messages published and not yet acknowledged, per connection.
-	DefaultWindow = 4096
+	DefaultWindow = 16384
 	// DefaultAckTimeout is how long a message may wait for its acknowledgement.
 	DefaultAckTimeout = 30 * time.Second
 )
@@ -177,11 +177,20 @@ func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
 // when any was not: those may or may not have been stored, and are to be published again. When
 // the connection is down it publishes nothing and returns an error wrapping ErrUnavailable.
 func (p *Publisher) Publish(ctx context.Context, msgs []Msg) ([]int, error) {
+	return p.Send(ctx, msgs)(ctx)
+}
+
+// Send publishes msgs as Publish does but returns once they are sent, without waiting for their
+// acknowledgements: the function it returns waits for them and returns what Publish returns.
+// Batches sent one after the other reach the stream in that order, so a caller can send the next
+// batch while the previous one is being acknowledged. The function must be called.
+func (p *Publisher) Send(ctx context.Context, msgs []Msg) (wait func(context.Context) ([]int, error)) {
 	if len(msgs) == 0 {
-		return nil, nil
+		return func(context.Context) ([]int, error) { return nil, nil }
 	}
 	if !p.nc.IsConnected() {
-		return nil, fmt.Errorf("%w (connection %s)", ErrUnavailable, strings.ToLower(p.nc.Status().String()))
+		err := fmt.Errorf("%w (connection %s)", ErrUnavailable, strings.ToLower(p.nc.Status().String()))
+		return func(context.Context) ([]int, error) { return nil, err }
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var sendErr error
@@ -198,26 +207,28 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Msg) ([]int, error) {
 		}
 		futures = append(futures, f)
 	}
-	acked := make([]int, 0, len(futures))
-	var ackErr error
-	failed := 0
-	for i, f := range futures {
-		select {
-		case <-f.Ok():
-			acked = append(acked, i)
-		case err := <-f.Err():
-			failed++
-			if ackErr == nil {
-				ackErr = fmt.Errorf("message %s to %s not acknowledged: %w", msgs[i].ID, msgs[i].Subject, unavailable(err))
+	return func(ctx context.Context) ([]int, error) {
+		acked := make([]int, 0, len(futures))
+		var ackErr error
+		failed := 0
+		for i, f := range futures {
+			select {
+			case <-f.Ok():
+				acked = append(acked, i)
+			case err := <-f.Err():
+				failed++
+				if ackErr == nil {
+					ackErr = fmt.Errorf("message %s to %s not acknowledged: %w", msgs[i].ID, msgs[i].Subject, unavailable(err))
+				}
+			case <-ctx.Done():
+				return acked, fmt.Errorf("waiting for acknowledgements: %w", ctx.Err())
 			}
-		case <-ctx.Done():
-			return acked, fmt.Errorf("waiting for acknowledgements: %w", ctx.Err())
 		}
+		if failed > 1 {
+			ackErr = fmt.Errorf("%w (and %d more)", ackErr, failed-1)
+		}
+		return acked, errors.Join(sendErr, ackErr)
 	}
-	if failed > 1 {
-		ackErr = fmt.Errorf("%w (and %d more)", ackErr, failed-1)
-	}
-	return acked, errors.Join(sendErr, ackErr)
 }
 
 // unavailable marks the errors of a connection lost as ErrUnavailable.
