@@ -1,21 +1,23 @@
 // Package workflows orchestrates the txflow pipeline on Temporal. ProcessFile is the whole
 // pipeline of one file:
 //
-//	Ingest ──┬── Tag (chunk 1..n) ──────┬── ReportErrors ── Dump ── [Publish (chunk 1..n)] ── WriteSummary
-//	         └── Annotate (chunk 1..n) ─┘
+//	Ingest ──┬── Tag (chunk 1..n) ──────┬── ReportErrors ── Dump ──┬── WriteSummary
+//	         ├── Annotate (chunk 1..n) ─┘                          │
+//	         └── [Publish (chunk i once Tagged and Annotated)] ────┘
 //
 // Ingest streams the file into PostgreSQL and settles duplicates and conflicts. Tag and Annotate
 // then run side by side, each as one activity per chunk of the run's lines with a bounded number
 // in flight, so any worker can take any chunk. ReportErrors and Dump always run once ingestion
 // succeeded, even when Tag or Annotate failed: the failed column is left empty, the summary says
 // why, and the run then fails. When delivery is on and Ingest stored new transactions, Publish
-// delivers their results to NATS JetStream, chunk by chunk, retrying for as long as the broker is
-// down, before the summary is written. Only references (run id, chunk bounds, paths) cross the
-// workflow.
+// delivers their results to NATS JetStream, a chunk as soon as its Tag and its Annotate completed,
+// alongside the other stages, retrying for as long as the broker is down; the summary is written
+// once every chunk is delivered. Only references (run id, chunk bounds, paths) cross the workflow.
 //
 // In the code: run.pipeline issues the stages in that order; run records what each activity
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
-// it; chunkScheduler keeps at most MaxParallel chunk activities of a stage in flight.
+// it; chunkScheduler keeps at most MaxParallel chunk activities of a stage in flight, over a
+// run's chunks (run) or over the chunks as readyChunks collects them (runAsReady, Publish).
 //
 // At the end the run delivers its notice (notify.go): an alert on failure, an event on
 // completion, starting the Notify workflow only to keep retrying a receiver that is down;
@@ -194,20 +196,34 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	r.ingested(ing)
 	upsertSearchAttributes(ctx, s)
 
-	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other.
+	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other. When Ingest stored new
+	// transactions to deliver, 5. Publish runs alongside: a chunk's messages as soon as its Tag and
+	// its Annotate completed (runs recorded before that published after the dump).
 	chunks := Chunks(ing.MaxSeq, r.in.ChunkSize)
+	var ready *readyChunks
+	var publishErr error
+	publishing := workflow.NewWaitGroup(ctx)
+	if ing.Pending > 0 && workflow.GetVersion(ctx, publishAlongsideChange, workflow.DefaultVersion, 1) == 1 {
+		ready = &readyChunks{stages: map[int64]int{}, total: len(chunks)}
+		publishing.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer publishing.Done()
+			publishErr = r.deliveredAsReady(withOptions(ctx, publishOptions, hb), ready, ing.Pending)
+		})
+	}
 	var tagErr, annotateErr error
 	wg := workflow.NewWaitGroup(ctx)
 	wg.Add(2)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		tagErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks)
+		tagErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks, ready)
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		annotateErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks)
+		annotateErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks, ready)
 	})
 	wg.Wait(ctx)
+	ready.finish()
 
 	// 3. The error report and 4. the dump are written whatever happened to Tag and Annotate.
 	r.start(StageReport)
@@ -233,11 +249,13 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	r.complete(StageDump)
 	r.metrics.dumped(s.Counts)
 
-	// 5. Publish the new results, when there are any and Tag and Annotate completed: a run whose
-	// results are incomplete leaves its messages in the outbox, for the file's next run.
-	var publishErr error
-	if ing.Pending > 0 && tagErr == nil && annotateErr == nil &&
+	// 5. Publish the new results, when there are any: a chunk whose results are incomplete (its
+	// Tag or Annotate failed) leaves its messages in the outbox, for the file's next run.
+	if ready != nil {
+		publishing.Wait(ctx)
+	} else if ing.Pending > 0 && tagErr == nil && annotateErr == nil &&
 		workflow.GetVersion(ctx, publishChange, workflow.DefaultVersion, 1) == 1 {
+		// A run recorded before Publish ran alongside Tag and Annotate.
 		publishErr = r.delivered(withOptions(ctx, publishOptions, hb), chunks, ing.Pending)
 	}
 
@@ -255,15 +273,17 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	return nil
 }
 
-// chunked runs a chunked stage, Tag or Annotate, over the run's chunks and records its progress.
-func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activities.ChunkInput) error {
+// chunked runs a chunked stage, Tag or Annotate, over the run's chunks and records its progress;
+// each completed chunk is told to ready (nil when nothing is published alongside).
+func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activities.ChunkInput, ready *readyChunks) error {
 	r.start(stage)
 	st := r.summary.stage(stage)
 	st.Total = r.summary.Ingested
 	sched := chunkScheduler{runID: r.summary.RunID, rulesVersion: r.summary.RulesVersion, stage: stage, fn: fn, parallel: r.in.MaxParallel,
-		done: func(res activities.ChunkResult) {
+		done: func(chunk activities.ChunkInput, res activities.ChunkResult) {
 			st.Done += res.Lines
 			st.Computed += res.Computed
+			ready.stageDone(chunk)
 			r.publish()
 		}}
 	if err := sched.run(ctx, chunks); err != nil {
@@ -274,34 +294,104 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	return nil
 }
 
-// publishChange marks, for workflow.GetVersion, the Publish stage: runs recorded before it have
-// none. Runs without messages to deliver do not ask for it.
+// publishChange marks, for workflow.GetVersion, the Publish stage after the dump: runs recorded
+// before it have none. Runs without messages to deliver do not ask for it.
 const publishChange = "publish-results"
 
-// delivered runs the Publish stage over the run's chunks: it completes once the broker has
-// acknowledged every one of the pending messages. While the broker is down the activities retry
-// without end, and the stage shows that it waits for the broker (publishWaiting).
-func (r *run) delivered(ctx workflow.Context, chunks []activities.ChunkInput, pending int64) error {
+// publishAlongsideChange marks, for workflow.GetVersion, the Publish stage run alongside Tag and
+// Annotate, a chunk as soon as both completed it: runs recorded before it publish after the dump
+// (publishChange). Runs without messages to deliver do not ask for it.
+const publishAlongsideChange = "publish-alongside"
+
+// publishScheduler is the chunk scheduler of the Publish stage, which records its progress.
+func (r *run) publishScheduler(pending int64) chunkScheduler {
 	var d *activities.Delivery
-	r.start(StagePublish)
 	st := r.summary.stage(StagePublish)
 	st.Total = pending
-	sched := chunkScheduler{runID: r.summary.RunID, stage: StagePublish, fn: d.Publish, parallel: r.in.MaxParallel,
-		done: func(res activities.ChunkResult) {
+	return chunkScheduler{runID: r.summary.RunID, stage: StagePublish, fn: d.Publish, parallel: r.in.MaxParallel,
+		done: func(_ activities.ChunkInput, res activities.ChunkResult) {
 			st.Done = min(st.Done+res.Published, st.Total)
 			st.Phase, st.Waiting = "", "" // a chunk went through: the broker is there
 			r.publish()
 		}}
+}
+
+// delivered runs the Publish stage over the run's chunks, after the dump (runs recorded before
+// Publish ran alongside Tag and Annotate): it completes once the broker has acknowledged every
+// one of the pending messages. While the broker is down the activities retry without end, and
+// the stage shows that it waits for the broker (publishWaiting).
+func (r *run) delivered(ctx workflow.Context, chunks []activities.ChunkInput, pending int64) error {
+	r.start(StagePublish)
+	sched := r.publishScheduler(pending)
 	if err := sched.run(ctx, chunks); err != nil {
 		r.fail(StagePublish, err)
 		return err
 	}
-	// Every chunk completed: every message pending at settlement was acknowledged (a retried
-	// chunk may have counted less than it delivered).
+	r.allDelivered()
+	return nil
+}
+
+// deliveredAsReady runs the Publish stage alongside Tag and Annotate: a chunk as soon as both
+// completed it. It completes once the broker has acknowledged every pending message, or, when
+// Tag or Annotate failed, the messages of every chunk they completed: the others stay in the
+// outbox. While the broker is down the activities retry without end, and the stage shows that
+// it waits for the broker (publishWaiting).
+func (r *run) deliveredAsReady(ctx workflow.Context, ready *readyChunks, pending int64) error {
+	sched := r.publishScheduler(pending)
+	sched.started = func() { r.start(StagePublish) }
+	if err := sched.runAsReady(ctx, ready); err != nil {
+		r.fail(StagePublish, err)
+		return err
+	}
+	if len(ready.chunks) == ready.total {
+		r.allDelivered()
+		return nil
+	}
+	// Tag or Annotate failed: what was published is counted; a stage never started is skipped.
+	st := r.summary.stage(StagePublish)
+	r.summary.Published = st.Done
+	if st.Status == StatusRunning {
+		r.complete(StagePublish)
+	}
+	return nil
+}
+
+// allDelivered completes the Publish stage once every chunk completed: every message pending at
+// settlement was acknowledged (a retried chunk may have counted less than it delivered).
+func (r *run) allDelivered() {
+	st := r.summary.stage(StagePublish)
 	st.Done = st.Total
 	r.summary.Published = st.Total
 	r.complete(StagePublish)
-	return nil
+}
+
+// readyChunks collects the chunks whose Tag and Annotate both completed, in the order they did,
+// for the Publish stage to take as they come. Its methods are called by the coroutines of one
+// workflow, which never run at once; a nil *readyChunks ignores them (nothing is published
+// alongside).
+type readyChunks struct {
+	stages map[int64]int // chunk (by its first line) → stages that completed it
+	chunks []activities.ChunkInput
+	total  int  // chunks of the run
+	over   bool // Tag and Annotate are over: no chunk is added any more
+}
+
+// stageDone records that a stage completed chunk.
+func (rc *readyChunks) stageDone(chunk activities.ChunkInput) {
+	if rc == nil {
+		return
+	}
+	rc.stages[chunk.From]++
+	if rc.stages[chunk.From] == 2 {
+		rc.chunks = append(rc.chunks, activities.ChunkInput{From: chunk.From, To: chunk.To})
+	}
+}
+
+// finish records that Tag and Annotate are over.
+func (rc *readyChunks) finish() {
+	if rc != nil {
+		rc.over = true
+	}
 }
 
 // publishWaiting records that Publish waits for the broker; a report that arrives when the stage
@@ -346,7 +436,8 @@ type chunkScheduler struct {
 	stage        string // names the activities in the Web UI
 	fn           any    // the activity: Activities.Tag or Activities.Annotate
 	parallel     int
-	done         func(activities.ChunkResult) // called as each chunk completes
+	done         func(activities.ChunkInput, activities.ChunkResult) // called as each chunk completes
+	started      func()                                              // when not nil, called as runAsReady schedules its first chunk
 }
 
 func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput) error {
@@ -356,12 +447,9 @@ func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput
 	for {
 		for firstErr == nil && inFlight < c.parallel && next < len(chunks) {
 			chunk := chunks[next]
-			chunk.RunID, chunk.RulesVersion = c.runID, c.rulesVersion
 			next++
 			inFlight++
-			actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
-				fmt.Sprintf("%s lines %d to %d: %s", c.stage, chunk.From, chunk.To-1, stageDoc[c.stage])))
-			sel.AddFuture(workflow.ExecuteActivity(actCtx, c.fn, chunk), func(f workflow.Future) {
+			sel.AddFuture(c.execute(ctx, chunk), func(f workflow.Future) {
 				inFlight--
 				var res activities.ChunkResult
 				if err := f.Get(ctx, &res); err != nil {
@@ -370,7 +458,7 @@ func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput
 					}
 					return
 				}
-				c.done(res)
+				c.done(chunk, res)
 			})
 		}
 		if inFlight == 0 {
@@ -378,6 +466,55 @@ func (c chunkScheduler) run(ctx workflow.Context, chunks []activities.ChunkInput
 		}
 		sel.Select(ctx)
 	}
+}
+
+// runAsReady runs one activity per chunk of ready, in the order they are added to it, at most
+// parallel of them in flight, until ready is over and each of its chunks ran. After the first
+// failure it schedules no more chunks, waits for those in flight and returns that failure, as run
+// does.
+func (c chunkScheduler) runAsReady(ctx workflow.Context, ready *readyChunks) error {
+	var firstErr error
+	next, inFlight := 0, 0
+	ended := func() bool {
+		return inFlight == 0 && (firstErr != nil || ready.over && next == len(ready.chunks))
+	}
+	for {
+		if err := workflow.Await(ctx, func() bool {
+			return ended() || firstErr == nil && inFlight < c.parallel && next < len(ready.chunks)
+		}); err != nil {
+			return err
+		}
+		if ended() {
+			return firstErr
+		}
+		chunk := ready.chunks[next]
+		next++
+		inFlight++
+		if next == 1 && c.started != nil {
+			c.started()
+		}
+		f := c.execute(ctx, chunk)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			var res activities.ChunkResult
+			err := f.Get(ctx, &res)
+			inFlight--
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			c.done(chunk, res)
+		})
+	}
+}
+
+// execute schedules the stage's activity for chunk, named in the Web UI by its lines.
+func (c chunkScheduler) execute(ctx workflow.Context, chunk activities.ChunkInput) workflow.Future {
+	chunk.RunID, chunk.RulesVersion = c.runID, c.rulesVersion
+	actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
+		fmt.Sprintf("%s lines %d to %d: %s", c.stage, chunk.From, chunk.To-1, stageDoc[c.stage])))
+	return workflow.ExecuteActivity(actCtx, c.fn, chunk)
 }
 
 // publish shows the summary in the workflow's current details (Web UI); it issues no command.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -21,13 +22,21 @@ var d *activities.Delivery
 // deliveryEnv is a run of 25 lines whose Ingest stored pending new transactions, with every
 // stage but Publish succeeding; it returns the summary.json the run writes.
 func deliveryEnv(t *testing.T, pending int64) (*testsuite.TestWorkflowEnvironment, *[]byte) {
+	return deliveryEnvWith(t, pending, chunkDoneCtx, chunkDoneCtx)
+}
+
+// chunkFunc is a Tag or Annotate activity of a test.
+type chunkFunc = func(context.Context, activities.ChunkInput) (activities.ChunkResult, error)
+
+// deliveryEnvWith is deliveryEnv with the given Tag and Annotate.
+func deliveryEnvWith(t *testing.T, pending int64, tag, annotate chunkFunc) (*testsuite.TestWorkflowEnvironment, *[]byte) {
 	env := newEnv(t)
 	env.RegisterActivity(&activities.Delivery{})
 	ing := ingestOK(25)
 	ing.Pending = pending
 	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ing, nil).Once()
-	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(chunkDoneCtx)
-	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(chunkDoneCtx)
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(tag)
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(annotate)
 	env.OnActivity(a.ReportErrors, mock.Anything, mock.Anything).Return(activities.FileResult{Path: "/out/r/error_report.csv"}, nil).Once()
 	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 25}, nil).Once()
 	written := new([]byte)
@@ -177,4 +186,77 @@ func TestPublishSkippedWhenAStageFailed(t *testing.T) {
 	s := query(t, env)
 	require.Equal(t, StatusSkipped, s.stage(StagePublish).Status)
 	env.AssertNumberOfCalls(t, "Publish", 0)
+}
+
+// Publish runs alongside Tag and Annotate: a chunk's messages are published as soon as both
+// completed it, while the other chunks are still being tagged or annotated.
+func TestPublishRunsAlongsideTagAndAnnotate(t *testing.T) {
+	var mu sync.Mutex
+	done := map[string]bool{}       // "tag 1", "annotate 11", ... once completed
+	var published []int64           // chunks published, in order
+	var beforeLastAnnotated []int64 // chunks published before the last chunk was annotated
+	stage := func(name string) func(context.Context, activities.ChunkInput) (activities.ChunkResult, error) {
+		return func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+			if c.From == 21 {
+				time.Sleep(300 * time.Millisecond) // the last chunk is slow
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if c.From == 21 && name == "annotate" {
+				beforeLastAnnotated = append([]int64(nil), published...)
+			}
+			done[fmt.Sprintf("%s %d", name, c.From)] = true
+			return chunkDone(c)
+		}
+	}
+	env, _ := deliveryEnvWith(t, 25, stage("tag"), stage("annotate"))
+	env.OnActivity(d.Publish, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		require.True(t, done[fmt.Sprintf("tag %d", c.From)] && done[fmt.Sprintf("annotate %d", c.From)],
+			"chunk %d published before its Tag and Annotate completed", c.From)
+		published = append(published, c.From)
+		return activities.ChunkResult{Published: c.To - c.From}, nil
+	})
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 4})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.ElementsMatch(t, []int64{1, 11, 21}, published)
+	require.ElementsMatch(t, []int64{1, 11}, beforeLastAnnotated, "the first chunks were published while the last was being annotated")
+	s := query(t, env)
+	require.Equal(t, StatusCompleted, s.stage(StagePublish).Status)
+	require.EqualValues(t, 25, s.Published)
+	require.Equal(t, []string{StageIngest, StageTag, StageAnnotate, StageReport, StageDump, StagePublish, StageSummary}, stageNames(s))
+}
+
+// When Tag fails on a chunk, the chunks Tag and Annotate both completed are still published; the
+// failed chunk's messages stay in the outbox, and the run fails.
+func TestPublishAlongsideOnlyCompleteChunks(t *testing.T) {
+	env, _ := deliveryEnvWith(t, 25, func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		if c.From == 21 {
+			return activities.ChunkResult{}, temporal.NewNonRetryableApplicationError("tags table is gone", "Boom", nil)
+		}
+		return chunkDone(c)
+	}, chunkDoneCtx)
+	var mu sync.Mutex
+	var published []int64
+	env.OnActivity(d.Publish, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		published = append(published, c.From)
+		return activities.ChunkResult{Published: c.To - c.From}, nil
+	})
+	env.OnActivity(n.Alert, mock.Anything, mock.Anything).Return(activities.NotifyResult{}, nil).Maybe()
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: 10, MaxParallel: 4})
+	require.True(t, env.IsWorkflowCompleted())
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(env.GetWorkflowError(), &appErr))
+	require.Equal(t, ErrTypeStageFailed, appErr.Type())
+	require.ElementsMatch(t, []int64{1, 11}, published)
+	s := query(t, env)
+	require.Equal(t, StatusFailed, s.stage(StageTag).Status)
+	require.Equal(t, StatusCompleted, s.stage(StagePublish).Status)
+	require.EqualValues(t, 20, s.Published, "the messages of the complete chunks")
 }
