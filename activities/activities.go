@@ -61,6 +61,12 @@ type Activities struct {
 	// Outbox is on when delivery is (TXFLOW_NATS_URL set): Ingest then writes one outbox row per
 	// new transaction, which Publish (publish.go) delivers.
 	Outbox bool
+	// Reports computes the figures of each run's report.html (report.go); none when nil: the
+	// page then shows the summary's counts only.
+	Reports ReportStore
+	// UIURL is the Temporal Web UI's base address, for the report's link to the run; none when
+	// empty.
+	UIURL string
 
 	rulesCache sync.Map // version (int) -> txn.Rules: versions never change
 }

@@ -99,9 +99,10 @@ type SummaryInput struct {
 	Summary json.RawMessage
 }
 
-// WriteSummary writes summary.json, indented like failure.json, and returns its path. It is the
-// last file a run writes: a run directory with a summary.json holds the complete set of one
-// attempt.
+// WriteSummary writes summary.json, indented like failure.json, then report.html (report.go),
+// and returns the summary's path. They are the last files a run writes: a run directory with a
+// summary.json holds the complete set of one attempt (report.html aside, when its template
+// failed to render; see writeReport).
 //
 // It returns a non-retryable ErrTypeBadInput error when the summary is not valid JSON.
 func (a *Activities) WriteSummary(ctx context.Context, in SummaryInput) (string, error) {
@@ -118,6 +119,11 @@ func (a *Activities) WriteSummary(ctx context.Context, in SummaryInput) (string,
 	defer dir.Close()
 	if err := writeBytes(dir.Root, SummaryFile, indented.Bytes()); err != nil {
 		return "", fmt.Errorf("write summary: %w", typedError(err, false))
+	}
+	// Then the report page, from the summary and the store (report.go): an error reading the
+	// store or writing the page fails the activity, for a retry, which writes both again.
+	if _, err := a.writeReport(ctx, dir, indented.Bytes(), true); err != nil {
+		return "", err
 	}
 	return dir.path(SummaryFile), nil
 }
@@ -223,7 +229,7 @@ func (d *RunDir) Claim(attempt string) error {
 
 // clear removes the run's files and the temporary files of interrupted writes.
 func (d *RunDir) clear() error {
-	for _, name := range []string{SummaryFile, FailureFile, OutputFile, ErrorReportFile} {
+	for _, name := range []string{SummaryFile, ReportFile, FailureFile, OutputFile, ErrorReportFile} {
 		if err := d.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove %s of an earlier attempt: %w", name, confined(err))
 		}

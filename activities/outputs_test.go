@@ -103,7 +103,7 @@ func TestWriteSummaryClaimsTheDirectory(t *testing.T) {
 	var path string
 	require.NoError(t, v.Get(&path))
 	require.Equal(t, filepath.Join(root, id, SummaryFile), path)
-	require.Equal(t, []string{AttemptFile, SummaryFile}, runFiles(t, filepath.Join(root, id)))
+	require.Equal(t, []string{AttemptFile, ReportFile, SummaryFile}, runFiles(t, filepath.Join(root, id)))
 	st, err := os.Stat(path)
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o644), st.Mode().Perm())

@@ -1,0 +1,127 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/txflow/txflow/internal/testdb"
+	"github.com/txflow/txflow/postgres"
+	"github.com/txflow/txflow/txn"
+)
+
+// TestWriteSummaryWritesTheReport runs a file with rejected rows and rows in error through
+// Ingest, Tag and Annotate on a real PostgreSQL, then WriteSummary: report.html is beside
+// summary.json with the store's figures, and RewriteReport writes it again from summary.json.
+func TestWriteSummaryWritesTheReport(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+
+	input, output := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\n"+
+		"A1,350.00,TAXI NIGHT\n"+
+		"A2,-45.90,<script>alert(1)</script>\n"+
+		"A3,abc,BAD AMOUNT\n"+
+		"A4,2000000.00,TOTO LOAN\n"), 0o644))
+	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output,
+		UIURL: "http://ui.example/"}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	const id = "txflow-00000000000000aa"
+	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
+	require.NoError(t, err)
+	var ing IngestResult
+	require.NoError(t, v.Get(&ing))
+	for _, fn := range []any{a.Tag, a.Annotate} {
+		_, err := env.ExecuteActivity(fn, ChunkInput{RunID: id, From: 1, To: ing.MaxSeq + 1, RulesVersion: ing.RulesVersion})
+		require.NoError(t, err)
+	}
+
+	finished := time.Date(2026, 1, 2, 6, 0, 3, 0, time.UTC)
+	summary, err := json.Marshal(map[string]any{
+		"run_id": id, "file": "f.csv", "account": "default", "rules_version": ing.RulesVersion,
+		"status": "completed", "started_at": finished.Add(-2 * time.Second), "finished_at": finished,
+		"rows_read": ing.RowsRead, "ingested": ing.Ingested, "new": ing.New, "rejected": ing.Rejected, "in_error": ing.InError,
+		"stages": []map[string]string{{"name": "tag", "status": "completed"}, {"name": "annotate", "status": "completed"}},
+	})
+	require.NoError(t, err)
+	_, err = env.ExecuteActivity(a.WriteSummary, SummaryInput{RunID: id, Summary: summary})
+	require.NoError(t, err)
+	path := filepath.Join(output, id, ReportFile)
+	page := read(t, path)
+	for _, want := range []string{
+		`data-count="rows_read" data-value="4"`, `data-count="accepted" data-value="3"`, `data-count="new" data-value="3"`,
+		`data-count="rejected" data-value="1"`, `data-count="in_error" data-value="1"`,
+		`data-tag="TAXI" data-value="1"`, `data-tag="TOTO" data-value="1"`,
+		`data-annotation="LARGE SALE" data-value="1"`, `data-annotation="SMALL EXPENSE" data-value="1"`,
+		`data-reason="invalid_amount" data-kind="rejected" data-value="1"`,
+		`data-reason="amount_too_high" data-kind="in_error" data-value="1"`,
+		`data-field="duration">2s<`,
+		`href="http://ui.example/namespaces/default-test-namespace/workflows/` + id + `"`,
+		"&lt;script&gt;alert(1)&lt;/script&gt;",
+	} {
+		require.Contains(t, page, want)
+	}
+	require.NotContains(t, page, "<script")
+
+	// Written again from summary.json, by another workflow: the same page, nothing claimed.
+	require.NoError(t, os.Remove(path))
+	v, err = env.ExecuteActivity(a.RewriteReport, RewriteReportInput{RunID: id})
+	require.NoError(t, err)
+	var rewritten string
+	require.NoError(t, v.Get(&rewritten))
+	require.Equal(t, path, rewritten)
+	require.Equal(t, page, read(t, path))
+	require.Equal(t, []string{AttemptFile, ReportFile, SummaryFile}, runFiles(t, filepath.Join(output, id)))
+
+	// No such run, or a run without its summary: refused for good.
+	_, err = env.ExecuteActivity(a.RewriteReport, RewriteReportInput{RunID: "txflow-00000000000000bb"})
+	requireErrorType(t, err, ErrTypeBadInput)
+	_, err = os.Stat(filepath.Join(output, "txflow-00000000000000bb"))
+	require.True(t, os.IsNotExist(err), "no directory made for an unknown run")
+	require.NoError(t, os.Remove(filepath.Join(output, id, SummaryFile)))
+	_, err = env.ExecuteActivity(a.RewriteReport, RewriteReportInput{RunID: id})
+	requireErrorType(t, err, ErrTypeBadInput)
+
+	// The store unreachable: the activity fails for a retry.
+	db.Close()
+	_, err = env.ExecuteActivity(a.WriteSummary, SummaryInput{RunID: id, Summary: summary})
+	require.Error(t, err)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		require.False(t, appErr.NonRetryable(), "%v", err)
+	}
+	require.True(t, strings.Contains(err.Error(), "report figures"), "%v", err)
+}
+
+// TestWriteReportOfAPurgedRun: a run the store no longer holds gets a page with the summary's
+// counts and a note saying why the rest is missing.
+func TestWriteReportOfAPurgedRun(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	output := t.TempDir()
+	a := &Activities{Reports: db, OutputRoot: output}
+	const id = "txflow-00000000000000cc"
+	_, err = a.WriteSummary(ctx, SummaryInput{RunID: id, Summary: json.RawMessage(`{"run_id":"` + id + `","status":"completed","rows_read":7,"rejected":2}`)})
+	require.NoError(t, err)
+	page := read(t, filepath.Join(output, id, ReportFile))
+	require.Contains(t, page, `data-count="rows_read" data-value="7"`)
+	require.Contains(t, page, `data-count="rejected" data-value="2"`)
+	require.Contains(t, page, "no longer holds this run")
+}
