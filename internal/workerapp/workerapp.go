@@ -235,8 +235,11 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 	w.RegisterWorkflow(workflows.ProcessInbox)
 	w.RegisterWorkflow(workflows.Notify)
 	w.RegisterWorkflow(workflows.Reclassify)
+	w.RegisterWorkflow(workflows.WriteReport)
 	w.RegisterActivity(&activities.Activities{
 		DB:         db,
+		Reports:    db,
+		UIURL:      cfg.UIURL,
 		Rules:      cfg.Rules,
 		Reader:     cfg.Reader,
 		InputRoot:  cfg.InputDir,
