@@ -12,11 +12,11 @@ import (
 )
 
 // What a run's report page shows, computed here from the run's rows with set-based SQL: one
-// scan of the run's lines for every count and the amount histogram (GROUPING SETS), one per
-// direction for the largest amounts (ORDER BY … LIMIT), one over the rejected rows and the lines
-// in error for the reasons and their first examples, and one over the runs table for the
-// comparison with the account's past runs. On a 1,000,000-line run it all takes a fraction of a
-// second (report_bench_test.go).
+// scan of the run's lines for the counts, the errors and the amount histogram (GROUPING SETS,
+// width_bucket), one range scan of each result table for the tags and annotations, one scan
+// per sign for the largest amounts (ORDER BY … LIMIT), the rejected rows and the first lines of
+// each error through the primary keys, and the runs table for the comparison with the account's
+// past runs. See report_bench_test.go for what it costs on a 1,000,000-line run.
 
 // Report settings.
 const (
@@ -38,6 +38,17 @@ const (
 // and the last, len(AmountBuckets), every |amount| ≥ 1,000,000,000 (amounts in error have any
 // size).
 var AmountBuckets = []string{"1", "10", "100", "1000", "10000", "100000", "1000000", "10000000", "100000000", "1000000000"}
+
+// signedBuckets are the thresholds of one width_bucket over the signed amount that gives both
+// its sign and its bucket of AmountBuckets, with no abs() nor sign() per line (a third of the
+// scan's cost): amounts have two decimals, so a debit d has |d| ≥ 10^k exactly when
+// d < -10^k + 0.01. Signed bucket s ≤ 10 is a debit of bucket 10 - s, 11 holds 0 and s ≥ 12
+// a credit of bucket s - 12 (see signedBucket).
+var signedBuckets = []string{
+	"-999999999.99", "-99999999.99", "-9999999.99", "-999999.99", "-99999.99", "-9999.99", "-999.99", "-99.99", "-9.99", "-0.99",
+	"0", "0.01",
+	"1", "10", "100", "1000", "10000", "100000", "1000000", "10000000", "100000000", "1000000000",
+}
 
 // Kinds of ReasonCount.
 const (
@@ -128,24 +139,30 @@ type ReportOptions struct {
 }
 
 const (
-	sqlReportRun = `SELECT file, account, coalesce(rules_version, 0), coalesce(rows_read, 0), coalesce(new_count, 0)
+	sqlReportRun = `SELECT file, account, coalesce(rules_version, 0), coalesce(rows_read, 0), coalesce(new_count, 0),
+       num, all_new
 FROM runs WHERE run_id = $1`
 
-	// One scan of the run's lines: the total (grouping set ()), per tag, per annotation, and the
-	// amount histogram, told apart by GROUPING() (see reportLines).
-	sqlReportLines = `SELECT GROUPING(tag, annotation, sgn), tag, annotation, sgn, bucket, count(*),
-       count(*) FILTER (WHERE error IS NOT NULL)
-FROM (
-    SELECT %s AS tag,
-           %s AS annotation,
-           sign(rl.amount)::int AS sgn,
-           width_bucket(abs(rl.amount), $2::numeric[]) AS bucket,
-           rl.error
-    FROM run_lines rl
-    %s
-    WHERE rl.run_id = $1
-) l
-GROUP BY GROUPING SETS ((), (tag), (annotation), (sgn, bucket))`
+	// One scan of the run's lines, without a join: the lines per signed bucket (the amount
+	// histogram) and error; a plain hash aggregate, which PostgreSQL may run in parallel.
+	sqlReportLines = `SELECT width_bucket(amount, $2::numeric[]) AS bucket, error, count(*)
+FROM run_lines
+WHERE run_id = $1
+GROUP BY 1, 2`
+
+	// The lines per tag (annotation) of a run whose every line stored its transaction
+	// (runs.all_new): their results were all computed by the run's own chunks, under the keys
+	// its lines give, num * 2^32 + seq; a range scan of the result table's primary key finds
+	// them, with no join. Lines in error have no annotation (AnnotateChunk skips them).
+	sqlReportOwnResults = `SELECT %[1]s, count(*) FROM %[2]s
+WHERE txn_key >= $1 * 4294967296 AND txn_key < ($1 + 1) * 4294967296 AND %[1]s IS NOT NULL
+GROUP BY %[1]s`
+
+	// The same for a run with lines of stored transactions: their results may come from any
+	// run, so the run's lines are joined with the result table.
+	sqlReportJoinedResults = `SELECT x.%[1]s, count(*) FROM run_lines rl JOIN %[2]s x ON x.txn_key = rl.txn_key
+WHERE rl.run_id = $1 AND x.%[1]s IS NOT NULL %[3]s
+GROUP BY x.%[1]s`
 
 	// rl.amount, qualified: a bare "amount" would name the text output column.
 	sqlReportLargest = `(SELECT -1, rl.line, coalesce(rl.id_as_read, rl.id), rl.amount::text, rl.wording, coalesce(rl.error, '')
@@ -154,22 +171,30 @@ UNION ALL
 (SELECT 1, rl.line, coalesce(rl.id_as_read, rl.id), rl.amount::text, rl.wording, coalesce(rl.error, '')
  FROM run_lines rl WHERE rl.run_id = $1 AND rl.amount > 0 ORDER BY rl.amount DESC, rl.line LIMIT $2)`
 
-	sqlReportReasons = `SELECT kind, reason, n, line, id, amount, wording, detail
+	// The rejected rows per reason, with the first of each (the primary key's order).
+	sqlReportRejected = `SELECT reason, n, line, id, amount, wording, detail
 FROM (
-    SELECT kind, reason, line, id, amount, wording, detail,
+    SELECT reason, line, id, amount, wording, detail,
            count(*) OVER w AS n,
            row_number() OVER (w ORDER BY line) AS k
-    FROM (
-        SELECT 'rejected' AS kind, reason, line, id, amount, wording, detail
-        FROM rejected_rows WHERE run_id = $1
-        UNION ALL
-        SELECT 'in_error', error, line, coalesce(id_as_read, id), raw_amount, wording, error
-        FROM run_lines WHERE run_id = $1 AND error IS NOT NULL
-    ) r
-    WINDOW w AS (PARTITION BY kind, reason)
+    FROM rejected_rows WHERE run_id = $1
+    WINDOW w AS (PARTITION BY reason)
 ) x
 WHERE k <= $2
-ORDER BY kind DESC, n DESC, reason, line`
+ORDER BY n DESC, reason, line`
+
+	// The first lines of each error, found in the order of the primary key: the scan stops at
+	// the last example.
+	sqlReportErrors = `SELECT e.error, l.line, l.id, l.raw_amount, l.wording
+FROM unnest($2::text[]) AS e(error)
+CROSS JOIN LATERAL (
+    SELECT line, coalesce(id_as_read, id) AS id, raw_amount, wording
+    FROM run_lines
+    WHERE run_id = $1 AND error = e.error
+    ORDER BY seq
+    LIMIT $3
+) l
+ORDER BY e.error, l.line`
 
 	// The account's past runs settled before this one (all of them when this one is not
 	// settled), latest first; a run's rejections are its rows in rejected_rows.
@@ -205,7 +230,9 @@ FROM agg, me`
 func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (RunReport, error) {
 	r := RunReport{RunID: runID}
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, sqlReportRun, runID).Scan(&r.File, &r.Account, &r.RulesVersion, &r.RowsRead, &r.New)
+		var run runKeys
+		err := tx.QueryRow(ctx, sqlReportRun, runID).Scan(&r.File, &r.Account, &r.RulesVersion, &r.RowsRead, &r.New,
+			&run.num, &run.allNew)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrRunNotFound
 		}
@@ -215,7 +242,7 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
 			return err
 		}
-		if err := reportLines(ctx, tx, &r, opts); err != nil {
+		if err := reportLines(ctx, tx, &r, run, opts); err != nil {
 			return fmt.Errorf("count lines: %w", err)
 		}
 		if err := reportLargest(ctx, tx, &r); err != nil {
@@ -237,61 +264,112 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 	return r, nil
 }
 
-func reportLines(ctx context.Context, tx pgx.Tx, r *RunReport, opts ReportOptions) error {
-	tag, annotation := "tg.tag", "CASE WHEN rl.error IS NULL THEN an.annotation END"
-	joins := "LEFT JOIN tags tg ON tg.txn_key = rl.txn_key\n    LEFT JOIN annotations an ON an.txn_key = rl.txn_key"
+// signedBucket returns the sign and the bucket of AmountBuckets of signed bucket s (see
+// signedBuckets).
+func signedBucket(s int) (sign, bucket int) {
+	n := len(AmountBuckets)
 	switch {
-	case opts.OmitTags && opts.OmitAnnotations:
-		tag, annotation, joins = "NULL::text", "NULL::text", ""
-	case opts.OmitTags:
-		tag, joins = "NULL::text", "LEFT JOIN annotations an ON an.txn_key = rl.txn_key"
-	case opts.OmitAnnotations:
-		annotation, joins = "NULL::text", "LEFT JOIN tags tg ON tg.txn_key = rl.txn_key"
+	case s <= n:
+		return -1, n - s
+	case s == n+1:
+		return 0, 0
+	default:
+		return 1, s - n - 2
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(sqlReportLines, tag, annotation, joins), r.RunID, AmountBuckets)
+}
+
+// runKeys says where a run's results are: under its own keys when all its lines are new.
+type runKeys struct {
+	num    int64 // runs.num
+	allNew bool  // runs.all_new
+}
+
+func reportLines(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, opts ReportOptions) error {
+	rows, err := tx.Query(ctx, sqlReportLines, r.RunID, signedBuckets)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	perBucket := map[AmountBucket]int64{}
+	errs := map[string]int64{}
 	for rows.Next() {
 		var (
-			g              int
-			label, note    *string
-			sign, bucket   *int
-			count, inError int64
+			bucket  int
+			lineErr *string
+			count   int64
 		)
-		if err := rows.Scan(&g, &label, &note, &sign, &bucket, &count, &inError); err != nil {
+		if err := rows.Scan(&bucket, &lineErr, &count); err != nil {
 			return err
 		}
-		// GROUPING(tag, annotation, sgn): a bit set for each column the row is not grouped by.
-		switch g {
-		case 0b111:
-			r.Accepted, r.InError = count, inError
-		case 0b011:
-			if !opts.OmitTags {
-				r.Tags = append(r.Tags, LabelCount{Label: deref(label), Count: count})
-			}
-		case 0b101:
-			if !opts.OmitAnnotations {
-				r.Annotations = append(r.Annotations, LabelCount{Label: deref(note), Count: count})
-			}
-		case 0b110:
-			switch {
-			case sign == nil || bucket == nil:
-			case *sign == 0:
-				r.Zero += count
-			default:
-				r.Amounts = append(r.Amounts, AmountBucket{Sign: *sign, Bucket: *bucket, Count: count})
-			}
+		r.Accepted += count
+		if lineErr != nil {
+			r.InError += count
+			errs[*lineErr] += count
 		}
+		sign, b := signedBucket(bucket)
+		if sign == 0 {
+			r.Zero += count
+			continue
+		}
+		perBucket[AmountBucket{Sign: sign, Bucket: b}] += count
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	sortLabels(r.Tags)
-	sortLabels(r.Annotations)
+	for b, n := range perBucket {
+		b.Count = n
+		r.Amounts = append(r.Amounts, b)
+	}
+	for e, n := range errs {
+		r.Reasons = append(r.Reasons, ReasonCount{Kind: KindInError, Reason: e, Count: n})
+	}
 	sortBuckets(r.Amounts)
+	if !opts.OmitTags {
+		if r.Tags, err = reportResults(ctx, tx, r, run, "tags", "tag", ""); err != nil {
+			return err
+		}
+	}
+	if !opts.OmitAnnotations {
+		// As in the output: no annotation on a line in error.
+		if r.Annotations, err = reportResults(ctx, tx, r, run, "annotations", "annotation", "AND rl.error IS NULL"); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// reportResults counts the run's lines per value of column of table (tags.tag,
+// annotations.annotation), the lines without one under "", most frequent first.
+func reportResults(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, table, column, joinedFilter string) ([]LabelCount, error) {
+	var rows pgx.Rows
+	var err error
+	if run.allNew {
+		rows, err = tx.Query(ctx, fmt.Sprintf(sqlReportOwnResults, column, table), run.num)
+	} else {
+		rows, err = tx.Query(ctx, fmt.Sprintf(sqlReportJoinedResults, column, table, joinedFilter), r.RunID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []LabelCount
+	none := r.Accepted
+	for rows.Next() {
+		var l LabelCount
+		if err := rows.Scan(&l.Label, &l.Count); err != nil {
+			return nil, err
+		}
+		none -= l.Count
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if none > 0 {
+		out = append(out, LabelCount{Count: none})
+	}
+	sortLabels(out)
+	return out, nil
 }
 
 func reportLargest(ctx context.Context, tx pgx.Tx, r *RunReport) error {
@@ -315,29 +393,74 @@ func reportLargest(ctx context.Context, tx pgx.Tx, r *RunReport) error {
 	return rows.Err()
 }
 
+// reportReasons adds the rejected rows per reason before the errors reportLines found, and the
+// first rows of each.
 func reportReasons(ctx context.Context, tx pgx.Tx, r *RunReport) error {
-	rows, err := tx.Query(ctx, sqlReportReasons, r.RunID, ReportExamples)
+	errs := r.Reasons
+	sortReasons(errs)
+	r.Reasons = nil
+	rows, err := tx.Query(ctx, sqlReportRejected, r.RunID, ReportExamples)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var kind, reason string
+		var reason string
 		var n int64
 		var l ReportLine
-		if err := rows.Scan(&kind, &reason, &n, &l.Line, &l.ID, &l.Amount, &l.Wording, &l.Detail); err != nil {
+		if err := rows.Scan(&reason, &n, &l.Line, &l.ID, &l.Amount, &l.Wording, &l.Detail); err != nil {
 			return err
 		}
-		if last := len(r.Reasons) - 1; last < 0 || r.Reasons[last].Kind != kind || r.Reasons[last].Reason != reason {
-			r.Reasons = append(r.Reasons, ReasonCount{Kind: kind, Reason: reason, Count: n})
-			if kind == KindRejected {
-				r.Rejected += n
-			}
+		if last := len(r.Reasons) - 1; last < 0 || r.Reasons[last].Reason != reason {
+			r.Reasons = append(r.Reasons, ReasonCount{Kind: KindRejected, Reason: reason, Count: n})
+			r.Rejected += n
 		}
 		last := &r.Reasons[len(r.Reasons)-1]
 		last.Examples = append(last.Examples, l)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	names := make([]string, len(errs))
+	byName := map[string]*ReasonCount{}
+	for i := range errs {
+		names[i] = errs[i].Reason
+		byName[errs[i].Reason] = &errs[i]
+	}
+	rows, err = tx.Query(ctx, sqlReportErrors, r.RunID, names, ReportExamples)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var reason string
+		var l ReportLine
+		if err := rows.Scan(&reason, &l.Line, &l.ID, &l.Amount, &l.Wording); err != nil {
+			return err
+		}
+		l.Detail = reason
+		if rc := byName[reason]; rc != nil {
+			rc.Examples = append(rc.Examples, l)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	r.Reasons = append(r.Reasons, errs...)
+	return nil
+}
+
+// sortReasons orders reasons most rows first, then by name.
+func sortReasons(rs []ReasonCount) {
+	slices.SortFunc(rs, func(a, b ReasonCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
 }
 
 func deref(s *string) string {

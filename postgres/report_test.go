@@ -114,6 +114,22 @@ func TestRunReportCountsHistogramAndExamples(t *testing.T) {
 	require.Len(t, r.Tags, 4)
 	require.Empty(t, r.Annotations)
 
+	// A run with lines of stored transactions: their results are the earlier run's.
+	c = ingestAccount(t, db, accountRun{id: "rep2", account: "acme", recs: []txn.Record{
+		rec(2, "B", "350.00", "TAXI night"), rec(3, "H", "5.00", "TAXI cab"), rec(4, "C", "-45.90", "GROCERY TATA"),
+		rec(5, "I", "1.00", "nothing"),
+	}})
+	require.EqualValues(t, 2, c.New)
+	_, err = db.TagChunk(ctx, "rep2", 1, c.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	_, err = db.AnnotateChunk(ctx, "rep2", 1, c.MaxSeq+1, annotate)
+	require.NoError(t, err)
+	r, err = db.RunReport(ctx, "rep2", postgres.ReportOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []postgres.LabelCount{{"TAXI", 2}, {"TATA", 1}, {"", 1}}, r.Tags)
+	require.Equal(t, []postgres.LabelCount{{"SALE", 2}, {"LARGE SALE", 1}, {"SMALL EXPENSE", 1}}, r.Annotations)
+	require.Equal(t, 1, r.History.Runs, "the run before it")
+
 	_, err = db.RunReport(ctx, "nope", postgres.ReportOptions{})
 	require.True(t, errors.Is(err, postgres.ErrRunNotFound), "%v", err)
 }
