@@ -31,6 +31,7 @@ Usage:
   starter sniff [--profile NAME] [-n ROWS] FILE
                              show how the file would be read, storing nothing
   starter status RUN_ID      print the current state of a run
+  starter report RUN_ID      write the run's report page (report.html) again and print its path
   starter export --account ACC [--from DATE] [--to DATE] [-o FILE]
                              write the account's stored transactions as CSV (stdout by default)
   starter purge --account ACC [--yes]
@@ -86,7 +87,7 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
-	case "run", "status", "schedule", "export", "purge", "sniff", "rules", "reclassify":
+	case "run", "status", "schedule", "export", "purge", "sniff", "rules", "reclassify", "report":
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", cmd, usage)
 		return ExitUsage
@@ -110,6 +111,8 @@ func MainIO(ctx context.Context, args []string, env config.Env, stdin io.Reader,
 		return s.reclassify(ctx, args)
 	case "sniff":
 		return s.sniff(args)
+	case "report":
+		return s.report(ctx, args)
 	case "schedule":
 		return s.schedule(ctx, args)
 	default:
@@ -377,5 +380,8 @@ func PrintSummary(w io.Writer, s *workflows.Summary, took time.Duration) {
 				fmt.Fprintf(w, "  %s\n", p)
 			}
 		}
+	}
+	if p := ReportPath(s); p != "" {
+		fmt.Fprintf(w, "report:\n  %s\n", p)
 	}
 }
