@@ -33,6 +33,9 @@ var replayHistories = []string{
 	// 20,000 new transactions in chunks of 5,000 with delivery on: the Publish stage after the
 	// dump (version publish-results), recorded by the end-to-end delivery test.
 	"processfile_publish_history.json",
+	// The same with the Publish stage alongside Tag and Annotate, a chunk as soon as both
+	// completed it (version publish-alongside), recorded by the end-to-end delivery test.
+	"processfile_publish_alongside_history.json",
 }
 
 // TestReplay replays the committed histories against the current workflow code: a change that

@@ -293,7 +293,7 @@ func TestDeliveryPublishesEachNewTransactionOnce(t *testing.T) {
 		RunID: hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()}
 	require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec}))
 	if recordHistories {
-		saveHistory(t, hist, "processfile_publish_history.json")
+		saveHistory(t, hist, "processfile_publish_alongside_history.json")
 	}
 
 	// The same file again: no new transaction, no transaction message; its own notice only.
