@@ -43,15 +43,16 @@ var Buckets = []float64{
 // Help is the help text of txflow's own metrics, by exposed name (see the naming rules above):
 // the HELP line of each in the exposition.
 var Help = map[string]string{
-	"txflow_rows_ingested_total":      "Rows accepted by Ingest (stored, new or already known), by workflow type.",
-	"txflow_rows_rejected_total":      "Rows Ingest rejected (unreadable, duplicate id, id conflict), listed in each run's error report.",
-	"txflow_rows_in_error_total":      "Accepted rows in error (e.g. amount too high): stored and exported, listed in the error report.",
-	"txflow_rows_tagged_total":        "Rows written to a run's output with a tag.",
-	"txflow_rows_annotated_total":     "Rows written to a run's output with an annotation.",
-	"txflow_runs_total":               "ProcessFile runs that ended, by status (completed or failed).",
-	"txflow_stage_duration_seconds":   "Duration of one stage of a run (ingest, tag, annotate, report, dump, publish), in seconds.",
-	"txflow_messages_published_total": "Transactions' messages JetStream acknowledged (delivery on), counted by the Publish activity as acknowledgements arrive.",
-	"txflow_delivery_lag_seconds":     "Time from a run's settlement (its messages written to the outbox) to JetStream's acknowledgement, for the oldest message of each slice published, in seconds.",
+	"txflow_rows_ingested_total":           "Rows accepted by Ingest (stored, new or already known), by workflow type.",
+	"txflow_rows_rejected_total":           "Rows Ingest rejected (unreadable, duplicate id, id conflict), listed in each run's error report.",
+	"txflow_rows_rejected_by_reason_total": "Rows Ingest rejected, by reason (invalid_amount, duplicate_id, ...), counted when the run's report is written.",
+	"txflow_rows_in_error_total":           "Accepted rows in error (e.g. amount too high): stored and exported, listed in the error report.",
+	"txflow_rows_tagged_total":             "Rows written to a run's output with a tag.",
+	"txflow_rows_annotated_total":          "Rows written to a run's output with an annotation.",
+	"txflow_runs_total":                    "ProcessFile runs that ended, by status (completed or failed).",
+	"txflow_stage_duration_seconds":        "Duration of one stage of a run (ingest, tag, annotate, report, dump, publish), in seconds.",
+	"txflow_messages_published_total":      "Transactions' messages JetStream acknowledged (delivery on), counted by the Publish activity as acknowledgements arrive.",
+	"txflow_delivery_lag_seconds":          "Time from a run's settlement (its messages written to the outbox) to JetStream's acknowledgement, for the oldest message of each slice published, in seconds.",
 }
 
 // DefaultInterval is how often counter increments are handed to the Prometheus registry: a

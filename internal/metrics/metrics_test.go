@@ -104,11 +104,14 @@ func TestTxflowMetricsHaveHelp(t *testing.T) {
 	a := r.Handler().WithTags(map[string]string{"namespace": "default", "activity_type": "Publish"})
 	a.Counter("txflow_messages_published").Inc(5000)
 	a.Timer("txflow_delivery_lag").Record(90 * time.Second)
+	// The rejections per reason, emitted by the WriteSummary activity.
+	r.Handler().WithTags(map[string]string{"namespace": "default", "activity_type": "WriteSummary", "reason": "invalid_amount"}).
+		Counter("txflow_rows_rejected_by_reason").Inc(3)
 	h.Counter("temporal_request").Inc(1)
 	require.NoError(t, r.Close())
 	out := scrape(t, r.HTTPHandler())
 
-	require.Len(t, metrics.Help, 9)
+	require.Len(t, metrics.Help, 10)
 	for name, help := range metrics.Help {
 		require.NotEmpty(t, help)
 		require.Contains(t, out, "# HELP "+name+" "+help+"\n")
@@ -122,5 +125,6 @@ func TestTxflowMetricsHaveHelp(t *testing.T) {
 	require.Contains(t, out, `txflow_stage_duration_seconds_sum{namespace="default",stage="dump",workflow_type="ProcessFile"} 0.25`+"\n")
 	require.Contains(t, out, `txflow_messages_published_total{activity_type="Publish",namespace="default"} 5000`+"\n")
 	require.Contains(t, out, `txflow_delivery_lag_seconds_bucket{activity_type="Publish",namespace="default",le="120"} 1`+"\n")
+	require.Contains(t, out, `txflow_rows_rejected_by_reason_total{activity_type="WriteSummary",namespace="default",reason="invalid_amount"} 3`+"\n")
 	require.Contains(t, out, "# HELP temporal_request_total temporal_request_total counter\n")
 }
