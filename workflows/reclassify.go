@@ -292,8 +292,13 @@ type reclassification struct {
 }
 
 // refusal says why an approve or reject Update cannot be accepted now; nil when it can.
-func (rc *reclassification) refusal() error {
-	s := rc.state
+func (rc *reclassification) refusal() error { return rc.state.Refusal() }
+
+// Refusal says why a decision (approve or reject) cannot be taken in this state: started with
+// --yes, already decided, expired, unchanged, failed, or the diff not ready yet; nil when the
+// reclassification waits for one. The Updates' validator refuses with it; the starter uses it
+// too for a reclassification that has ended, which no longer takes Updates.
+func (s *ReclassifyState) Refusal() error {
 	switch {
 	case s.Yes:
 		return fmt.Errorf("reclassification %s was started with --yes: it applies without approval", s.ID)

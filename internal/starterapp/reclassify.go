@@ -243,7 +243,12 @@ func (s *starter) reclassifyDecide(ctx context.Context, kind string, args []stri
 		err = h.Get(ctx, &st)
 	}
 	if err != nil {
-		fmt.Fprintf(s.stderr, "starter reclassify %s: %s\n", kind, message(err))
+		msg := message(err)
+		// A reclassification that has ended takes no Update: its state says why.
+		if ended, qerr := queryReclassify(ctx, c, id); qerr == nil && ended.Ended() && ended.Refusal() != nil {
+			msg = ended.Refusal().Error()
+		}
+		fmt.Fprintf(s.stderr, "starter reclassify %s: %s\n", kind, msg)
 		return ExitRunFailed
 	}
 	fmt.Fprintf(s.stdout, "reclassification %s %s\n", id, st.Decision.Decision)
