@@ -36,6 +36,9 @@ var replayHistories = []string{
 	// The same with the Publish stage alongside Tag and Annotate, a chunk as soon as both
 	// completed it (version publish-alongside), recorded by the end-to-end delivery test.
 	"processfile_publish_alongside_history.json",
+	// A reclassification of one account, approved by the starter after its diff, recorded by the
+	// end-to-end reclassification test.
+	"reclassify_history.json",
 }
 
 // TestReplay replays the committed histories against the current workflow code: a change that
@@ -63,6 +66,7 @@ func TestReplay(t *testing.T) {
 			r.RegisterWorkflow(ProcessFile)
 			r.RegisterWorkflow(ProcessInbox)
 			r.RegisterWorkflow(Notify)
+			r.RegisterWorkflow(Reclassify)
 			require.NoError(t, r.ReplayWorkflowHistoryWithOptions(nil, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec}))
 		})
 	}
