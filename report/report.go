@@ -172,11 +172,12 @@ type histRow struct {
 	CreditW         string
 }
 
-// Geometry of the histogram, in SVG user units (the drawing scales to the page's width).
+// Geometry of the histogram, in SVG user units (the drawing scales to the page's width): the
+// bucket's label, then debits growing left from the axis and credits right, then the counts.
 const (
-	histWidth = 320
-	histMid   = 160 // the axis
-	histBar   = 110 // the longest bar
+	histWidth = 360
+	histMid   = 200 // the axis
+	histBar   = 90  // the longest bar
 	histRowH  = 22
 	histTop   = 20
 )
@@ -197,12 +198,12 @@ func newHistogram(bs []Bucket) histogram {
 	for i, b := range bs {
 		y := histTop + i*histRowH
 		dw, cw := length(b.Debits), length(b.Credits)
-		label := b.Low + "–" + b.High
-		if b.High == "" {
-			label = "≥ " + b.Low
-		}
-		if b.Low == "" || b.Low == "0" {
-			label = "< " + b.High
+		label := shortAmount(b.Low) + " – " + shortAmount(b.High)
+		switch {
+		case b.High == "":
+			label = "≥ " + shortAmount(b.Low)
+		case b.Low == "" || b.Low == "0":
+			label = "< " + shortAmount(b.High)
 		}
 		h.Rows = append(h.Rows, histRow{
 			Y: y + 3, TextY: y + 15, Label: label, Low: b.Low, High: b.High,
@@ -211,6 +212,19 @@ func newHistogram(bs []Bucket) histogram {
 		})
 	}
 	return h
+}
+
+// shortAmount writes a power of ten as read aloud: 1k, 10M, 1bn; anything else as it is.
+func shortAmount(s string) string {
+	for _, u := range []struct {
+		zeros string
+		name  string
+	}{{"000000000", "bn"}, {"000000", "M"}, {"000", "k"}} {
+		if len(s) > len(u.zeros) && strings.HasSuffix(s, u.zeros) {
+			return s[:len(s)-len(u.zeros)] + u.name
+		}
+	}
+	return s
 }
 
 func newView(d Data) view {

@@ -94,7 +94,7 @@ func TestRenderShowsTheRun(t *testing.T) {
 		`data-reason="invalid_amount" data-kind="rejected" data-value="567"`,
 		`; the first 1)`,
 		`data-bucket="10" data-debits="40" data-credits="2"`,
-		`≥ 1000000000`,
+		`≥ 1bn`, `10 – 100`, `&lt; 1<`,
 		`data-field="zero_amounts">2<`,
 		`data-history="rows_read" data-value="1234567" data-flag="above"`,
 		`far above usual`,
@@ -106,7 +106,7 @@ func TestRenderShowsTheRun(t *testing.T) {
 	// The largest bar is full width, the others in proportion.
 	require.Contains(t, page, `data-count="rows_read" data-value="1234567"><span class="name">rows read</span><span class="track"><span class="fill" style="width: 100%">`)
 	require.Contains(t, page, `data-count="new" data-value="1000"><span class="name">new</span><span class="track"><span class="fill" style="width: 0.1%">`)
-	require.Regexp(t, `data-bucket="10" data-debits="40" data-credits="2">\s*<rect x="49" y="\d+" width="110"`, page,
+	require.Regexp(t, `data-bucket="10" data-debits="40" data-credits="2">\s*<rect x="109" y="\d+" width="90"`, page,
 		"the longest debit bar is the longest bar, left of the axis")
 }
 
