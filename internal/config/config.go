@@ -57,7 +57,7 @@ type Config struct {
 	DatabaseURL string         // DATABASE_URL; "" lets pgx use the PG* variables
 	InputDir    string         // TXFLOW_INPUT_DIR
 	OutputDir   string         // TXFLOW_OUTPUT_DIR
-	UIURL       string         // TXFLOW_UI_URL: base address of the Temporal Web UI, for links
+	UIURL       string         // TXFLOW_UI_URL: base address of the Temporal Web UI, for links (starter, report.html)
 	// Rules are TXFLOW_TAG_WORDS, TXFLOW_LARGE_SALE_ABOVE, TXFLOW_EXPENSE_BELOW and
 	// TXFLOW_AMOUNT_LIMIT: they make version 1 of the rules stored in the database when there is
 	// none (postgres.DB.CurrentRules); runs apply the stored versions.
@@ -94,7 +94,7 @@ func (c Config) Delivery() bool { return c.NATSURL != "" }
 var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_INPUT_DIR", DefaultInputDir, "input root: the worker reads files only below it"},
 	{"TXFLOW_OUTPUT_DIR", DefaultOutputDir, "output root: each run writes to <root>/<run id>/"},
-	{"TXFLOW_UI_URL", DefaultUIURL, "Temporal Web UI address, for the links the starter prints"},
+	{"TXFLOW_UI_URL", DefaultUIURL, "Temporal Web UI address, for the links the starter prints and those of each run's report.html"},
 	{"TXFLOW_TAG_WORDS", "TATA,TOTO,TUTU,TAXI", "tag words, comma-separated, case-sensitive (seed version 1 of the stored rules: docs/rules.md)"},
 	{"TXFLOW_LARGE_SALE_ABOVE", "300", "amounts above it are LARGE SALE (seeds version 1 of the stored rules)"},
 	{"TXFLOW_EXPENSE_BELOW", "-200", "amounts below it are EXPENSE (seeds version 1 of the stored rules)"},
