@@ -113,11 +113,13 @@ func (d *Delivery) Publish(ctx context.Context, in ChunkInput) (ChunkResult, err
 	return ChunkResult{Published: published.Load()}, nil
 }
 
-// publishSlice is one slice of a chunk's lines: its outbox rows and their messages.
+// publishSlice is one slice of a chunk's lines: their messages and the outbox rows they come from
+// (only their keys and when they were written: the rows' fields are in the messages).
 type publishSlice struct {
 	from, to int64
-	rows     []postgres.OutboxMessage
 	msgs     []natsjs.Msg
+	keys     []postgres.OutboxKey
+	written  []time.Time
 }
 
 // errBroker marks an error of the broker (not of the database) in publishSlices.
@@ -135,7 +137,7 @@ func (e errBroker) Unwrap() error { return e.err }
 func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64, delivered func(int)) error {
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	ready := make(chan publishSlice, 1) // read and encoded, not sent yet
+	ready := make(chan publishSlice) // read and encoded, not sent yet
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(ready)
@@ -149,15 +151,17 @@ func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64
 			if len(rows) == 0 {
 				continue
 			}
-			msgs := make([]natsjs.Msg, len(rows))
+			ps := publishSlice{from: from, to: to, msgs: make([]natsjs.Msg, len(rows)),
+				keys: make([]postgres.OutboxKey, len(rows)), written: make([]time.Time, len(rows))}
 			for i, m := range rows {
-				if msgs[i], err = TransactionMsg(m); err != nil {
+				if ps.msgs[i], err = TransactionMsg(m); err != nil {
 					readErr <- err
 					return
 				}
+				ps.keys[i], ps.written[i] = m.OutboxKey, m.CreatedAt
 			}
 			select {
-			case ready <- publishSlice{from: from, to: to, rows: rows, msgs: msgs}:
+			case ready <- ps:
 			case <-pctx.Done():
 				return
 			}
@@ -201,9 +205,9 @@ func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64
 				keys := make([]postgres.OutboxKey, len(acked))
 				oldest := time.Now()
 				for i, j := range acked {
-					keys[i] = s.rows[j].OutboxKey
-					if s.rows[j].CreatedAt.Before(oldest) {
-						oldest = s.rows[j].CreatedAt
+					keys[i] = s.keys[j]
+					if s.written[j].Before(oldest) {
+						oldest = s.written[j]
 					}
 				}
 				// Marked even when the context is cancelled by another slice's failure: what the
