@@ -23,3 +23,17 @@ else
   temporal operator namespace create --address "$addr" --namespace "$ns" --retention "$retention"
   echo "namespace $ns created (retention $retention)"
 fi
+
+# A new namespace reaches the server's caches some seconds after it is created; until then a
+# worker starting (and listing the namespace's search attributes) fails with "Namespace ... is
+# not found" and exits. The script ends once the namespace answers that call.
+tries=0
+until temporal operator search-attribute list --address "$addr" --namespace "$ns" >/dev/null 2>&1; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 60 ]; then
+    echo "namespace $ns is not usable after $tries attempts" >&2
+    exit 1
+  fi
+  sleep 1
+done
+echo "namespace $ns is ready"

@@ -4,9 +4,11 @@
 # version tables when they are missing, and update-schema applies only the versions not yet
 # applied. The databases themselves are created by deploy/postgres/init-databases.sh.
 # Connection: SQL_HOST, SQL_PORT, SQL_USER, SQL_PASSWORD (read by temporal-sql-tool).
+# TEMPORAL_SCHEMA_ROOT: the schema files, by default the image's; deploy/local/up.sh points it
+# at schema/postgresql/v12 of the go.temporal.io/server module it builds the tool from.
 set -eu
 
-schema_root=/etc/temporal/schema/postgresql/v12
+schema_root=${TEMPORAL_SCHEMA_ROOT:-/etc/temporal/schema/postgresql/v12}
 for db in temporal:temporal temporal_visibility:visibility; do
   name=${db%%:*}
   dir=${db##*:}
