@@ -29,11 +29,13 @@ const (
 	ErrTypeBadPath     = "BadPathError"     // the path is outside the root, or no such file
 	ErrTypeFileChanged = "FileChangedError" // the file's content differs from the one the run was started for
 	ErrTypeBadAccount  = "BadAccountError"  // the run's account is not a valid account (txn.ParseAccount)
+	// ErrTypeReclassificationInProgress: another reclassification of the database has not ended.
+	ErrTypeReclassificationInProgress = "ReclassificationInProgressError"
 )
 
 // NonRetryableErrorTypes lists every error type above and those of paths.go, for retry policies.
 var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFileChanged, ErrTypeBadAccount, ErrTypeConfig, ErrTypeBadInput,
-	ErrTypeUnknownProfile}
+	ErrTypeUnknownProfile, ErrTypeReclassificationInProgress}
 
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
