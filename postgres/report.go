@@ -5,18 +5,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // What a run's report page shows, computed here from the run's rows with set-based SQL: one
-// scan of the run's lines for the counts, the errors and the amount histogram (GROUPING SETS,
-// width_bucket), one range scan of each result table for the tags and annotations, one scan
-// per sign for the largest amounts (ORDER BY … LIMIT), the rejected rows and the first lines of
-// each error through the primary keys, and the runs table for the comparison with the account's
-// past runs. See report_bench_test.go for what it costs on a 1,000,000-line run.
+// scan of the run's lines for the counts, the errors and the amount histogram (width_bucket),
+// one range scan of each result table for the tags and annotations, one scan per sign for the
+// largest amounts (ORDER BY … LIMIT), all four side by side in one snapshot; then the rejected
+// rows and the first lines of each error through the primary keys, and the runs table for the
+// comparison with the account's past runs. See report_bench_test.go for what it costs on a
+// 1,000,000-line run.
 
 // Report settings.
 const (
@@ -225,11 +228,21 @@ SELECT agg.n, agg.rows_median, agg.rejected_median,
 FROM agg, me`
 )
 
-// RunReport computes the run's report in one read-only snapshot. It returns ErrRunNotFound
-// (wrapped) for an unknown run and the wrapped connection or SQL error otherwise.
+// RunReport computes the run's report, every figure from one snapshot of the database. The
+// scans of the run's lines and results run side by side, each on a connection of its own that
+// imports the snapshot of the transaction reading the run (pg_export_snapshot), so that the page
+// costs about its longest scan rather than their sum. It returns ErrRunNotFound (wrapped) for an
+// unknown run and the wrapped connection or SQL error otherwise.
 func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (RunReport, error) {
 	r := RunReport{RunID: runID}
-	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	// One report at a time takes connections, before its first (see reportSlot).
+	select {
+	case reportSlot <- struct{}{}:
+		defer func() { <-reportSlot }()
+	case <-ctx.Done():
+		return RunReport{}, ctx.Err()
+	}
+	err := pgx.BeginTxFunc(ctx, db.pool, reportTx, func(tx pgx.Tx) error {
 		var run runKeys
 		err := tx.QueryRow(ctx, sqlReportRun, runID).Scan(&r.File, &r.Account, &r.RulesVersion, &r.RowsRead, &r.New,
 			&run.num, &run.allNew)
@@ -242,26 +255,130 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
 			return err
 		}
-		if err := reportLines(ctx, tx, &r, run, opts); err != nil {
-			return fmt.Errorf("count lines: %w", err)
+		var snapshot string
+		if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+			return fmt.Errorf("export snapshot: %w", err)
 		}
-		if err := reportLargest(ctx, tx, &r); err != nil {
-			return fmt.Errorf("largest amounts: %w", err)
+		var (
+			lines             linesPart
+			tags, annotations []LabelCount
+			debits, credits   []ReportLine
+			rejected          []ReasonCount
+		)
+		parts := []func(context.Context, pgx.Tx) error{
+			func(ctx context.Context, tx pgx.Tx) error {
+				if err := lines.read(ctx, tx, runID); err != nil {
+					return fmt.Errorf("count lines: %w", err)
+				}
+				return nil
+			},
+			func(ctx context.Context, tx pgx.Tx) (err error) {
+				debits, credits, err = reportLargest(ctx, tx, runID)
+				if err != nil {
+					return fmt.Errorf("largest amounts: %w", err)
+				}
+				return nil
+			},
 		}
-		if err := reportReasons(ctx, tx, &r); err != nil {
-			return fmt.Errorf("reasons: %w", err)
+		if !opts.OmitTags {
+			parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
+				tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", "")
+				return err
+			})
+		}
+		if !opts.OmitAnnotations {
+			// As in the output: no annotation on a line in error.
+			parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
+				annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
+				return err
+			})
+		}
+		if err := db.inSnapshot(ctx, tx, snapshot, parts); err != nil {
+			return err
+		}
+		if rejected, err = reportRejected(ctx, tx, runID); err != nil {
+			return fmt.Errorf("rejected rows: %w", err)
+		}
+		if err := reportErrorExamples(ctx, tx, runID, lines.errors); err != nil {
+			return fmt.Errorf("lines in error: %w", err)
 		}
 		h := &r.History
 		if err := tx.QueryRow(ctx, sqlReportHistory, runID, HistoryRuns, HistoryMinRuns, FarOff).
 			Scan(&h.Runs, &h.MedianRows, &h.MedianRejected, &h.RowsFlag, &h.RejectedFlag); err != nil {
 			return fmt.Errorf("past runs: %w", err)
 		}
+
+		r.Accepted, r.InError, r.Amounts, r.Zero = lines.accepted, lines.inError, lines.amounts, lines.zero
+		r.LargestDebits, r.LargestCredits = debits, credits
+		if !opts.OmitTags {
+			r.Tags = withNone(tags, r.Accepted)
+		}
+		if !opts.OmitAnnotations {
+			r.Annotations = withNone(annotations, r.Accepted)
+		}
+		for _, rc := range rejected {
+			r.Rejected += rc.Count
+		}
+		r.Reasons = append(rejected, lines.errors...)
 		return nil
 	})
 	if err != nil {
 		return RunReport{}, db.wrap("report of run "+runID, err)
 	}
 	return r, nil
+}
+
+// reportTx is the transaction of a report's queries: read-only, one snapshot for all.
+var reportTx = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+
+// snapshotID is what pg_export_snapshot returns (e.g. 00000003-0000001B-1).
+var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
+
+// reportSlot lets one report at a time take connections, from the first on: the transaction
+// that exported the snapshot holds a connection while its parts wait for theirs, and reports
+// each holding one while waiting for more could hold the whole pool and wait for ever.
+var reportSlot = make(chan struct{}, 1)
+
+// inSnapshot runs each part at the same time, each in a read-only transaction of its own on a
+// connection of the pool, seeing the snapshot tx exported; it returns the parts' errors joined,
+// cancelling the others at the first. With a pool of a single connection, the parts run one
+// after the other in tx itself.
+func (db *DB) inSnapshot(ctx context.Context, tx pgx.Tx, snapshot string, parts []func(context.Context, pgx.Tx) error) error {
+	if db.pool.Config().MaxConns < 2 {
+		for _, part := range parts {
+			if err := part(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !snapshotID.MatchString(snapshot) {
+		return fmt.Errorf("unexpected snapshot id %q", snapshot)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, part := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = pgx.BeginTxFunc(ctx, db.pool, reportTx, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+					return fmt.Errorf("import snapshot: %w", err)
+				}
+				if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
+					return err
+				}
+				return part(ctx, tx)
+			})
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // signedBucket returns the sign and the bucket of AmountBuckets of signed bucket s (see
@@ -284,8 +401,15 @@ type runKeys struct {
 	allNew bool  // runs.all_new
 }
 
-func reportLines(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, opts ReportOptions) error {
-	rows, err := tx.Query(ctx, sqlReportLines, r.RunID, signedBuckets)
+// linesPart is what the scan of the run's lines finds.
+type linesPart struct {
+	accepted, inError, zero int64
+	amounts                 []AmountBucket
+	errors                  []ReasonCount // lines per error, most first, no example yet
+}
+
+func (p *linesPart) read(ctx context.Context, tx pgx.Tx, runID string) error {
+	rows, err := tx.Query(ctx, sqlReportLines, runID, signedBuckets)
 	if err != nil {
 		return err
 	}
@@ -301,14 +425,14 @@ func reportLines(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, opts
 		if err := rows.Scan(&bucket, &lineErr, &count); err != nil {
 			return err
 		}
-		r.Accepted += count
+		p.accepted += count
 		if lineErr != nil {
-			r.InError += count
+			p.inError += count
 			errs[*lineErr] += count
 		}
 		sign, b := signedBucket(bucket)
 		if sign == 0 {
-			r.Zero += count
+			p.zero += count
 			continue
 		}
 		perBucket[AmountBucket{Sign: sign, Bucket: b}] += count
@@ -318,109 +442,102 @@ func reportLines(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, opts
 	}
 	for b, n := range perBucket {
 		b.Count = n
-		r.Amounts = append(r.Amounts, b)
+		p.amounts = append(p.amounts, b)
 	}
+	sortBuckets(p.amounts)
 	for e, n := range errs {
-		r.Reasons = append(r.Reasons, ReasonCount{Kind: KindInError, Reason: e, Count: n})
+		p.errors = append(p.errors, ReasonCount{Kind: KindInError, Reason: e, Count: n})
 	}
-	sortBuckets(r.Amounts)
-	if !opts.OmitTags {
-		if r.Tags, err = reportResults(ctx, tx, r, run, "tags", "tag", ""); err != nil {
-			return err
-		}
-	}
-	if !opts.OmitAnnotations {
-		// As in the output: no annotation on a line in error.
-		if r.Annotations, err = reportResults(ctx, tx, r, run, "annotations", "annotation", "AND rl.error IS NULL"); err != nil {
-			return err
-		}
-	}
+	sortReasons(p.errors)
 	return nil
 }
 
-// reportResults counts the run's lines per value of column of table (tags.tag,
-// annotations.annotation), the lines without one under "", most frequent first.
-func reportResults(ctx context.Context, tx pgx.Tx, r *RunReport, run runKeys, table, column, joinedFilter string) ([]LabelCount, error) {
+// reportResults counts the run's lines per non-null value of column of table (tags.tag,
+// annotations.annotation).
+func reportResults(ctx context.Context, tx pgx.Tx, runID string, run runKeys, table, column, joinedFilter string) ([]LabelCount, error) {
 	var rows pgx.Rows
 	var err error
 	if run.allNew {
 		rows, err = tx.Query(ctx, fmt.Sprintf(sqlReportOwnResults, column, table), run.num)
 	} else {
-		rows, err = tx.Query(ctx, fmt.Sprintf(sqlReportJoinedResults, column, table, joinedFilter), r.RunID)
+		rows, err = tx.Query(ctx, fmt.Sprintf(sqlReportJoinedResults, column, table, joinedFilter), runID)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("count %s: %w", table, err)
 	}
 	defer rows.Close()
 	var out []LabelCount
-	none := r.Accepted
 	for rows.Next() {
 		var l LabelCount
 		if err := rows.Scan(&l.Label, &l.Count); err != nil {
 			return nil, err
 		}
-		none -= l.Count
 		out = append(out, l)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if none > 0 {
-		out = append(out, LabelCount{Count: none})
-	}
-	sortLabels(out)
-	return out, nil
+	return out, rows.Err()
 }
 
-func reportLargest(ctx context.Context, tx pgx.Tx, r *RunReport) error {
-	rows, err := tx.Query(ctx, sqlReportLargest, r.RunID, ReportExamples)
+// withNone adds the lines without a value, under "", to the counts of those with one, and
+// orders them.
+func withNone(counts []LabelCount, lines int64) []LabelCount {
+	none := lines
+	for _, c := range counts {
+		none -= c.Count
+	}
+	if none > 0 {
+		counts = append(counts, LabelCount{Count: none})
+	}
+	sortLabels(counts)
+	return counts
+}
+
+func reportLargest(ctx context.Context, tx pgx.Tx, runID string) (debits, credits []ReportLine, err error) {
+	rows, err := tx.Query(ctx, sqlReportLargest, runID, ReportExamples)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var sign int
 		var l ReportLine
 		if err := rows.Scan(&sign, &l.Line, &l.ID, &l.Amount, &l.Wording, &l.Detail); err != nil {
-			return err
+			return nil, nil, err
 		}
 		if sign < 0 {
-			r.LargestDebits = append(r.LargestDebits, l)
+			debits = append(debits, l)
 		} else {
-			r.LargestCredits = append(r.LargestCredits, l)
+			credits = append(credits, l)
 		}
 	}
-	return rows.Err()
+	return debits, credits, rows.Err()
 }
 
-// reportReasons adds the rejected rows per reason before the errors reportLines found, and the
-// first rows of each.
-func reportReasons(ctx context.Context, tx pgx.Tx, r *RunReport) error {
-	errs := r.Reasons
-	sortReasons(errs)
-	r.Reasons = nil
-	rows, err := tx.Query(ctx, sqlReportRejected, r.RunID, ReportExamples)
+// reportRejected counts the rejected rows per reason, most first, with the first rows of each.
+func reportRejected(ctx context.Context, tx pgx.Tx, runID string) ([]ReasonCount, error) {
+	rows, err := tx.Query(ctx, sqlReportRejected, runID, ReportExamples)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
+	var out []ReasonCount
 	for rows.Next() {
 		var reason string
 		var n int64
 		var l ReportLine
 		if err := rows.Scan(&reason, &n, &l.Line, &l.ID, &l.Amount, &l.Wording, &l.Detail); err != nil {
-			return err
+			return nil, err
 		}
-		if last := len(r.Reasons) - 1; last < 0 || r.Reasons[last].Reason != reason {
-			r.Reasons = append(r.Reasons, ReasonCount{Kind: KindRejected, Reason: reason, Count: n})
-			r.Rejected += n
+		if last := len(out) - 1; last < 0 || out[last].Reason != reason {
+			out = append(out, ReasonCount{Kind: KindRejected, Reason: reason, Count: n})
 		}
-		last := &r.Reasons[len(r.Reasons)-1]
+		last := &out[len(out)-1]
 		last.Examples = append(last.Examples, l)
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	return out, rows.Err()
+}
+
+// reportErrorExamples adds to each error of the run its first lines.
+func reportErrorExamples(ctx context.Context, tx pgx.Tx, runID string, errs []ReasonCount) error {
 	if len(errs) == 0 {
 		return nil
 	}
@@ -430,7 +547,7 @@ func reportReasons(ctx context.Context, tx pgx.Tx, r *RunReport) error {
 		names[i] = errs[i].Reason
 		byName[errs[i].Reason] = &errs[i]
 	}
-	rows, err = tx.Query(ctx, sqlReportErrors, r.RunID, names, ReportExamples)
+	rows, err := tx.Query(ctx, sqlReportErrors, runID, names, ReportExamples)
 	if err != nil {
 		return err
 	}
@@ -446,11 +563,7 @@ func reportReasons(ctx context.Context, tx pgx.Tx, r *RunReport) error {
 			rc.Examples = append(rc.Examples, l)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	r.Reasons = append(r.Reasons, errs...)
-	return nil
+	return rows.Err()
 }
 
 // sortReasons orders reasons most rows first, then by name.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/txflow/txflow/postgres"
@@ -16,7 +19,7 @@ import (
 // whose content is known: counts, tags and annotations as the output shows them, the histogram's
 // buckets, the largest amounts, and the reasons with their first rows in line order.
 func TestRunReportCountsHistogramAndExamples(t *testing.T) {
-	db, _ := openDB(t)
+	db, dbURL := openDB(t)
 	ctx := context.Background()
 
 	tooHigh := rec(9, "E1", "2500000.00", "TOTO LOAN")
@@ -102,6 +105,33 @@ func TestRunReportCountsHistogramAndExamples(t *testing.T) {
 
 	require.Zero(t, r.History.Runs, "no past run of the account")
 	require.Empty(t, r.History.RowsFlag)
+
+	// The same from a pool of one connection (its parts one after the other), and from several
+	// reports at once (no report waits for ever for connections another holds).
+	sep := "?"
+	if strings.Contains(dbURL, "?") {
+		sep = "&"
+	}
+	one, err := postgres.Open(ctx, dbURL+sep+"pool_max_conns=1")
+	require.NoError(t, err)
+	defer one.Close()
+	alone, err := one.RunReport(ctx, "rep", postgres.ReportOptions{})
+	require.NoError(t, err)
+	require.Equal(t, r, alone)
+	small, err := postgres.Open(ctx, dbURL+sep+"pool_max_conns=2")
+	require.NoError(t, err)
+	defer small.Close()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := small.RunReport(ctx, "rep", postgres.ReportOptions{})
+			assert.NoError(t, err)
+			assert.Equal(t, r, got)
+		}()
+	}
+	wg.Wait()
 
 	// A stage that failed leaves its column out, as the output does.
 	r, err = db.RunReport(ctx, "rep", postgres.ReportOptions{OmitTags: true})
