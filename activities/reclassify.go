@@ -30,17 +30,17 @@ const (
 type ReclassifyStore interface {
 	RulesStore
 	PlanReclassify(ctx context.Context, t postgres.ReclassifyTarget) (postgres.ReclassifyPlan, error)
-	DryRunReclassifyChunk(ctx context.Context, id string, from, to int64, classify postgres.Classifier) (postgres.ReclassifyCounts, error)
+	DryRunReclassifyChunk(ctx context.Context, id string, r postgres.PageRange, classify postgres.Classifier) (postgres.ReclassifyCounts, error)
 	ReclassifyDiffCounts(ctx context.Context, id string) (postgres.ReclassifyCounts, int64, error)
 	WriteReclassifyDiff(ctx context.Context, id string, w io.Writer) (int64, error)
-	ApplyReclassifyChunk(ctx context.Context, id string, from, to int64, outbox bool) (int64, error)
+	ApplyReclassifyChunk(ctx context.Context, id string, chunk int, outbox bool) (int64, error)
 	FinishReclassify(ctx context.Context, id, status string) error
 }
 
 // ReclassifyOutboxStore reads the messages a reclassification wrote to the outbox and forgets
 // those delivered (Delivery.PublishReclassified).
 type ReclassifyOutboxStore interface {
-	ReclassifiedMessages(ctx context.Context, id string, from, to int64) ([]postgres.OutboxMessage, error)
+	ReclassifiedMessages(ctx context.Context, id string, chunk int, after int64, limit int) ([]postgres.OutboxMessage, error)
 	MarkDelivered(ctx context.Context, keys []postgres.OutboxKey) (int64, error)
 }
 
@@ -72,26 +72,54 @@ type ReclassifyPlanInput struct {
 	From, To string `json:",omitempty"`
 	// RulesVersion is the version of the rules to apply; 0 for the current one.
 	RulesVersion int `json:",omitempty"`
+	// ChunkSize is about how many stored transactions (of any account) each dry-run chunk reads;
+	// postgres.DefaultReclassifyChunkRows when 0.
+	ChunkSize int64 `json:",omitempty"`
 }
 
 // ReclassifyPlanResult is what the plan recorded.
 type ReclassifyPlanResult struct {
-	Items        int64 // the items are numbered 1..Items
-	RulesVersion int   // the version the reclassification applies
+	// Pages is the size of the table of transactions in pages when planned, ChunkPages the pages
+	// a dry-run chunk reads (Chunks).
+	Pages, ChunkPages int64
+	RulesVersion      int // the version the reclassification applies
 	// Delivery says the worker delivers results: the applied ones are then written to the outbox
 	// and published.
 	Delivery bool
 }
 
-// ReclassifyChunkInput names a range of a reclassification's items: From <= seq < To.
-type ReclassifyChunkInput struct {
-	ID           string
-	From, To     int64
-	RulesVersion int  // the version the plan recorded (the dry run applies it)
-	Outbox       bool `json:",omitempty"` // apply: write the outbox rows
+// Chunks returns the plan's chunks, numbered from 1, for the reclassification id under the
+// version recorded: ranges of ChunkPages pages, the last one reading to the end of the table
+// (postgres.ReclassifyChunks).
+func (p ReclassifyPlanResult) Chunks(id string) []ReclassifyChunkInput {
+	ranges := postgres.ReclassifyChunks(p.Pages, p.ChunkPages)
+	out := make([]ReclassifyChunkInput, len(ranges))
+	for i, r := range ranges {
+		out[i] = ReclassifyChunkInput{ID: id, Chunk: r.Chunk, FromPage: r.From, ToPage: r.To, RulesVersion: p.RulesVersion}
+	}
+	return out
 }
 
-// VersionCount counts items whose stored result a version of the rules computed (0: none
+// ReclassifyChunkInput names a chunk of a reclassification: for the dry run the transactions on
+// the pages FromPage <= page < ToPage of the table (ToPage 0: to its end); for apply and publish
+// the diff rows that dry-run chunk found.
+type ReclassifyChunkInput struct {
+	ID               string
+	Chunk            int
+	FromPage, ToPage int64 `json:",omitempty"`
+	RulesVersion     int   // the version the plan recorded (the dry run applies it)
+	Outbox           bool  `json:",omitempty"` // apply: write the outbox rows
+}
+
+// pages describes the chunk's pages for messages.
+func (in ReclassifyChunkInput) pages() string {
+	if in.ToPage == 0 {
+		return fmt.Sprintf("chunk %d (pages %d to the end)", in.Chunk, in.FromPage)
+	}
+	return fmt.Sprintf("chunk %d (pages %d to %d)", in.Chunk, in.FromPage, in.ToPage-1)
+}
+
+// VersionCount counts transactions whose stored result a version of the rules computed (0: none
 // recorded).
 type VersionCount struct {
 	Version int   `json:"version"`
@@ -100,8 +128,8 @@ type VersionCount struct {
 
 // ReclassifyCounts count what a dry run found.
 type ReclassifyCounts struct {
-	Items             int64          `json:"items"`   // items computed
-	Changed           int64          `json:"changed"` // items whose result changes: rows of the diff
+	Items             int64          `json:"items"`   // transactions computed
+	Changed           int64          `json:"changed"` // transactions whose result changes: rows of the diff
 	TagChanged        int64          `json:"tag_changed"`
 	AnnotationChanged int64          `json:"annotation_changed"`
 	ErrorChanged      int64          `json:"error_changed"`
@@ -148,15 +176,18 @@ type ReclassifyFinishInput struct {
 	Summary json.RawMessage
 }
 
-// PlanReclassify records the reclassification and snapshots its target set: the stored
-// transactions of the account (all when none) dated in the range. The version of the rules is
-// the one given, or the current one (made from the worker's settings when there is none),
-// recorded by the first attempt: a retry keeps it. It returns a non-retryable ErrTypeBadInput
-// error for a version that does not exist, an invalid account or a bad date, and database errors
-// as they are, for a retry.
+// PlanReclassify records the reclassification, its target (the stored transactions of the
+// account, all when none, dated in the range) and its chunks: ranges of pages of the table of
+// transactions, of about in.ChunkSize transactions each. It copies nothing. The version of the
+// rules is the one given, or the current one (made from the worker's settings when there is
+// none), recorded by the first attempt: a retry keeps it, and the chunks. It returns a
+// non-retryable ErrTypeBadInput error for a version that does not exist, an invalid account or a
+// bad date, a non-retryable ErrTypeReclassificationInProgress error while another
+// reclassification of the database has not ended (one at a time: see postgres), and database
+// errors as they are, for a retry.
 func (r *Reclassifier) PlanReclassify(ctx context.Context, in ReclassifyPlanInput) (ReclassifyPlanResult, error) {
 	defer keepAlive(ctx, nil)()
-	t := postgres.ReclassifyTarget{ID: in.ID, RulesVersion: in.RulesVersion}
+	t := postgres.ReclassifyTarget{ID: in.ID, RulesVersion: in.RulesVersion, ChunkRows: in.ChunkSize}
 	if in.Account != "" {
 		a, err := ValidAccount(in.Account)
 		if err != nil {
@@ -191,32 +222,37 @@ func (r *Reclassifier) PlanReclassify(ctx context.Context, in ReclassifyPlanInpu
 	if errors.Is(err, postgres.ErrRulesVersionNotFound) {
 		return ReclassifyPlanResult{}, badInput(fmt.Sprintf("reclassification %s: rules version %d does not exist", in.ID, t.RulesVersion))
 	}
+	if other := (*postgres.ReclassificationInProgressError)(nil); errors.As(err, &other) {
+		return ReclassifyPlanResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"reclassification %s not started: %v; one reclassification at a time: approve or reject it (starter reclassify approve|reject %s), or wait until it ends",
+			in.ID, other, other.ID), ErrTypeReclassificationInProgress, nil)
+	}
 	if err != nil {
 		return ReclassifyPlanResult{}, fmt.Errorf("plan: %w", err)
 	}
 	if activity.IsActivity(ctx) {
 		activity.GetLogger(ctx).Info("reclassification planned", "id", in.ID, "account", p.Account, "rules_version", p.RulesVersion,
-			"items", p.Items, "retried", p.Existing)
+			"pages", p.Pages, "chunk_pages", p.ChunkPages, "retried", p.Existing)
 	}
-	return ReclassifyPlanResult{Items: p.Items, RulesVersion: p.RulesVersion, Delivery: r.Outbox}, nil
+	return ReclassifyPlanResult{Pages: p.Pages, ChunkPages: p.ChunkPages, RulesVersion: p.RulesVersion, Delivery: r.Outbox}, nil
 }
 
 func badInput(msg string) error {
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypeBadInput, nil)
 }
 
-// DryRunReclassify computes the chunk's items under the reclassification's version of the rules
-// and writes those whose result changes into the diff (postgres.DryRunReclassifyChunk); it
-// changes no result, and a retry writes the same rows once.
+// DryRunReclassify computes the transactions of the reclassification's target on the chunk's
+// pages under its version of the rules and writes those whose result changes into the diff
+// (postgres.DryRunReclassifyChunk); it changes no result, and a retry writes the same rows once.
 func (r *Reclassifier) DryRunReclassify(ctx context.Context, in ReclassifyChunkInput) (ReclassifyCounts, error) {
 	defer keepAlive(ctx, nil)()
 	rules, err := r.rulesOf(ctx, in.RulesVersion)
 	if err != nil {
 		return ReclassifyCounts{}, err
 	}
-	c, err := r.DB.DryRunReclassifyChunk(ctx, in.ID, in.From, in.To, Classify(rules))
+	c, err := r.DB.DryRunReclassifyChunk(ctx, in.ID, postgres.PageRange{Chunk: in.Chunk, From: in.FromPage, To: in.ToPage}, Classify(rules))
 	if err != nil {
-		return ReclassifyCounts{}, fmt.Errorf("dry run [%d,%d): %w", in.From, in.To, err)
+		return ReclassifyCounts{}, fmt.Errorf("dry run of %s: %w", in.pages(), err)
 	}
 	out := ReclassifyCounts{Items: c.Items, Changed: c.Changed, TagChanged: c.TagChanged,
 		AnnotationChanged: c.AnnotationChanged, ErrorChanged: c.ErrorChanged}
@@ -284,20 +320,22 @@ func (r *Reclassifier) ReportReclassify(ctx context.Context, in ReclassifyRef) (
 		TagChanged: c.TagChanged, AnnotationChanged: c.AnnotationChanged, ErrorChanged: c.ErrorChanged}}, nil
 }
 
-// ApplyReclassify applies the chunk's diff rows not applied yet (postgres.ApplyReclassifyChunk):
-// new results with the reclassification's version, result versions bumped, outbox rows when
-// in.Outbox; all in one database transaction, so a retried or killed chunk applies nothing twice.
+// ApplyReclassify applies the diff rows the chunk's dry run found, those not applied yet
+// (postgres.ApplyReclassifyChunk): new results with the reclassification's version, result
+// versions bumped, outbox rows when in.Outbox; all in one database transaction, so a retried or
+// killed chunk applies nothing twice.
 func (r *Reclassifier) ApplyReclassify(ctx context.Context, in ReclassifyChunkInput) (ReclassifyApplied, error) {
 	defer keepAlive(ctx, nil)()
-	n, err := r.DB.ApplyReclassifyChunk(ctx, in.ID, in.From, in.To, in.Outbox)
+	n, err := r.DB.ApplyReclassifyChunk(ctx, in.ID, in.Chunk, in.Outbox)
 	if err != nil {
-		return ReclassifyApplied{}, fmt.Errorf("apply [%d,%d): %w", in.From, in.To, err)
+		return ReclassifyApplied{}, fmt.Errorf("apply chunk %d: %w", in.Chunk, err)
 	}
 	return ReclassifyApplied{Applied: n}, nil
 }
 
-// FinishReclassify records the reclassification's outcome, drops its snapshot (the diff stays)
-// and writes reclassify_summary.json, indented, beside the diff; it returns the summary's path.
+// FinishReclassify records the reclassification's outcome (the diff stays; another
+// reclassification can then start) and writes reclassify_summary.json, indented, beside the
+// diff; it returns the summary's path.
 // It returns a non-retryable ErrTypeBadInput error when the summary is not valid JSON.
 func (r *Reclassifier) FinishReclassify(ctx context.Context, in ReclassifyFinishInput) (string, error) {
 	var indented bytes.Buffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 )
 
 // PublishReclassified delivers the messages a reclassification's apply wrote to the outbox for
-// the chunk's diff rows, as Publish does a run's: a slice of rows at a time, each transaction's
+// the chunk's diff rows, as Publish does a run's: a slice of rows at a time (in the order of the
+// transactions' keys), each transaction's
 // message (TransactionMsg) with the result the reclassification applied and its new result
 // version, run_id the reclassification's id; the rows the broker acknowledged are deleted
 // (MarkDelivered). At least once: a retry publishes again what was not acknowledged, and the
@@ -38,23 +40,24 @@ func (d *Delivery) PublishReclassified(ctx context.Context, in ReclassifyChunkIn
 		return ReclassifyApplied{}, temporal.NewNonRetryableApplicationError(
 			"the worker's store cannot read a reclassification's messages", ErrTypeConfig, nil)
 	}
+	// The waiting signal names the chunk as a range of one.
+	chunk := ChunkInput{RunID: in.ID, From: int64(in.Chunk), To: int64(in.Chunk) + 1}
 	if d.Broker == nil {
-		return ReclassifyApplied{}, d.waiting(ctx, ChunkInput{RunID: in.ID, From: in.From, To: in.To},
-			errors.New("delivery is off on this worker (TXFLOW_NATS_URL is empty)"))
+		return ReclassifyApplied{}, d.waiting(ctx, chunk, errors.New("delivery is off on this worker (TXFLOW_NATS_URL is empty)"))
 	}
 	slice := d.Slice
 	if slice <= 0 {
 		slice = DefaultPublishSlice
 	}
-	for from := in.From; from < in.To; from += slice {
-		to := min(from+slice, in.To)
-		rows, err := store.ReclassifiedMessages(ctx, in.ID, from, to)
+	for after := int64(math.MinInt64); ; {
+		rows, err := store.ReclassifiedMessages(ctx, in.ID, in.Chunk, after, int(slice))
 		if err != nil {
-			return ReclassifyApplied{}, fmt.Errorf("read messages of diff rows [%d,%d): %w", from, to, err)
+			return ReclassifyApplied{}, fmt.Errorf("read messages of chunk %d: %w", in.Chunk, err)
 		}
 		if len(rows) == 0 {
-			continue
+			break
 		}
+		after = rows[len(rows)-1].Key
 		msgs := make([]natsjs.Msg, len(rows))
 		for i, m := range rows {
 			if msgs[i], err = TransactionMsg(m); err != nil {
@@ -83,7 +86,7 @@ func (d *Delivery) PublishReclassified(ctx context.Context, in ReclassifyChunkIn
 			}
 		}
 		if pubErr != nil {
-			return ReclassifyApplied{}, d.waiting(ctx, ChunkInput{RunID: in.ID, From: in.From, To: in.To}, pubErr)
+			return ReclassifyApplied{}, d.waiting(ctx, chunk, pubErr)
 		}
 	}
 	return ReclassifyApplied{Published: published.Load()}, nil

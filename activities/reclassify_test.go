@@ -40,8 +40,11 @@ func TestReclassifyAndPublish(t *testing.T) {
 	const id = "reclassify-acme-t1"
 	plan, err := r.PlanReclassify(ctx, ReclassifyPlanInput{ID: id, Account: "acme"})
 	require.NoError(t, err)
-	require.Equal(t, ReclassifyPlanResult{Items: 5, RulesVersion: 2, Delivery: true}, plan)
-	counts, err := r.DryRunReclassify(ctx, ReclassifyChunkInput{ID: id, From: 1, To: 6, RulesVersion: 2})
+	require.Equal(t, ReclassifyPlanResult{Pages: 1, ChunkPages: plan.ChunkPages, RulesVersion: 2, Delivery: true}, plan)
+	require.Greater(t, plan.ChunkPages, int64(1), "pages of about 100,000 transactions")
+	chunks := plan.Chunks(id)
+	require.Equal(t, []ReclassifyChunkInput{{ID: id, Chunk: 1, RulesVersion: 2}}, chunks)
+	counts, err := r.DryRunReclassify(ctx, chunks[0])
 	require.NoError(t, err)
 	require.Equal(t, ReclassifyCounts{Items: 5, Changed: 3, TagChanged: 2, AnnotationChanged: 1, ErrorChanged: 1,
 		Sources: []VersionCount{{Version: 0, Items: 5}}}, counts, "tagged without a version by the helper")
@@ -57,11 +60,11 @@ func TestReclassifyAndPublish(t *testing.T) {
 		"acme,T5,,TATA,EXPENSE,EXPENSE,,\n", string(b))
 
 	for range 2 {
-		_, err = r.ApplyReclassify(ctx, ReclassifyChunkInput{ID: id, From: 1, To: 6, RulesVersion: 2, Outbox: true})
+		_, err = r.ApplyReclassify(ctx, ReclassifyChunkInput{ID: id, Chunk: 1, RulesVersion: 2, Outbox: true})
 		require.NoError(t, err)
 	}
 	d := &Delivery{DB: db, Broker: broker, Slice: 2}
-	out, err := d.PublishReclassified(ctx, ReclassifyChunkInput{ID: id, From: 1, To: 6})
+	out, err := d.PublishReclassified(ctx, ReclassifyChunkInput{ID: id, Chunk: 1})
 	require.NoError(t, err)
 	require.EqualValues(t, 3, out.Published)
 	require.Equal(t, []string{
@@ -69,7 +72,7 @@ func TestReclassifyAndPublish(t *testing.T) {
 		TransactionMsgID("acme", "T3", 2) + ` txflow.transactions.acme {"account":"acme","id":"T3","date":"2026-02-01","amount":"2000000.00","wording":"TUTU big","tag":"TUTU","annotation":"LARGE SALE","error":null,"run_id":"reclassify-acme-t1","version":2}`,
 		TransactionMsgID("acme", "T5", 2) + ` txflow.transactions.acme {"account":"acme","id":"T5","date":"2026-02-02","amount":"-250.00","wording":"TATA TOTO","tag":"TATA","annotation":"EXPENSE","error":null,"run_id":"reclassify-acme-t1","version":2}`,
 	}, streamMessages(t, broker.JetStream()), "the reclassified results only, version 2, applied once")
-	out, err = d.PublishReclassified(ctx, ReclassifyChunkInput{ID: id, From: 1, To: 6})
+	out, err = d.PublishReclassified(ctx, ReclassifyChunkInput{ID: id, Chunk: 1})
 	require.NoError(t, err)
 	require.Zero(t, out.Published, "nothing left to deliver")
 
@@ -80,7 +83,8 @@ func TestReclassifyAndPublish(t *testing.T) {
 	require.Equal(t, "{\n  \"id\": \"x\",\n  \"status\": \"applied\"\n}\n", string(b))
 }
 
-// A plan for a version that does not exist, or with a bad date, fails without retry.
+// A plan for a version that does not exist, or with a bad date, fails without retry; so does a
+// plan while another reclassification has not ended, saying which.
 func TestReclassifyPlanRefusesBadInput(t *testing.T) {
 	ctx := context.Background()
 	db, err := postgres.Open(ctx, testdb.URL(t))
@@ -98,6 +102,21 @@ func TestReclassifyPlanRefusesBadInput(t *testing.T) {
 		require.ErrorContains(t, err, want)
 		requireNonRetryable(t, err)
 	}
+
+	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-acme-1", Account: "acme"})
+	require.NoError(t, err)
+	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-all-2"})
+	require.ErrorContains(t, err, "reclassification reclassify-all-2 not started: reclassification reclassify-acme-1 (account acme, started ")
+	require.ErrorContains(t, err, "one reclassification at a time: approve or reject it (starter reclassify approve|reject reclassify-acme-1)")
+	requireNonRetryable(t, err)
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	require.Equal(t, ErrTypeReclassificationInProgress, appErr.Type())
+	require.Contains(t, NonRetryableErrorTypes, ErrTypeReclassificationInProgress)
+	_, err = r.FinishReclassify(ctx, ReclassifyFinishInput{ID: "reclassify-acme-1", Status: "rejected", Summary: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-all-2"})
+	require.NoError(t, err, "once the other ended")
 }
 
 func requireNonRetryable(t *testing.T, err error) {

@@ -18,16 +18,18 @@ import (
 //
 //	Plan ── Dry run (chunk 1..n) ── Report ── [awaiting approval] ── Apply (chunk 1..n) ── [Publish (chunk 1..n)] ── Finish
 //
-// Plan snapshots the target set into PostgreSQL and records the version of the rules (the
-// current one unless one is given). The dry run computes each chunk of the snapshot and keeps
-// only what changes (the diff); Report writes reclassify_diff.csv and counts it. The workflow
+// Plan records the reclassification and the version of the rules (the current one unless one is
+// given) in PostgreSQL, and splits the table of transactions into chunks, ranges of its pages;
+// it copies nothing, and is refused while another reclassification has not ended. The dry run
+// computes the target's transactions of each chunk where they are stored and keeps only what
+// changes (the diff); Report writes reclassify_diff.csv and counts it. The workflow
 // then waits for the approve or reject Update (refused, with the reason, before the diff is
 // ready and after a decision), up to ReclassifyInput.Timeout, after which it ends "expired",
 // applying nothing; with Yes it applies at once. Apply writes the new results chunk by chunk,
 // each in one database transaction that also marks its diff rows applied; with delivery on the
-// applied results are then published to NATS JetStream with their new result version. Finish
-// writes reclassify_summary.json and drops the snapshot. Like ProcessFile, only references cross
-// Temporal.
+// applied results are then published to NATS JetStream with their new result version, chunk by
+// chunk of the dry run that has changes. Finish records the outcome and writes
+// reclassify_summary.json. Like ProcessFile, only references cross Temporal.
 //
 // A new workflow type: its command sequence needs no workflow.GetVersion until it changes.
 func Reclassify(ctx workflow.Context, in ReclassifyInput) (*ReclassifyState, error) {
@@ -129,8 +131,10 @@ type ReclassifyInput struct {
 	RulesVersion int  `json:",omitempty"`
 	Yes          bool `json:",omitempty"` // apply without waiting for a decision
 	// Timeout is how long to wait for a decision; DefaultReclassifyTimeout when 0.
-	Timeout          time.Duration `json:",omitempty"`
-	ChunkSize        int64         `json:",omitempty"` // items per dry run and apply activity; DefaultChunkSize when 0
+	Timeout time.Duration `json:",omitempty"`
+	// ChunkSize is about how many stored transactions (of any account) each dry-run activity
+	// reads, a range of pages; DefaultChunkSize when 0. Apply and publish go by the same chunks.
+	ChunkSize        int64         `json:",omitempty"`
 	MaxParallel      int           `json:",omitempty"` // chunk activities in flight; DefaultMaxParallel when 0
 	HeartbeatTimeout time.Duration `json:",omitempty"` // DefaultHeartbeatTimeout when 0
 }
@@ -189,14 +193,16 @@ type ReclassifyState struct {
 	Yes          bool   `json:"yes,omitempty"`
 	Status       string `json:"status"`
 	Error        string `json:"error,omitempty"`
-	// Counts of the dry run: Items in the snapshot (the target set), Checked of them computed so
-	// far, and the changes by kind; SourceVersions (in the counts) are the versions that
-	// computed the stored results.
+	// Counts of the dry run: Items in the target set (known once the dry run ended), Checked of
+	// them computed so far, in ChunksChecked of its Chunks, and the changes by kind;
+	// SourceVersions (in the counts) are the versions that computed the stored results.
 	activities.ReclassifyCounts
-	Checked   int64 `json:"checked"`
-	Applied   int64 `json:"applied"`
-	Published int64 `json:"published,omitempty"`
-	Delivery  bool  `json:"delivery,omitempty"` // the applied results are published
+	Checked       int64 `json:"checked"`
+	Chunks        int   `json:"chunks,omitempty"`
+	ChunksChecked int   `json:"chunks_checked,omitempty"`
+	Applied       int64 `json:"applied"`
+	Published     int64 `json:"published,omitempty"`
+	Delivery      bool  `json:"delivery,omitempty"` // the applied results are published
 	// Waiting is why publishing waits for the broker, while it does.
 	Waiting    string          `json:"waiting,omitempty"`
 	Diff       string          `json:"diff,omitempty"`    // reclassify_diff.csv, once written
@@ -246,8 +252,17 @@ func (s *ReclassifyState) Markdown() string {
 	if s.Waiting != "" {
 		fmt.Fprintf(&b, " (%s)", s.Waiting)
 	}
+	// The target set is counted as the dry run computes it: until it ended, the chunks say how far
+	// it got.
+	items := strconv.FormatInt(s.Items, 10)
+	if s.Status == ReclassifyPlanning || s.Status == ReclassifyDryRun {
+		items = "…"
+		if s.Chunks > 0 {
+			items = fmt.Sprintf("… (%d of %d chunks read)", s.ChunksChecked, s.Chunks)
+		}
+	}
 	b.WriteString("\n\n| transactions | computed | changed | tag | annotation | error | applied |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %d | %d |\n", s.Items, s.Checked, s.Changed, s.TagChanged, s.AnnotationChanged,
+	fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d |\n", items, s.Checked, s.Changed, s.TagChanged, s.AnnotationChanged,
 		s.ErrorChanged, s.Applied)
 	if s.Diff != "" {
 		fmt.Fprintf(&b, "\n**Diff** `%s`\n", s.Diff)
@@ -347,21 +362,22 @@ func (rc *reclassification) steps(ctx workflow.Context) error {
 	// 1. Plan.
 	var plan activities.ReclassifyPlanResult
 	if err := workflow.ExecuteActivity(withOptions(ctx, reclassifyPlanOptions, hb), r.PlanReclassify, activities.ReclassifyPlanInput{
-		ID: s.ID, Account: rc.in.Account, From: rc.in.From, To: rc.in.To, RulesVersion: rc.in.RulesVersion,
+		ID: s.ID, Account: rc.in.Account, From: rc.in.From, To: rc.in.To, RulesVersion: rc.in.RulesVersion, ChunkSize: rc.in.ChunkSize,
 	}).Get(ctx, &plan); err != nil {
 		return err
 	}
-	s.Items, s.RulesVersion, s.Delivery = plan.Items, plan.RulesVersion, plan.Delivery
+	s.RulesVersion, s.Delivery = plan.RulesVersion, plan.Delivery
 
 	// 2. Dry run, chunk by chunk.
+	chunks := plan.Chunks(s.ID)
+	s.Chunks = len(chunks)
 	rc.setStatus(ReclassifyDryRun)
-	chunks := Chunks(plan.Items, rc.in.ChunkSize)
 	changed := make([]int64, len(chunks)) // rows of the diff in each chunk
 	err := runChunks(ctx, len(chunks), rc.in.MaxParallel, func(i int) workflow.Future {
 		c := chunks[i]
 		return workflow.ExecuteActivity(withOptions(ctx, withSummary(chunkOptions,
-			fmt.Sprintf("dry run of items %d to %d: compute them under rules version %d, keep what changes", c.From, c.To-1, plan.RulesVersion)), hb),
-			r.DryRunReclassify, activities.ReclassifyChunkInput{ID: s.ID, From: c.From, To: c.To, RulesVersion: plan.RulesVersion})
+			fmt.Sprintf("dry run of chunk %d of %d: compute its transactions under rules version %d, keep what changes", c.Chunk, len(chunks), plan.RulesVersion)), hb),
+			r.DryRunReclassify, c)
 	}, func(i int, f workflow.Future) error {
 		var res activities.ReclassifyCounts
 		if err := f.Get(ctx, &res); err != nil {
@@ -369,6 +385,7 @@ func (rc *reclassification) steps(ctx workflow.Context) error {
 		}
 		changed[i] = res.Changed
 		s.Checked += res.Items
+		s.ChunksChecked++
 		src := activities.ReclassifyCounts{Sources: s.Sources}
 		src.Add(activities.ReclassifyCounts{Sources: res.Sources})
 		s.Sources = src.Sources
@@ -378,6 +395,7 @@ func (rc *reclassification) steps(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	s.Items = s.Checked
 
 	// 3. Report: the diff file and its counts.
 	var report activities.ReclassifyReport
@@ -424,9 +442,10 @@ func (rc *reclassification) steps(ctx workflow.Context) error {
 	}
 	err = runChunks(ctx, len(todo), rc.in.MaxParallel, func(j int) workflow.Future {
 		c := chunks[todo[j]]
+		c.Outbox = plan.Delivery
 		return workflow.ExecuteActivity(withOptions(ctx, withSummary(chunkOptions,
-			fmt.Sprintf("apply items %d to %d: write their new results", c.From, c.To-1)), hb),
-			r.ApplyReclassify, activities.ReclassifyChunkInput{ID: s.ID, From: c.From, To: c.To, RulesVersion: s.RulesVersion, Outbox: plan.Delivery})
+			fmt.Sprintf("apply chunk %d: write the new results of its %d changes", c.Chunk, changed[todo[j]])), hb),
+			r.ApplyReclassify, c)
 	}, func(_ int, f workflow.Future) error {
 		var res activities.ReclassifyApplied
 		if err := f.Get(ctx, &res); err != nil {
@@ -450,8 +469,8 @@ func (rc *reclassification) steps(ctx workflow.Context) error {
 		err = runChunks(ctx, len(todo), rc.in.MaxParallel, func(j int) workflow.Future {
 			c := chunks[todo[j]]
 			return workflow.ExecuteActivity(withOptions(ctx, withSummary(publishOptions,
-				fmt.Sprintf("publish items %d to %d: deliver their new results to NATS JetStream", c.From, c.To-1)), hb),
-				d.PublishReclassified, activities.ReclassifyChunkInput{ID: s.ID, From: c.From, To: c.To, RulesVersion: s.RulesVersion})
+				fmt.Sprintf("publish chunk %d: deliver the new results of its %d changes to NATS JetStream", c.Chunk, changed[todo[j]])), hb),
+				d.PublishReclassified, c)
 		}, func(_ int, f workflow.Future) error {
 			var res activities.ReclassifyApplied
 			if err := f.Get(ctx, &res); err != nil {
@@ -538,7 +557,7 @@ func runChunks(ctx workflow.Context, n, parallel int, start func(i int) workflow
 }
 
 var (
-	reclassifyPlanOptions   = withSummary(outputOptions, "Plan: snapshot the transactions to reclassify, record the rules version")
+	reclassifyPlanOptions   = withSummary(outputOptions, "Plan: record the reclassification and its rules version, split the transactions in chunks")
 	reclassifyReportOptions = withSummary(outputOptions, "Report: write reclassify_diff.csv, what the new rules change, and count it")
 	reclassifyFinishOptions = withSummary(outputOptions, "Finish: record the outcome, write reclassify_summary.json")
 )

@@ -21,8 +21,8 @@ var (
 )
 
 // reclassifyEnv is a test environment with the reclassification's activities mocked: a plan of
-// 25 items under version 3 (delivery as given), chunks of 10 whose dry run finds 2, 0 and 1
-// changes, a report after reportAfter, and the calls of apply and publish recorded.
+// 25 pages in chunks of 10 under version 3 (delivery as given), three chunks of 10, 10 and 5
+// transactions whose dry run finds 2, 0 and 1 changes, a report after reportAfter, and the calls of apply and publish recorded.
 type reclassifyEnv struct {
 	*testsuite.TestWorkflowEnvironment
 	mu        sync.Mutex
@@ -41,14 +41,17 @@ func newReclassifyEnv(t *testing.T, delivery bool, reportAfter time.Duration) *r
 	e.OnActivity(rcl.PlanReclassify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ReclassifyPlanInput) (activities.ReclassifyPlanResult, error) {
 			require.Equal(t, "acme", in.Account)
-			return activities.ReclassifyPlanResult{Items: 25, RulesVersion: 3, Delivery: delivery}, nil
+			require.EqualValues(t, 10, in.ChunkSize)
+			return activities.ReclassifyPlanResult{Pages: 25, ChunkPages: 10, RulesVersion: 3, Delivery: delivery}, nil
 		}).Once()
-	changes := map[int64]int64{1: 2, 11: 0, 21: 1}
+	changes := map[int]int64{1: 2, 2: 0, 3: 1}
+	items := map[int]int64{1: 10, 2: 10, 3: 5}
 	e.OnActivity(rcl.DryRunReclassify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ReclassifyChunkInput) (activities.ReclassifyCounts, error) {
 			require.Equal(t, 3, in.RulesVersion)
-			return activities.ReclassifyCounts{Items: in.To - in.From, Changed: changes[in.From],
-				Sources: []activities.VersionCount{{Version: 1, Items: in.To - in.From}}}, nil
+			require.Equal(t, int64(in.Chunk-1)*10, in.FromPage)
+			return activities.ReclassifyCounts{Items: items[in.Chunk], Changed: changes[in.Chunk],
+				Sources: []activities.VersionCount{{Version: 1, Items: items[in.Chunk]}}}, nil
 		}).Times(3)
 	e.OnActivity(rcl.ReportReclassify, mock.Anything, mock.Anything).After(reportAfter).Return(activities.ReclassifyReport{
 		Path:             "/out/reclassify-acme-x/reclassify_diff.csv",
@@ -59,14 +62,14 @@ func newReclassifyEnv(t *testing.T, delivery bool, reportAfter time.Duration) *r
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.applied = append(e.applied, in)
-			return activities.ReclassifyApplied{Applied: changes[in.From]}, nil
+			return activities.ReclassifyApplied{Applied: changes[in.Chunk]}, nil
 		}).Maybe()
 	e.OnActivity(dlv.PublishReclassified, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ReclassifyChunkInput) (activities.ReclassifyApplied, error) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.published = append(e.published, in)
-			return activities.ReclassifyApplied{Published: changes[in.From]}, nil
+			return activities.ReclassifyApplied{Published: changes[in.Chunk]}, nil
 		}).Maybe()
 	e.OnActivity(rcl.FinishReclassify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ReclassifyFinishInput) (string, error) {
@@ -162,10 +165,11 @@ func TestReclassifyApproved(t *testing.T) {
 		require.ErrorContains(t, o.refused, "was already approved by alice")
 	}
 	require.Equal(t, []activities.ReclassifyChunkInput{
-		{ID: "default-test-workflow-id", From: 1, To: 11, RulesVersion: 3, Outbox: true},
-		{ID: "default-test-workflow-id", From: 21, To: 26, RulesVersion: 3, Outbox: true},
+		{ID: "default-test-workflow-id", Chunk: 1, FromPage: 0, ToPage: 10, RulesVersion: 3, Outbox: true},
+		{ID: "default-test-workflow-id", Chunk: 3, FromPage: 20, RulesVersion: 3, Outbox: true},
 	}, sortChunks(e.applied), "only the chunks with changes, with the outbox")
 	require.Len(t, e.published, 2)
+	require.Equal(t, []int{1, 3}, []int{sortChunks(e.published)[0].Chunk, sortChunks(e.published)[1].Chunk})
 	s := e.summary(t)
 	require.Equal(t, ReclassifyApplied, s.Status)
 	require.Equal(t, ReclassifyApplied, e.finished.Status)
@@ -185,7 +189,7 @@ func sortChunks(cs []activities.ReclassifyChunkInput) []activities.ReclassifyChu
 	out := append([]activities.ReclassifyChunkInput(nil), cs...)
 	for i := range out {
 		for j := i + 1; j < len(out); j++ {
-			if out[j].From < out[i].From {
+			if out[j].Chunk < out[i].Chunk {
 				out[i], out[j] = out[j], out[i]
 			}
 		}
@@ -248,7 +252,9 @@ func TestReclassifyRefusesADecisionBeforeTheDiff(t *testing.T) {
 	e := newReclassifyEnv(t, false, 2*time.Hour)
 	var early, later *outcome
 	e.RegisterDelayedCallback(func() {
-		require.Equal(t, ReclassifyDryRun, e.progress(t).Status)
+		s := e.progress(t)
+		require.Equal(t, ReclassifyDryRun, s.Status)
+		require.Contains(t, s.Markdown(), "| … (3 of 3 chunks read) | 25 |", "the report waits: every chunk read")
 		early = e.update(t, ReclassifyApproveUpdate, Decision{By: "eager"})
 	}, time.Hour)
 	e.RegisterDelayedCallback(func() {

@@ -30,13 +30,14 @@ const reclassifyUsage = `Usage:
   starter reclassify status ID
                              print where a reclassification is, and its counts
 
-A reclassification snapshots the account's stored transactions (dated from --from to --to, both
-included, YYYY-MM-DD; a transaction without a date only when neither is given), computes them
-under the rules version and writes <output root>/<ID>/reclassify_diff.csv: one row per
-transaction whose tag, annotation or error would change. Nothing changes until it is approved;
-without a decision within --timeout it expires and applies nothing. --yes applies at once. An
-approved reclassification writes the new results (and, with delivery on, publishes them with a
-new result version). See docs/rules.md.
+A reclassification computes the account's stored transactions (dated from --from to --to, both
+included, YYYY-MM-DD; a transaction without a date only when neither is given) again under the
+rules version and writes <output root>/<ID>/reclassify_diff.csv: one row per transaction whose
+tag, annotation or error would change. Nothing changes until it is approved; without a decision
+within --timeout it expires and applies nothing. --yes applies at once. An approved
+reclassification writes the new results (and, with delivery on, publishes them with a new
+result version). One at a time: a reclassification is refused while another has not ended.
+See docs/rules.md.
 `
 
 // reclassify runs "starter reclassify ..." .
@@ -65,7 +66,7 @@ func (s *starter) reclassifyStart(ctx context.Context, args []string) int {
 	rules := fs.Int("rules", 0, "the rules `version` to apply (default: the current one)")
 	yes := fs.Bool("yes", false, "apply without waiting for approval")
 	timeout := fs.Duration("timeout", workflows.DefaultReclassifyTimeout, "how long to wait for a decision before it expires, applying nothing")
-	chunkSize := fs.Int64("chunk-size", workflows.DefaultChunkSize, "transactions per dry run and apply activity")
+	chunkSize := fs.Int64("chunk-size", workflows.DefaultChunkSize, "stored transactions (of any account) each dry run activity reads; apply goes by the same chunks")
 	parallel := fs.Int("max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight")
 	fs.Usage = func() {
 		fmt.Fprint(s.stderr, reclassifyUsage+"\nFlags:\n")
