@@ -89,6 +89,14 @@ func TestReclassifyEndToEnd(t *testing.T) {
 	require.Equal(t, starterapp.ExitOK, code, errOut)
 	require.Contains(t, out, "awaiting_approval")
 
+	// One at a time: another reclassification is refused while this one waits, and says why.
+	code, out, errOut = h.starter("reclassify", "--account", "other")
+	require.Equal(t, starterapp.ExitRunFailed, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	refused := reclassifyIDIn(t, out)
+	require.Contains(t, errOut, "reclassification "+refused+" failed: reclassification "+refused+" not started: reclassification "+
+		id+" (account acme, started ")
+	require.Contains(t, errOut, "one reclassification at a time: approve or reject it (starter reclassify approve|reject "+id+")")
+
 	code, out, errOut = h.starter("reclassify", "approve", id, "--by", "e2e", "--note", "UBER")
 	require.Equal(t, starterapp.ExitOK, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	require.Contains(t, out, "reclassification "+id+": applied")
