@@ -193,3 +193,17 @@ func TestRenderFitsAPhone(t *testing.T) {
 		require.Equal(t, "scroll", attr(table.Parent, "class"), "a table scrolls inside its box")
 	}
 }
+
+// BenchmarkRender: rendering is a small part of the page's cost, the store's queries the rest.
+//
+//	go test -run '^$' -bench Render ./report/
+func BenchmarkRender(b *testing.B) {
+	d := sample()
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if err := report.Render(&buf, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
