@@ -67,11 +67,11 @@ func TestOutputsRerunReplacesTheFailedAttempt(t *testing.T) {
 	var s workflows.Summary
 	require.NoError(t, start().Get(ctx, &s))
 	require.Equal(t, workflows.StatusCompleted, s.Status)
-	require.Equal(t, []string{activities.ErrorReportFile, activities.OutputFile, activities.SummaryFile}, visibleFiles(t, dir))
+	require.Equal(t, []string{activities.ErrorReportFile, activities.OutputFile, activities.ReportFile, activities.SummaryFile}, visibleFiles(t, dir))
 	// The first attempt's notice is done with: nothing comes back.
 	require.Eventually(t, func() bool { return len(h.alert.notices()) == 1 }, 30*time.Second, 100*time.Millisecond)
 	time.Sleep(time.Second)
-	require.Equal(t, []string{activities.ErrorReportFile, activities.OutputFile, activities.SummaryFile}, visibleFiles(t, dir))
+	require.Equal(t, []string{activities.ErrorReportFile, activities.OutputFile, activities.ReportFile, activities.SummaryFile}, visibleFiles(t, dir))
 }
 
 // A run started by another client for a path outside the input root is refused: its alert is
