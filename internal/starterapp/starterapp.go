@@ -149,9 +149,27 @@ func (s *starter) dial(ctx context.Context) (client.Client, error) {
 		if addr == "" {
 			addr = client.DefaultHostPort
 		}
-		return nil, fmt.Errorf("connect to temporal at %s: %w", addr, err)
+		return nil, fmt.Errorf("connect to temporal at %s: %w%s", addr, err, tlsHint(s.cfg.Temporal, err))
 	}
 	return c, nil
+}
+
+// tlsHint explains a connection a frontend with TLS closed: it gives a client without TLS, or
+// without the client certificate it requires, no reason (the client reads "server preface",
+// "broken pipe" or "connection reset"), so the starter says which settings are missing.
+func tlsHint(o client.Options, err error) string {
+	msg := err.Error()
+	if strings.Contains(msg, "connection refused") {
+		return ""
+	}
+	t := o.ConnectionOptions.TLS
+	switch {
+	case t == nil && strings.Contains(msg, "server preface"):
+		return " (the frontend may require TLS: set TEMPORAL_TLS_SERVER_CA_CERT_PATH, and TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH when it requires client certificates)"
+	case t != nil && len(t.Certificates) == 0 && t.GetClientCertificate == nil:
+		return " (no client certificate: set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH if the frontend requires one)"
+	}
+	return ""
 }
 
 func (s *starter) run(ctx context.Context, args []string) int {
