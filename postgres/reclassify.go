@@ -21,7 +21,7 @@ import (
 // A reclassification computes the stored transactions of an account (or of all) again under one
 // version of the rules (migration 009). PlanReclassify records it and splits the table of
 // transactions into ranges of pages; DryRunReclassifyChunk reads one range where the
-// transactions are (a TID range scan, their results probed by key), computes them and writes
+// transactions are (a TID range scan, their results by ranges of keys), computes them and writes
 // only those whose result changes into reclassify_diffs, with the chunk's number;
 // WriteReclassifyDiff and ReclassifyDiffCounts report the diff; ApplyReclassifyChunk writes the
 // new results of a chunk of the diff, bumping each transaction's result version and writing its
@@ -35,7 +35,7 @@ import (
 // it lands on (it has its own run's results either way), and a transaction moved to another page
 // by an update while it reads can be seen twice (its diff row, keyed by the transaction, is
 // written once) or not at all. The updates that move transactions are a reclassification's
-// apply, hence one reclassification at a time (ErrReclassificationInProgress).
+// apply, hence one reclassification at a time (ReclassificationInProgressError).
 
 // ErrReclassificationNotFound is returned (wrapped) for a reclassification PlanReclassify never
 // recorded.
