@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -60,8 +62,37 @@ type Reclassifier struct {
 	// Outbox is on when delivery is (TXFLOW_NATS_URL set): the plan says so to the workflow,
 	// which then has the applied results written to the outbox and published.
 	Outbox bool
+	// WorkflowOpen says whether the workflow of a reclassification is still open, so that one
+	// terminated by hand (which never recorded its end) does not block the next; when nil, the
+	// worker's Temporal client is asked.
+	WorkflowOpen func(ctx context.Context, id string) (bool, error)
 
 	rulesCache sync.Map // version (int) -> txn.Rules
+}
+
+// StatusAbandoned is the status recorded for a reclassification whose workflow ended without
+// recording its end (terminated by hand): found by the next plan, which then goes on.
+const StatusAbandoned = "abandoned"
+
+// workflowOpen says whether reclassification id's workflow is open (r.WorkflowOpen, else the
+// worker's Temporal client; outside an activity it is taken as open). A workflow Temporal no
+// longer knows (past its retention) is not open.
+func (r *Reclassifier) workflowOpen(ctx context.Context, id string) (bool, error) {
+	if r.WorkflowOpen != nil {
+		return r.WorkflowOpen(ctx, id)
+	}
+	if !activity.IsActivity(ctx) {
+		return true, nil
+	}
+	desc, err := activity.GetClient(ctx).DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("describe workflow %s: %w", id, err)
+	}
+	return desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
 }
 
 // ReclassifyPlanInput names a reclassification and its target set.
@@ -219,6 +250,23 @@ func (r *Reclassifier) PlanReclassify(ctx context.Context, in ReclassifyPlanInpu
 		t.RulesVersion = cur.Version
 	}
 	p, err := r.DB.PlanReclassify(ctx, t)
+	if other := (*postgres.ReclassificationInProgressError)(nil); errors.As(err, &other) {
+		// The other may have been terminated by hand: then it is recorded as abandoned, and the
+		// plan goes on.
+		open, oerr := r.workflowOpen(ctx, other.ID)
+		if oerr != nil {
+			return ReclassifyPlanResult{}, oerr
+		}
+		if !open {
+			if ferr := r.DB.FinishReclassify(ctx, other.ID, StatusAbandoned); ferr != nil {
+				return ReclassifyPlanResult{}, ferr
+			}
+			if activity.IsActivity(ctx) {
+				activity.GetLogger(ctx).Warn("reclassification abandoned: its workflow ended without recording it", "id", other.ID)
+			}
+			p, err = r.DB.PlanReclassify(ctx, t)
+		}
+	}
 	if errors.Is(err, postgres.ErrRulesVersionNotFound) {
 		return ReclassifyPlanResult{}, badInput(fmt.Sprintf("reclassification %s: rules version %d does not exist", in.ID, t.RulesVersion))
 	}

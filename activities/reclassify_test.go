@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -87,7 +88,8 @@ func TestReclassifyAndPublish(t *testing.T) {
 // plan while another reclassification has not ended, saying which.
 func TestReclassifyPlanRefusesBadInput(t *testing.T) {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
+	dbURL := testdb.URL(t)
+	db, err := postgres.Open(ctx, dbURL)
 	require.NoError(t, err)
 	t.Cleanup(db.Close)
 	require.NoError(t, db.Migrate(ctx))
@@ -117,6 +119,22 @@ func TestReclassifyPlanRefusesBadInput(t *testing.T) {
 	require.NoError(t, err)
 	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-all-2"})
 	require.NoError(t, err, "once the other ended")
+
+	// A reclassification whose workflow was terminated by hand never records its end: the next
+	// plan finds its workflow closed, records it abandoned and goes on; an open one still blocks.
+	open := map[string]bool{"reclassify-all-3": true}
+	r.WorkflowOpen = func(_ context.Context, id string) (bool, error) { return open[id], nil }
+	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-all-3"})
+	require.NoError(t, err, "reclassify-all-2's workflow is closed")
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var status string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT status FROM reclassifications WHERE reclass_id = 'reclassify-all-2'").Scan(&status))
+	require.Equal(t, StatusAbandoned, status)
+	_, err = r.PlanReclassify(ctx, ReclassifyPlanInput{ID: "reclassify-all-4"})
+	require.ErrorContains(t, err, "reclassification reclassify-all-3 (every account")
+	requireNonRetryable(t, err)
 }
 
 func requireNonRetryable(t *testing.T, err error) {
