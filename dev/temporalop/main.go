@@ -9,6 +9,11 @@
 //	temporal operator namespace create --address HOST:PORT --namespace NS [--retention 168h|7d]
 //	temporal operator search-attribute list --address HOST:PORT --namespace NS
 //
+// TLS comes from the TEMPORAL_TLS_* variables of the SDK's environment configuration, as for the
+// workers and the starter (TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH,
+// TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME), so that the script also runs
+// against a frontend that requires client certificates.
+//
 // Exit status 0 on success, 1 on failure (with the error on stderr), 2 on bad usage.
 package main
 
@@ -29,6 +34,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -78,8 +84,23 @@ func envOr(name, def string) string {
 	return def
 }
 
+// options returns the client options for the frontend at addr and namespace ns, with TLS from
+// the environment.
+func options(addr, ns string) (client.Options, error) {
+	o, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("client settings: %w", err)
+	}
+	o.HostPort, o.Namespace, o.Logger = addr, ns, quiet{}
+	return o, nil
+}
+
 func health(ctx context.Context, addr string, stdout io.Writer) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quiet{}})
+	o, err := options(addr, "")
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, o)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -92,7 +113,11 @@ func health(ctx context.Context, addr string, stdout io.Writer) error {
 }
 
 func describe(ctx context.Context, addr, ns string, stdout io.Writer) error {
-	nc, err := client.NewNamespaceClient(client.Options{HostPort: addr, Logger: quiet{}})
+	o, err := options(addr, "")
+	if err != nil {
+		return err
+	}
+	nc, err := client.NewNamespaceClient(o)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -111,7 +136,11 @@ func create(ctx context.Context, addr, ns, retention string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := client.NewNamespaceClient(client.Options{HostPort: addr, Logger: quiet{}})
+	o, err := options(addr, "")
+	if err != nil {
+		return err
+	}
+	nc, err := client.NewNamespaceClient(o)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}
@@ -132,7 +161,11 @@ func create(ctx context.Context, addr, ns, retention string) error {
 // listSearchAttributes prints the namespace's custom search attributes. It is the call the
 // worker makes first, and it fails until every service of the server knows a new namespace.
 func listSearchAttributes(ctx context.Context, addr, ns string, stdout io.Writer) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: ns, Logger: quiet{}})
+	o, err := options(addr, ns)
+	if err != nil {
+		return err
+	}
+	c, err := client.DialContext(ctx, o)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", addr, err)
 	}
