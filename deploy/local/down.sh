@@ -1,7 +1,7 @@
 #!/bin/sh
 # Stops what deploy/local/up.sh started: the workers (SIGTERM: they finish their running
-# activities for up to 30 s, as with the compose file's stop_grace_period), then Temporal, then
-# PostgreSQL. The state (.txflow/local: the cluster, logs) is kept; remove the directory to
+# activities for up to 30 s, as with the compose file's stop_grace_period), then the Web UI,
+# Temporal and PostgreSQL. The state (.txflow/local: the cluster, logs) is kept; remove the directory to
 # start from scratch. `down.sh workers` stops the workers only.
 set -eu
 
@@ -38,6 +38,7 @@ for f in "$run"/worker-*.pid; do
 done
 [ "${1:-}" = workers ] && exit 0
 
+stop temporal-ui 10
 stop temporal 30
 if [ -f "$state/pg/PG_VERSION" ]; then
   as_pg=""

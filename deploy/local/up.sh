@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs docker-compose.yml's topology as processes on this machine, without Docker: PostgreSQL,
-# Temporal on PostgreSQL with SQL visibility, and txflow workers. It runs the compose file's own
+# Temporal on PostgreSQL with SQL visibility, its Web UI, and txflow workers. It runs the compose file's own
 # scripts with the compose file's settings:
 #   deploy/postgres/init-databases.sh   the roles and databases, on the cluster's first start
 #   deploy/temporal/setup-schema.sh     Temporal's schemas, created or upgraded, on every start
@@ -25,9 +25,23 @@
 #   TXFLOW_APP_DB (txflow)            txflow's database (created by the caller if not txflow)
 #   TXFLOW_INPUT_DIR, TXFLOW_OUTPUT_DIR (data/input, data/output), TXFLOW_UI_URL, and the
 #   TXFLOW_* rules and tuning settings of the compose file's x-txflow-env.
+#   TEMPORAL_UI_PORT (8233)           the Web UI on 127.0.0.1 (ui-server of the temporalio/ui
+#                                     image's version, with the image's configuration: its
+#                                     TEMPORAL_AUTH_* and other variables apply); 0: not started
 # Delivery to NATS is off unless TXFLOW_NATS_URL is set (the compose file runs NATS; this does
-# not). The Web UI is not started: `go run ./dev/devserver` has one, or point temporalio/ui at
-# the frontend.
+# not).
+#
+# Mutual TLS between the clients (workers, starter, Web UI) and the frontend, with PEM files:
+#   TEMPORAL_TLS_FRONTEND_CERT, TEMPORAL_TLS_FRONTEND_KEY   the frontend's certificate: TLS on
+#   TEMPORAL_TLS_CLIENT1_CA_CERT      the CA client certificates must be signed by: required
+#                                     (TEMPORAL_TLS_REQUIRE_CLIENT_AUTH=true unless set)
+#   TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH   the clients' certificate
+#   TEMPORAL_TLS_SERVER_CA_CERT_PATH  the CA the clients check the frontend's certificate with
+#   TEMPORAL_TLS_SERVER_NAME          the name they check, when not the address's host
+# The first three are the server's (deploy/local/temporal.yaml), the others the SDK's: they go to
+# txflow.env for the workers and the starter, to the Web UI under its own names, and to the
+# server's own worker service, which dials the frontend as a client too. Traffic between the
+# server's services stays plain, on 127.0.0.1.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,6 +60,7 @@ pg_port=${TXFLOW_LOCAL_PG_PORT:-15432}
 grpc_port=${FRONTEND_GRPC_PORT:-7233}
 workers=${TXFLOW_LOCAL_WORKERS:-2}
 app_db=${TXFLOW_APP_DB:-txflow}
+ui_port=${TEMPORAL_UI_PORT:-8233}
 
 log() { echo "up: $*"; }
 fail() {
@@ -75,7 +90,7 @@ spawn() {
 if [ "${TXFLOW_LOCAL_SKIP_BUILD:-0}" != 1 ]; then
   "$here/build.sh" "$bin"
 fi
-for b in worker starter temporal-server temporal-sql-tool temporal; do
+for b in worker starter temporal-server temporal-sql-tool temporal temporal-ui-server; do
   [ -x "$bin/$b" ] || fail "$bin/$b is missing: run deploy/local/build.sh $bin"
 done
 PATH=$bin:$PATH
@@ -140,8 +155,19 @@ if ! alive temporal; then
     fail "another Temporal server answers on 127.0.0.1:$grpc_port: stop it or set FRONTEND_GRPC_PORT"
   fi
   log "starting Temporal on 127.0.0.1:$grpc_port"
-  # The compose file's temporal service environment.
-  spawn temporal env DB=postgres12 DB_PORT="$pg_port" POSTGRES_SEEDS=127.0.0.1 POSTGRES_USER=temporal \
+  # The compose file's temporal service environment; TEMPORAL_TLS_FRONTEND_* and
+  # TEMPORAL_TLS_CLIENT1_CA_CERT pass through, the rest of TLS is derived from the clients'.
+  require_client_auth=false
+  [ -z "${TEMPORAL_TLS_CLIENT1_CA_CERT:-}" ] || require_client_auth=true
+  # The server's own clients dial the frontend's address without a name to check: 127.0.0.1.
+  frontend_name=""
+  [ -z "${TEMPORAL_TLS_FRONTEND_CERT:-}" ] || frontend_name=${TEMPORAL_TLS_SERVER_NAME:-127.0.0.1}
+  spawn temporal env TEMPORAL_TLS_REQUIRE_CLIENT_AUTH="${TEMPORAL_TLS_REQUIRE_CLIENT_AUTH:-$require_client_auth}" \
+    TEMPORAL_TLS_SERVER_CA_CERT="${TEMPORAL_TLS_SERVER_CA_CERT:-${TEMPORAL_TLS_SERVER_CA_CERT_PATH:-}}" \
+    TEMPORAL_TLS_FRONTEND_SERVER_NAME="${TEMPORAL_TLS_FRONTEND_SERVER_NAME:-$frontend_name}" \
+    TEMPORAL_TLS_SYSTEM_WORKER_CERT="${TEMPORAL_TLS_SYSTEM_WORKER_CERT:-${TEMPORAL_TLS_CLIENT_CERT_PATH:-}}" \
+    TEMPORAL_TLS_SYSTEM_WORKER_KEY="${TEMPORAL_TLS_SYSTEM_WORKER_KEY:-${TEMPORAL_TLS_CLIENT_KEY_PATH:-}}" \
+    DB=postgres12 DB_PORT="$pg_port" POSTGRES_SEEDS=127.0.0.1 POSTGRES_USER=temporal \
     POSTGRES_PWD="$TEMPORAL_DB_PASSWORD" DBNAME=temporal VISIBILITY_DBNAME=temporal_visibility BIND_ON_IP=127.0.0.1 \
     DYNAMIC_CONFIG_FILE_PATH="$root/deploy/temporal/dynamicconfig.yaml" \
     "$bin/temporal-server" --config-file "$root/deploy/local/temporal.yaml" --allow-no-auth start
@@ -170,13 +196,45 @@ q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
   echo "export TXFLOW_OUTPUT_DIR=$(q "${TXFLOW_OUTPUT_DIR:-$root/data/output}")"
   echo "export TXFLOW_UI_URL=$(q "${TXFLOW_UI_URL:-http://localhost:8233}")"
   for v in TXFLOW_LOG_LEVEL TXFLOW_TAG_WORDS TXFLOW_LARGE_SALE_ABOVE TXFLOW_EXPENSE_BELOW TXFLOW_AMOUNT_LIMIT \
-    TXFLOW_MAX_FIELD_BYTES TXFLOW_BATCH_SIZE TEMPORAL_CONFIG_FILE; do
+    TXFLOW_MAX_FIELD_BYTES TXFLOW_BATCH_SIZE TEMPORAL_CONFIG_FILE TEMPORAL_TLS TEMPORAL_TLS_CLIENT_CERT_PATH \
+    TEMPORAL_TLS_CLIENT_KEY_PATH TEMPORAL_TLS_SERVER_CA_CERT_PATH TEMPORAL_TLS_SERVER_NAME; do
     eval "val=\${$v:-}"
     [ -z "$val" ] || echo "export $v=$(q "$val")"
   done
 } >"$state/txflow.env.tmp"
 (umask 077 && mv "$state/txflow.env.tmp" "$state/txflow.env")
 mkdir -p "${TXFLOW_INPUT_DIR:-$root/data/input}" "${TXFLOW_OUTPUT_DIR:-$root/data/output}"
+
+# started NAME LINE OLD: waits until logs/NAME.log holds more than OLD lines with LINE.
+started() {
+  tries=0
+  while [ "$(grep -c "$2" "$logs/$1.log" 2>/dev/null || true)" -le "${3:-0}" ]; do
+    alive "$1" || { tail -n 20 "$logs/$1.log" >&2; fail "$1 exited (logs/$1.log)"; }
+    tries=$((tries + 1))
+    [ "$tries" -lt 120 ] || fail "$1 did not start within 60 s (logs/$1.log)"
+    sleep 0.5
+  done
+}
+
+# --- The Web UI: the compose file's temporal-ui service. The image runs
+# `ui-server --env docker start` on its config/docker.yaml, which reads the environment; the same
+# file, from the ui-server module, with the host set in base.yaml (the image listens on every
+# interface of its container).
+if [ "$ui_port" != 0 ] && ! alive temporal-ui; then
+  ui_root=$state/ui
+  mkdir -p "$ui_root/config"
+  printf 'host: 127.0.0.1\n' >"$ui_root/config/base.yaml"
+  ln -sf "$(cd "$root/dev" && go list -m -f '{{.Dir}}' github.com/temporalio/ui-server/v2)/config/docker.yaml" \
+    "$ui_root/config/docker.yaml"
+  log "starting the Web UI on 127.0.0.1:$ui_port"
+  before=$(grep -c 'http server started' "$logs/temporal-ui.log" 2>/dev/null || true)
+  spawn temporal-ui env TEMPORAL_ADDRESS="127.0.0.1:$grpc_port" TEMPORAL_DEFAULT_NAMESPACE=default \
+    TEMPORAL_UI_PORT="$ui_port" TEMPORAL_TLS_CERT="${TEMPORAL_TLS_CLIENT_CERT_PATH:-}" \
+    TEMPORAL_TLS_KEY="${TEMPORAL_TLS_CLIENT_KEY_PATH:-}" TEMPORAL_TLS_CA="${TEMPORAL_TLS_SERVER_CA_CERT_PATH:-}" \
+    TEMPORAL_TLS_ENABLE_HOST_VERIFICATION="${TEMPORAL_TLS_ENABLE_HOST_VERIFICATION:-true}" \
+    "$bin/temporal-ui-server" --root "$ui_root" --env docker start
+  started temporal-ui 'http server started' "${before:-0}"
+fi
 
 i=1
 while [ "$i" -le "$workers" ]; do
@@ -190,14 +248,10 @@ while [ "$i" -le "$workers" ]; do
     spawn "$name" env TXFLOW_HTTP_ADDR="${TXFLOW_LOCAL_HTTP_ADDR:-127.0.0.1:0}" \
       TXFLOW_WORKER_CONCURRENCY="${TXFLOW_WORKER_CONCURRENCY:-4}" TXFLOW_NATS_URL="${TXFLOW_NATS_URL:-}" \
       sh -c '. "$1" && exec "$2"' sh "$state/txflow.env" "$bin/worker"
-    tries=0
-    while [ "$(grep -c 'worker started' "$logs/$name.log" 2>/dev/null || true)" -le "${before:-0}" ]; do
-      alive "$name" || { tail -n 20 "$logs/$name.log" >&2; fail "$name exited (logs/$name.log)"; }
-      tries=$((tries + 1))
-      [ "$tries" -lt 120 ] || fail "$name did not start within 60 s (logs/$name.log)"
-      sleep 0.5
-    done
+    started "$name" 'worker started' "${before:-0}"
   fi
   i=$((i + 1))
 done
-log "up: Temporal 127.0.0.1:$grpc_port, PostgreSQL 127.0.0.1:$pg_port, $workers workers; logs in $logs"
+ui=""
+[ "$ui_port" = 0 ] || ui=", Web UI http://127.0.0.1:$ui_port"
+log "up: Temporal 127.0.0.1:$grpc_port, PostgreSQL 127.0.0.1:$pg_port$ui, $workers workers; logs in $logs"

@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +48,7 @@ type stack struct {
 	env    config.Map // up.sh's settings
 	pgPort int
 	addr   string // the frontend
+	uiURL  string // the Web UI
 }
 
 // startStack builds the binaries once into the state directory and brings the stack up on free
@@ -100,6 +105,7 @@ func startStack(t *testing.T) *stack {
 		"HISTORY_MEMBERSHIP_PORT":  port(),
 		"WORKER_GRPC_PORT":         port(),
 		"WORKER_MEMBERSHIP_PORT":   port(),
+		"TEMPORAL_UI_PORT":         port(),
 		"TXFLOW_INPUT_DIR":         filepath.Join(state, "input"),
 		"TXFLOW_OUTPUT_DIR":        filepath.Join(state, "output"),
 		"TXFLOW_UI_URL":            "http://ui.example",
@@ -108,6 +114,7 @@ func startStack(t *testing.T) *stack {
 	}
 	s.pgPort, _ = strconv.Atoi(s.env["TXFLOW_LOCAL_PG_PORT"])
 	s.addr = net.JoinHostPort("127.0.0.1", s.env["FRONTEND_GRPC_PORT"])
+	s.uiURL = "http://" + net.JoinHostPort("127.0.0.1", s.env["TEMPORAL_UI_PORT"])
 	t.Cleanup(func() {
 		if out, err := s.script("down.sh"); err != nil {
 			t.Errorf("deploy/local/down.sh: %v\n%s", err, out)
@@ -158,6 +165,14 @@ func (s *stack) pid(name string) int {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(s.t, err)
 	return pid
+}
+
+// stop ends NAME with SIGTERM, as down.sh does, and waits until it is gone.
+func (s *stack) stop(name string) {
+	s.t.Helper()
+	pid := s.pid(name)
+	require.NoError(s.t, syscall.Kill(pid, syscall.SIGTERM))
+	eventually(s.t, 30*time.Second, name+" to stop", func() bool { return !running(pid) })
 }
 
 // kill ends NAME with SIGKILL, as a crash would, and waits until it is gone.
@@ -242,8 +257,10 @@ func midTag(t *testing.T, c client.Client, run client.WorkflowRun) string {
 // fresh txflow database while a worker is killed, while the Temporal server is killed and
 // started again, and while PostgreSQL restarts: each run's outputs must be byte-identical to the
 // undisturbed run's and no table may hold a key twice. Then the search attributes and visibility
-// queries on SQL visibility, the starter's schedules, and a server whose schema is one version
-// behind.
+// queries on SQL visibility, the starter's schedules, the Web UI listing the runs, a server whose
+// schema is one version behind, and last the frontend on mutual TLS: the stack started again with
+// the test's own CA, a run through the workers and the UI over it, and starters without a client
+// certificate, with another CA's or in plaintext refused.
 func TestProductionStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Temporal, runs PostgreSQL, Temporal and two workers as processes, and a large file four times")
@@ -375,6 +392,25 @@ func TestProductionStack(t *testing.T) {
 		require.Contains(t, out, "nightly", out)
 	})
 
+	t.Run("web ui", func(t *testing.T) {
+		// The page, as a browser opens it.
+		resp, err := http.Get(s.uiURL + "/namespaces/default/workflows")
+		require.NoError(t, err)
+		page, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, string(page), "<html")
+		// The workflow list it shows, through its HTTP API: the four runs of the file.
+		runs := uiWorkflows(t, s.uiURL, fmt.Sprintf(`TxflowFile = %q`, name))
+		require.Len(t, runs, 4, "%v", runs)
+		for _, r := range runs {
+			require.Equal(t, ref.RunID, r.Execution.WorkflowID)
+			require.Equal(t, "WORKFLOW_EXECUTION_STATUS_COMPLETED", r.Status)
+		}
+		t.Logf("the Web UI at %s lists the file's %d runs", s.uiURL, len(runs))
+	})
+
 	t.Run("schema one version behind", func(t *testing.T) {
 		// The server's schemas as an older admin-tools image would have left them: Temporal's
 		// two databases made anew, one schema version behind the server.
@@ -436,6 +472,66 @@ func TestProductionStack(t *testing.T) {
 		copySamples(t, input)
 		code, out := s.starter("run", "transactions.csv")
 		require.Equal(t, 0, code, out)
+	})
+
+	t.Run("frontend mutual TLS", func(t *testing.T) {
+		// The frontend started again with TLS, requiring client certificates signed by the CA;
+		// the workers, the starter and the Web UI given the CA's client certificate. The server's
+		// services still talk to each other in plaintext, on 127.0.0.1.
+		p := newPKI(t, filepath.Join(s.state, "tls"))
+		out, err := s.script("down.sh", "workers")
+		require.NoError(t, err, out)
+		s.stop("temporal-ui")
+		s.stop("temporal")
+		maps.Copy(s.env, config.Map{
+			"TEMPORAL_TLS_FRONTEND_CERT":       p.serverCert,
+			"TEMPORAL_TLS_FRONTEND_KEY":        p.serverKey,
+			"TEMPORAL_TLS_CLIENT1_CA_CERT":     p.ca,
+			"TEMPORAL_TLS_CLIENT_CERT_PATH":    p.clientCert,
+			"TEMPORAL_TLS_CLIENT_KEY_PATH":     p.clientKey,
+			"TEMPORAL_TLS_SERVER_CA_CERT_PATH": p.ca,
+		})
+		restarted := time.Now()
+		s.up()
+		t.Logf("Temporal, its namespace, the Web UI and two workers up over mutual TLS in %s",
+			time.Since(restarted).Round(100*time.Millisecond))
+
+		small := generate(t, input, 2_000, 29)
+		code, out := s.starter("run", small)
+		require.Equal(t, 0, code, out)
+		id, err := devstack.RunIDOf(filepath.Join(input, small))
+		require.NoError(t, err)
+		runs := uiWorkflows(t, s.uiURL, fmt.Sprintf(`WorkflowId = %q`, id))
+		require.Len(t, runs, 1, "%v", runs)
+		require.Equal(t, "WORKFLOW_EXECUTION_STATUS_COMPLETED", runs[0].Status)
+
+		// starterWith runs the starter with txflow.env's settings after a shell snippet.
+		starterWith := func(snippet string) (int, string) {
+			cmd := exec.Command("sh", "-c", `. "$1/txflow.env" && `+snippet+` && exec "$1/bin/starter" run "$2"`,
+				"sh", s.state, small)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode(), string(out)
+			}
+			require.NoError(t, err)
+			return 0, string(out)
+		}
+		for _, c := range []struct{ name, snippet, want string }{
+			{"without a client certificate", "unset TEMPORAL_TLS_CLIENT_CERT_PATH TEMPORAL_TLS_CLIENT_KEY_PATH",
+				"(no client certificate: set TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH"},
+			{"with another CA's certificate", fmt.Sprintf("export TEMPORAL_TLS_CLIENT_CERT_PATH=%s TEMPORAL_TLS_CLIENT_KEY_PATH=%s", p.rogueCert, p.rogueKey),
+				"failed reaching server"},
+			{"in plaintext", "unset TEMPORAL_TLS_CLIENT_CERT_PATH TEMPORAL_TLS_CLIENT_KEY_PATH TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+				"(the frontend may require TLS: set TEMPORAL_TLS_SERVER_CA_CERT_PATH"},
+		} {
+			began := time.Now()
+			code, out := starterWith(c.snippet)
+			require.Equal(t, starterapp.ExitRunFailed, code, "a starter %s was not refused:\n%s", c.name, out)
+			require.Contains(t, out, "connect to temporal at "+s.addr, out)
+			require.Contains(t, out, c.want, out)
+			t.Logf("a starter %s is refused in %s: %s", c.name, time.Since(began).Round(100*time.Millisecond), strings.TrimSpace(out))
+		}
 	})
 }
 
