@@ -80,6 +80,14 @@ func (a *Activities) Dump(ctx context.Context, in DumpInput) (DumpResult, error)
 	}
 	defer dir.Close()
 	opts := postgres.OutputOptions{OmitTags: in.OmitTags, OmitAnnotations: in.OmitAnnotations}
+	// The report page's figures are computed beside the output, the run's results being final:
+	// the page written at the end of the run reads them (ReportCache).
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		a.prepareReport(ctx, in.RunID, postgres.ReportOptions{OmitTags: in.OmitTags, OmitAnnotations: in.OmitAnnotations})
+	}()
+	defer func() { <-prepared }()
 	var counts postgres.OutputCounts
 	_, err = writeFileAtomic(dir.Root, OutputFile, func(w io.Writer) (int64, error) {
 		var err error

@@ -33,6 +33,34 @@ type ReportStore interface {
 
 var _ ReportStore = (*postgres.DB)(nil)
 
+// ReportCache keeps a run's report figures (*postgres.DB in the worker): Dump computes them while
+// it writes the output, once the run's results are final, and WriteSummary reads them back instead
+// of scanning the run's lines again at the end of the run. A ReportStore that is not one computes
+// the figures in WriteSummary.
+type ReportCache interface {
+	SaveRunReport(ctx context.Context, r postgres.RunReport, opts postgres.ReportOptions) error
+	CachedRunReport(ctx context.Context, runID string, opts postgres.ReportOptions) (postgres.RunReport, bool, error)
+}
+
+var _ ReportCache = (*postgres.DB)(nil)
+
+// prepareReport computes the run's report figures with opts and keeps them (a.Reports, when it is
+// a ReportCache); Dump runs it beside the output's COPY. A failure is only logged: WriteSummary
+// then computes the figures itself.
+func (a *Activities) prepareReport(ctx context.Context, runID string, opts postgres.ReportOptions) {
+	cache, ok := a.Reports.(ReportCache)
+	if !ok {
+		return
+	}
+	r, err := a.Reports.RunReport(ctx, runID, opts)
+	if err == nil {
+		err = cache.SaveRunReport(ctx, r, opts)
+	}
+	if err != nil && activity.IsActivity(ctx) {
+		activity.GetLogger(ctx).Warn("report figures not prepared: computed when the report is written", "run_id", runID, "error", err)
+	}
+}
+
 // reportSummary is what the report reads of summary.json (workflows.Summary, which this package
 // cannot import).
 type reportSummary struct {
@@ -109,9 +137,11 @@ func (a *Activities) RewriteReport(ctx context.Context, in RewriteReportInput) (
 // for any output: summary.json is written first and again identically by the retry. The page
 // itself cannot fail on data (html/template escapes every text): a rendering error would be a
 // defect of the template, which no retry fixes, so it is logged and the run goes on without
-// report.html ("" returned); `starter report` writes it once fixed. With count, the run's
-// rejected rows per reason are counted in MetricRowsRejectedByReason.
-func (a *Activities) writeReport(ctx context.Context, dir *RunDir, summary []byte, count bool) (string, error) {
+// report.html ("" returned); `starter report` writes it once fixed. With atEnd (WriteSummary, as
+// the run ends) the figures Dump kept are used when there are (ReportCache), and the run's
+// rejected rows per reason are counted in MetricRowsRejectedByReason; RewriteReport computes the
+// figures afresh (after a reclassification, say).
+func (a *Activities) writeReport(ctx context.Context, dir *RunDir, summary []byte, atEnd bool) (string, error) {
 	var s reportSummary
 	if err := json.Unmarshal(summary, &s); err != nil {
 		err := fmt.Errorf("summary is not a run summary: %w", err)
@@ -122,7 +152,17 @@ func (a *Activities) writeReport(ctx context.Context, dir *RunDir, summary []byt
 		var opts postgres.ReportOptions
 		_, opts.OmitTags = s.stageFailed("tag")
 		_, opts.OmitAnnotations = s.stageFailed("annotate")
-		r, err := a.Reports.RunReport(ctx, s.RunID, opts)
+		var r postgres.RunReport
+		var err error
+		kept := false
+		if cache, ok := a.Reports.(ReportCache); ok && atEnd {
+			if r, kept, err = cache.CachedRunReport(ctx, s.RunID, opts); err != nil {
+				kept = false // computed below
+			}
+		}
+		if !kept {
+			r, err = a.Reports.RunReport(ctx, s.RunID, opts)
+		}
 		switch {
 		case errors.Is(err, postgres.ErrRunNotFound):
 			d.Note = "The database no longer holds this run (its account was purged?): only the summary's counts are shown."
@@ -130,7 +170,7 @@ func (a *Activities) writeReport(ctx context.Context, dir *RunDir, summary []byt
 			return "", fmt.Errorf("report figures: %w", err)
 		default:
 			fillReport(&d, r, s)
-			if count && activity.IsActivity(ctx) {
+			if atEnd && activity.IsActivity(ctx) {
 				h := activity.GetMetricsHandler(ctx)
 				for _, rc := range r.Reasons {
 					if rc.Kind == postgres.KindRejected {

@@ -125,3 +125,51 @@ func TestWriteReportOfAPurgedRun(t *testing.T) {
 	require.Contains(t, page, `data-count="rejected" data-value="2"`)
 	require.Contains(t, page, "no longer holds this run")
 }
+
+// Dump computes the report's figures beside the output and keeps them; the page written as the
+// run ends reads what was kept, and `starter report` (RewriteReport) computes them afresh.
+func TestDumpKeepsTheReportFigures(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	input, output := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\n"), 0o644))
+	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	const id = "txflow-00000000000000cc"
+	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
+	require.NoError(t, err)
+	var ing IngestResult
+	require.NoError(t, v.Get(&ing))
+	for _, fn := range []any{a.Tag, a.Annotate} {
+		_, err := env.ExecuteActivity(fn, ChunkInput{RunID: id, From: 1, To: ing.MaxSeq + 1, RulesVersion: ing.RulesVersion})
+		require.NoError(t, err)
+	}
+	_, err = env.ExecuteActivity(a.Dump, DumpInput{RunID: id})
+	require.NoError(t, err)
+	kept, ok, err := db.CachedRunReport(ctx, id, postgres.ReportOptions{})
+	require.NoError(t, err)
+	require.True(t, ok, "Dump kept the figures")
+	require.Equal(t, []postgres.LabelCount{{Label: "TAXI", Count: 1}, {Label: "TOTO", Count: 1}}, kept.Tags)
+
+	// What was kept is what the page shows (marked here to tell it from a fresh computation).
+	kept.Tags = []postgres.LabelCount{{Label: "KEPT", Count: 2}}
+	require.NoError(t, db.SaveRunReport(ctx, kept, postgres.ReportOptions{}))
+	summary, err := json.Marshal(map[string]any{"run_id": id, "file": "f.csv", "account": "default", "status": "completed",
+		"stages": []map[string]string{{"name": "tag", "status": "completed"}, {"name": "annotate", "status": "completed"}}})
+	require.NoError(t, err)
+	_, err = env.ExecuteActivity(a.WriteSummary, SummaryInput{RunID: id, Summary: summary})
+	require.NoError(t, err)
+	path := filepath.Join(output, id, ReportFile)
+	require.Contains(t, read(t, path), `data-tag="KEPT" data-value="2"`)
+
+	_, err = env.ExecuteActivity(a.RewriteReport, RewriteReportInput{RunID: id})
+	require.NoError(t, err)
+	page := read(t, path)
+	require.NotContains(t, page, "KEPT")
+	require.Contains(t, page, `data-tag="TAXI" data-value="1"`)
+}
