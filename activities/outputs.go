@@ -138,11 +138,17 @@ func (a *Activities) WriteSummary(ctx context.Context, in SummaryInput) (string,
 
 // runDir opens the run's output directory for the attempt of the calling workflow.
 func (a *Activities) runDir(ctx context.Context, runID string) (*RunDir, error) {
+	return openAttemptDir(ctx, a.OutputRoot, runID)
+}
+
+// openAttemptDir opens <root>/<id>/ and claims it for the attempt (the workflow run) of the
+// calling activity.
+func openAttemptDir(ctx context.Context, root, id string) (*RunDir, error) {
 	attempt := ""
 	if activity.IsActivity(ctx) {
 		attempt = activity.GetInfo(ctx).WorkflowExecution.RunID
 	}
-	d, err := OpenRunDir(a.OutputRoot, runID)
+	d, err := OpenRunDir(root, id)
 	if err != nil {
 		return nil, err
 	}

@@ -408,17 +408,5 @@ func (r *Reclassifier) FinishReclassify(ctx context.Context, in ReclassifyFinish
 
 // dir opens the reclassification's output directory, <output root>/<id>/, like a run's.
 func (r *Reclassifier) dir(ctx context.Context, id string) (*RunDir, error) {
-	attempt := ""
-	if activity.IsActivity(ctx) {
-		attempt = activity.GetInfo(ctx).WorkflowExecution.RunID
-	}
-	d, err := OpenRunDir(r.OutputRoot, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.Claim(attempt); err != nil {
-		d.Close()
-		return nil, err
-	}
-	return d, nil
+	return openAttemptDir(ctx, r.OutputRoot, id)
 }

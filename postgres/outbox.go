@@ -80,17 +80,27 @@ type OutboxMessage struct {
 // outbox row of the run, in the order of the lines. It returns the wrapped connection or SQL
 // error.
 func (db *DB) OutboxMessages(ctx context.Context, runID string, from, to int64) ([]OutboxMessage, error) {
+	// Probe the outbox's and the result tables' primary keys for each line of the slice, the
+	// lines first, as the query is written: hashing whole result tables for every slice is
+	// what the planner picks otherwise, and it costs their size, not the slice's. No
+	// sequential scan either: an outbox just filled, not analyzed yet, looks empty to the
+	// planner, which then scans all of it once per line (minutes for 200,000 rows).
+	out, err := db.readMessages(ctx, sqlOutboxPlan, sqlOutboxMessages, runID, from, to)
+	if err != nil {
+		return nil, db.wrap(fmt.Sprintf("read outbox [%d,%d) of run %s", from, to, runID), err)
+	}
+	return out, nil
+}
+
+// readMessages runs query, which selects messages (the columns of OutboxMessage, in its order),
+// in a read-only transaction with the plan settings plan.
+func (db *DB) readMessages(ctx context.Context, plan, query string, args ...any) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// Probe the outbox's and the result tables' primary keys for each line of the slice, the
-		// lines first, as the query is written: hashing whole result tables for every slice is
-		// what the planner picks otherwise, and it costs their size, not the slice's. No
-		// sequential scan either: an outbox just filled, not analyzed yet, looks empty to the
-		// planner, which then scans all of it once per line (minutes for 200,000 rows).
-		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+		if _, err := tx.Exec(ctx, plan); err != nil {
 			return fmt.Errorf("set plan options: %w", err)
 		}
-		rows, err := tx.Query(ctx, sqlOutboxMessages, runID, from, to)
+		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -105,10 +115,7 @@ func (db *DB) OutboxMessages(ctx context.Context, runID string, from, to int64) 
 		})
 		return err
 	})
-	if err != nil {
-		return nil, db.wrap(fmt.Sprintf("read outbox [%d,%d) of run %s", from, to, runID), err)
-	}
-	return out, nil
+	return out, err
 }
 
 // MarkDelivered deletes the outbox rows of keys, whose messages the broker acknowledged, and

@@ -748,26 +748,8 @@ LIMIT $4`
 // chunk's messages a slice at a time, after the last key of the slice before. It returns the
 // wrapped connection or SQL error.
 func (db *DB) ReclassifiedMessages(ctx context.Context, id string, chunk int, after int64, limit int) ([]OutboxMessage, error) {
-	var out []OutboxMessage
-	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
-			return fmt.Errorf("set plan options: %w", err)
-		}
-		rows, err := tx.Query(ctx, sqlReclassifiedMessages, id, chunk, after, limit)
-		if err != nil {
-			return err
-		}
-		var m OutboxMessage
-		var date pgtype.Text
-		_, err = pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
-			&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
-			m.Date = date.String
-			out = append(out, m)
-			m.Error, m.Tag, m.Annotation = nil, nil, nil
-			return nil
-		})
-		return err
-	})
+	out, err := db.readMessages(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+		sqlReclassifiedMessages, id, chunk, after, limit)
 	if err != nil {
 		return nil, db.wrap(fmt.Sprintf("read messages of chunk %d of reclassification %s", chunk, id), err)
 	}
