@@ -71,6 +71,11 @@ func run(ctx context.Context, o options) error {
 	if err := writeFile(tiny, func(f *os.File) error { return gen.WriteIDs(f, 10, 2, "S") }); err != nil {
 		return err
 	}
+	// Another small file, run while the big one is being tagged and annotated.
+	loaded := filepath.Join(input, "bench-10-under-load.csv")
+	if err := writeFile(loaded, func(f *os.File) error { return gen.WriteIDs(f, 10, 3, "L") }); err != nil {
+		return err
+	}
 	st, err := os.Stat(file)
 	if err != nil {
 		return err
@@ -165,7 +170,30 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	fmt.Printf("running the pipeline on %d rows (%d worker(s)) ...\n", o.rows, o.workers)
-	wall, err := starter(file)
+	id, err := devstack.RunIDOf(file)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		wall time.Duration
+		err  error
+	}
+	big := make(chan result, 1)
+	go func() {
+		wall, err := starter(file)
+		big <- result{wall, err}
+	}()
+	// A small file started while the big run's chunks fill the task queue (without delivery, whose
+	// counts would include its messages).
+	var loadedTime time.Duration
+	loadedRan := false
+	if !o.delivery {
+		if loadedTime, loadedRan, err = underLoad(ctx, c, id, func() (time.Duration, error) { return starter(loaded) }); err != nil {
+			return err
+		}
+	}
+	res := <-big
+	wall, err := res.wall, res.err
 	if err != nil {
 		return err
 	}
@@ -176,10 +204,6 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		peak = max(peak, rss)
-	}
-	id, err := devstack.RunIDOf(file)
-	if err != nil {
-		return err
 	}
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
@@ -213,6 +237,14 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("floor after the run   %s (after a CHECKPOINT and a pause)\n", floorAfter)
 	fmt.Printf("pipeline / floor      %.2f (the faster floor)\n", wall.Seconds()/floorBest.Seconds())
 	fmt.Printf("10-row file           %s end to end\n", tinyTime.Round(time.Millisecond))
+	switch {
+	case o.delivery:
+		fmt.Println("10-row file, loaded   not measured with -delivery")
+	case !loadedRan:
+		fmt.Println("10-row file, loaded   not measured: the run was not seen tagging (too small)")
+	default:
+		fmt.Printf("10-row file, loaded   %s end to end, started while the big run was tagged and annotated\n", loadedTime.Round(time.Millisecond))
+	}
 	spans, err := stageSpans(ctx, c, id)
 	if err != nil {
 		return err
@@ -261,4 +293,37 @@ func writeFile(path string, write func(*os.File) error) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// underLoad waits until the run id is tagging (its chunks in the task queue), then runs small and
+// returns how long it took; false when the run ended (or did not start within a minute) before
+// its Tag stage was seen running: a small file does not keep it busy long enough.
+func underLoad(ctx context.Context, c client.Client, id string, small func() (time.Duration, error)) (time.Duration, bool, error) {
+	began := time.Now()
+	for {
+		v, err := c.QueryWorkflow(ctx, id, "", workflows.ProgressQuery)
+		if err != nil && time.Since(began) > time.Minute {
+			return 0, false, nil
+		}
+		if err == nil {
+			var s workflows.Summary
+			if err := v.Get(&s); err != nil {
+				return 0, false, fmt.Errorf("progress of %s: %w", id, err)
+			}
+			for _, st := range s.Stages {
+				if st.Name == workflows.StageTag && st.Status == workflows.StatusRunning {
+					d, err := small()
+					return d, err == nil, err
+				}
+			}
+			if s.FinishedAt != nil {
+				return 0, false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
