@@ -195,6 +195,15 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	}
 	r.ingested(ing)
 	upsertSearchAttributes(ctx, s)
+	// A big run yields to the others: its next activities are dispatched after those of smaller
+	// runs waiting in the task queue, so that a small file is not stuck behind it.
+	yield := func(o activityOptions) activityOptions { return o }
+	if ing.MaxSeq > BigRunLines && workflow.GetVersion(ctx, yieldChange, workflow.DefaultVersion, 1) == 1 {
+		yield = func(o activityOptions) activityOptions {
+			o.Priority = temporal.Priority{PriorityKey: BigRunPriority}
+			return o
+		}
+	}
 
 	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other. When Ingest stored new
 	// transactions to deliver, 5. Publish runs alongside: a chunk's messages as soon as its Tag and
@@ -208,7 +217,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 		publishing.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer publishing.Done()
-			publishErr = r.deliveredAsReady(withOptions(ctx, publishOptions, hb), ready, ing.Pending)
+			publishErr = r.deliveredAsReady(withOptions(ctx, yield(publishOptions), hb), ready, ing.Pending)
 		})
 	}
 	var tagErr, annotateErr error
@@ -216,11 +225,11 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	wg.Add(2)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		tagErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageTag, a.Tag, chunks, ready)
+		tagErr = r.chunked(withOptions(ctx, yield(chunkOptions), hb), StageTag, a.Tag, chunks, ready)
 	})
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer wg.Done()
-		annotateErr = r.chunked(withOptions(ctx, chunkOptions, hb), StageAnnotate, a.Annotate, chunks, ready)
+		annotateErr = r.chunked(withOptions(ctx, yield(chunkOptions), hb), StageAnnotate, a.Annotate, chunks, ready)
 	})
 	wg.Wait(ctx)
 	ready.finish()
@@ -228,7 +237,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// 3. The error report and 4. the dump are written whatever happened to Tag and Annotate.
 	r.start(StageReport)
 	var report activities.FileResult
-	if err := workflow.ExecuteActivity(withOptions(ctx, reportOptions, hb), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
+	if err := workflow.ExecuteActivity(withOptions(ctx, yield(reportOptions), hb), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
 		r.fail(StageReport, err)
 		r.finish()
 		return err
@@ -239,7 +248,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	r.start(StageDump)
 	var dump activities.DumpResult
 	dumpIn := activities.DumpInput{RunID: s.RunID, OmitTags: tagErr != nil, OmitAnnotations: annotateErr != nil}
-	if err := workflow.ExecuteActivity(withOptions(ctx, dumpOptions, hb), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
+	if err := workflow.ExecuteActivity(withOptions(ctx, yield(dumpOptions), hb), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
 		r.fail(StageDump, err)
 		r.finish()
 		return err
@@ -256,13 +265,13 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	} else if ing.Pending > 0 && tagErr == nil && annotateErr == nil &&
 		workflow.GetVersion(ctx, publishChange, workflow.DefaultVersion, 1) == 1 {
 		// A run recorded before Publish ran alongside Tag and Annotate.
-		publishErr = r.delivered(withOptions(ctx, publishOptions, hb), chunks, ing.Pending)
+		publishErr = r.delivered(withOptions(ctx, yield(publishOptions), hb), chunks, ing.Pending)
 	}
 
 	// 6. The summary, beside the outputs; then the run fails if a stage did.
 	stageErr := errors.Join(tagErr, annotateErr, publishErr)
 	r.finish()
-	if err := r.writeSummary(withOptions(ctx, summaryOptions, hb)); err != nil {
+	if err := r.writeSummary(withOptions(ctx, yield(summaryOptions), hb)); err != nil {
 		return err
 	}
 	if stageErr != nil {
@@ -293,6 +302,19 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	r.complete(stage)
 	return nil
 }
+
+// BigRunLines is the size above which a run yields (BigRunPriority) once ingested: a run of more
+// lines than one default chunk.
+const BigRunLines = DefaultChunkSize
+
+// BigRunPriority is the priority key of a big run's activities after Ingest: Temporal's task
+// queues dispatch lower keys first, and activities without one count as 3, the default of the
+// five levels. So every other run's activities waiting in the queue go first, Ingest included.
+const BigRunPriority = 4
+
+// yieldChange marks, for workflow.GetVersion, BigRunPriority: runs recorded before it schedule
+// every activity without a priority. Runs of up to BigRunLines lines do not ask for it.
+const yieldChange = "big-run-yields"
 
 // publishChange marks, for workflow.GetVersion, the Publish stage after the dump: runs recorded
 // before it have none. Runs without messages to deliver do not ask for it.
