@@ -195,12 +195,13 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	}
 	r.ingested(ing)
 	upsertSearchAttributes(ctx, s)
-	// A big run yields to the others: its next activities are dispatched after those of smaller
-	// runs waiting in the task queue, so that a small file is not stuck behind it.
+	// A big run's next activities go to the bulk task queue, which every worker polls with slots
+	// of its own: the run's chunks cannot take the slots of the main queue, so a small file
+	// started meanwhile is not stuck behind them.
 	yield := func(o activityOptions) activityOptions { return o }
 	if ing.MaxSeq > BigRunLines && workflow.GetVersion(ctx, yieldChange, workflow.DefaultVersion, 1) == 1 {
 		yield = func(o activityOptions) activityOptions {
-			o.Priority = temporal.Priority{PriorityKey: BigRunPriority}
+			o.TaskQueue = BulkTaskQueue
 			return o
 		}
 	}
@@ -303,17 +304,18 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	return nil
 }
 
-// BigRunLines is the size above which a run yields (BigRunPriority) once ingested: a run of more
-// lines than one default chunk.
+// BigRunLines is the size above which a run's activities after Ingest go to BulkTaskQueue: a run
+// of more lines than one default chunk.
 const BigRunLines = DefaultChunkSize
 
-// BigRunPriority is the priority key of a big run's activities after Ingest: Temporal's task
-// queues dispatch lower keys first, and activities without one count as 3, the default of the
-// five levels. So every other run's activities waiting in the queue go first, Ingest included.
-const BigRunPriority = 4
+// BulkTaskQueue is the task queue of big runs' activities after Ingest. Every worker polls it
+// beside TaskQueue, with as many activity slots again (TXFLOW_WORKER_CONCURRENCY): a big run
+// keeps that many of a worker's slots busy, and the slots of TaskQueue stay free for the other
+// runs. A priority would only order the queue; it would not free a slot a long chunk holds.
+const BulkTaskQueue = TaskQueue + "-bulk"
 
-// yieldChange marks, for workflow.GetVersion, BigRunPriority: runs recorded before it schedule
-// every activity without a priority. Runs of up to BigRunLines lines do not ask for it.
+// yieldChange marks, for workflow.GetVersion, BulkTaskQueue: runs recorded before it schedule
+// every activity on TaskQueue. Runs of up to BigRunLines lines do not ask for it.
 const yieldChange = "big-run-yields"
 
 // publishChange marks, for workflow.GetVersion, the Publish stage after the dump: runs recorded

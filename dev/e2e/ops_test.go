@@ -198,6 +198,10 @@ func startOps(t *testing.T, alertFailFirst, eventsFailFirst int) *opsHarness {
 	workerapp.Register(w, cfg, db)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
+	bulk := worker.New(h.c, workflows.BulkTaskQueue, worker.Options{DisableWorkflowWorker: true})
+	workerapp.RegisterActivities(bulk, cfg, db, nil)
+	require.NoError(t, bulk.Start())
+	t.Cleanup(bulk.Stop)
 	return h
 }
 

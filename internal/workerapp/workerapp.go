@@ -107,6 +107,12 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
 		WorkerStopTimeout:                  30 * time.Second,
 	})
+	// Big runs' activities, with slots of their own (workflows.BulkTaskQueue).
+	bulk := worker.New(c, workflows.BulkTaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
+		WorkerStopTimeout:                  30 * time.Second,
+		DisableWorkflowWorker:              true,
+	})
 	if cfg.HTTPAddr != "" {
 		checks := []health.Check{
 			{Name: "postgresql", Probe: db.Ping},
@@ -136,8 +142,13 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		delivery = "nats stream " + broker.Stream()
 	}
 	RegisterWith(w, cfg, db, publisher)
+	RegisterActivities(bulk, cfg, db, publisher)
+	if err := bulk.Start(); err != nil {
+		return fmt.Errorf("start worker of %s: %w", workflows.BulkTaskQueue, err)
+	}
+	defer bulk.Stop()
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
-		"task_queue", workflows.TaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
+		"task_queue", workflows.TaskQueue, "bulk_task_queue", workflows.BulkTaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
 		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook), "delivery", delivery,
 		"profiles", strings.Join(cfg.Profiles.Names(), ","), "profiles_dir", cfg.ProfilesDir)
 
@@ -236,6 +247,12 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 	w.RegisterWorkflow(workflows.Notify)
 	w.RegisterWorkflow(workflows.Reclassify)
 	w.RegisterWorkflow(workflows.WriteReport)
+	RegisterActivities(w, cfg, db, broker)
+}
+
+// RegisterActivities registers txflow's activities on w, bound to cfg and db, with delivery
+// through broker when not nil: those of RegisterWith, for the worker of workflows.BulkTaskQueue.
+func RegisterActivities(w worker.Registry, cfg config.Config, db *postgres.DB, broker activities.Publisher) {
 	w.RegisterActivity(&activities.Activities{
 		DB:         db,
 		Reports:    db,
