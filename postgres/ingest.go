@@ -405,6 +405,10 @@ func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (I
 	return db.FinishIngestFile(ctx, runID, FileFacts{RowsRead: rowsRead})
 }
 
+// analyzeAbove is the number of a run's lines above which its settlement refreshes the planner's
+// statistics of run_lines and transactions first.
+const analyzeAbove = 10_000
+
 // FileFacts are what FinishIngestFile records about the file read.
 type FileFacts struct {
 	RowsRead      int64 // data records of the file (txn.Stats.Records)
@@ -435,9 +439,17 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		}
 		// Fresh statistics: the run's lines were just loaded and the previous
 		// run may have grown transactions a lot; stale estimates give plans
-		// that are orders of magnitude off.
-		if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
-			return fmt.Errorf("analyze: %w", err)
+		// that are orders of magnitude off. Not for a small run: its
+		// statements cost little whatever their plans, while sampling the big
+		// tables costs it seconds when other runs keep the database busy.
+		var lines int64
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1", runID).Scan(&lines); err != nil {
+			return fmt.Errorf("count lines: %w", err)
+		}
+		if lines > analyzeAbove {
+			if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
+				return fmt.Errorf("analyze: %w", err)
+			}
 		}
 		tag, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = now() WHERE run_id = $1", runID)
 		if err != nil {

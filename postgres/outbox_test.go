@@ -185,7 +185,7 @@ func TestOutboxIsProbedByKeyWhenNotAnalyzed(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, plan, "Seq Scan", plan)
 	require.NotContains(t, plan, "Hash", plan)
-	require.Regexp(t, `Index Scan using outbox_pkey on outbox`, plan)
+	require.Regexp(t, `Index Scan (using|on) outbox_pkey`, plan)
 	// The lines are the outer side: the outbox is probed from them.
 	lines := strings.Index(plan, "run_lines")
 	outbox := strings.Index(plan, "outbox_pkey")
@@ -199,7 +199,7 @@ func TestOutboxIsProbedByKeyWhenNotAnalyzed(t *testing.T) {
 	plan, err = db.ExplainMarkDelivered(ctx, messageKeys(msgs))
 	require.NoError(t, err)
 	require.NotContains(t, plan, "Seq Scan", plan)
-	require.Regexp(t, `Index Scan using outbox_pkey on outbox`, plan)
+	require.Regexp(t, `Index Scan (using|on) outbox_pkey`, plan)
 	n, err := db.MarkDelivered(ctx, messageKeys(msgs))
 	require.NoError(t, err)
 	require.Equal(t, int64(1000), n)
