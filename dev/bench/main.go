@@ -244,6 +244,16 @@ func run(ctx context.Context, o options) error {
 		fmt.Println("10-row file, loaded   not measured: the run was not seen tagging (too small)")
 	default:
 		fmt.Printf("10-row file, loaded   %s end to end, started while the big run was tagged and annotated\n", loadedTime.Round(time.Millisecond))
+		loadedID, err := devstack.RunIDOf(loaded)
+		if err != nil {
+			return err
+		}
+		loadedSpans, err := stageSpans(ctx, c, loadedID)
+		if err != nil {
+			return err
+		}
+		fmt.Println("  its stages (scheduled to completed):")
+		printSpans(os.Stdout, loadedSpans)
 	}
 	spans, err := stageSpans(ctx, c, id)
 	if err != nil {
