@@ -16,11 +16,15 @@ import (
 // queues runs a file of maxSeq lines whose activities all succeed, and returns the task queue the
 // workflow asked for each activity type, as an interceptor sees it. (The test
 // environment runs every activity whatever its task queue.)
-func queues(t *testing.T, maxSeq int64) map[string]string {
+func queues(t *testing.T, maxSeq, pending int64) map[string]string {
 	env := newEnv(t)
+	env.RegisterActivity(&activities.Delivery{})
 	rec := &queueRecorder{queues: map[string]string{}}
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{rec}})
-	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(maxSeq), nil)
+	ing := ingestOK(maxSeq)
+	ing.Pending = pending
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ing, nil)
+	env.OnActivity(d.Publish, mock.Anything, mock.Anything).Return(activities.ChunkResult{Published: 1}, nil).Maybe()
 	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(chunkDoneCtx)
 	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(chunkDoneCtx)
 	outputsOK(env)
@@ -65,16 +69,20 @@ func (o *queueOutbound) ExecuteActivity(ctx workflow.Context, activityType strin
 	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
-// A run of more than BigRunLines lines sends its activities after Ingest to BulkTaskQueue; a
-// smaller run's stay on the workflow's task queue.
+// A run of more than BigRunLines lines sends its activities after Ingest to BulkTaskQueue (its
+// Publish to PublishTaskQueue); a smaller run's stay on the workflow's task queue.
 func TestBigRunUsesTheBulkTaskQueue(t *testing.T) {
-	got := queues(t, BigRunLines+1)
+	got := queues(t, BigRunLines+1, 0)
 	require.Equal(t, BulkTaskQueue, got["Tag"])
 	const own = "default-test-taskqueue" // the workflow's, in the test environment
 	require.Equal(t, map[string]string{"Ingest": own, "Tag": BulkTaskQueue, "Annotate": BulkTaskQueue,
 		"ReportErrors": BulkTaskQueue, "Dump": BulkTaskQueue, "WriteSummary": BulkTaskQueue, "Event": own},
 		got, "the run's notice stays: it is one small activity")
-	for name, q := range queues(t, BigRunLines) {
+	for name, q := range queues(t, BigRunLines, 0) {
 		require.Equal(t, own, q, name)
 	}
+	// With messages to deliver: the big run's Publish on its own queue, a small run's on its own.
+	require.Equal(t, PublishTaskQueue, queues(t, BigRunLines+1, 5)["Publish"])
+	require.Equal(t, BulkTaskQueue, queues(t, BigRunLines+1, 5)["Tag"])
+	require.Equal(t, own, queues(t, BigRunLines, 5)["Publish"])
 }

@@ -198,10 +198,16 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// A big run's next activities go to the bulk task queue, which every worker polls with slots
 	// of its own: the run's chunks cannot take the slots of the main queue, so a small file
 	// started meanwhile is not stuck behind them.
-	yield := func(o activityOptions) activityOptions { return o }
+	// Its Publish activities go to a queue of their own, so that they neither starve its Tag and
+	// Annotate of bulk slots nor take the main queue's.
+	yield, yieldPublish := func(o activityOptions) activityOptions { return o }, func(o activityOptions) activityOptions { return o }
 	if ing.MaxSeq > BigRunLines && workflow.GetVersion(ctx, yieldChange, workflow.DefaultVersion, 1) == 1 {
 		yield = func(o activityOptions) activityOptions {
 			o.TaskQueue = BulkTaskQueue
+			return o
+		}
+		yieldPublish = func(o activityOptions) activityOptions {
+			o.TaskQueue = PublishTaskQueue
 			return o
 		}
 	}
@@ -218,7 +224,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 		publishing.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer publishing.Done()
-			publishErr = r.deliveredAsReady(withOptions(ctx, yield(publishOptions), hb), ready, ing.Pending)
+			publishErr = r.deliveredAsReady(withOptions(ctx, yieldPublish(publishOptions), hb), ready, ing.Pending)
 		})
 	}
 	var tagErr, annotateErr error
@@ -266,7 +272,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	} else if ing.Pending > 0 && tagErr == nil && annotateErr == nil &&
 		workflow.GetVersion(ctx, publishChange, workflow.DefaultVersion, 1) == 1 {
 		// A run recorded before Publish ran alongside Tag and Annotate.
-		publishErr = r.delivered(withOptions(ctx, yield(publishOptions), hb), chunks, ing.Pending)
+		publishErr = r.delivered(withOptions(ctx, yieldPublish(publishOptions), hb), chunks, ing.Pending)
 	}
 
 	// 6. The summary, beside the outputs; then the run fails if a stage did.
@@ -308,14 +314,20 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 // of more lines than one default chunk.
 const BigRunLines = DefaultChunkSize
 
-// BulkTaskQueue is the task queue of big runs' activities after Ingest. Every worker polls it
-// beside TaskQueue, with as many activity slots again (TXFLOW_WORKER_CONCURRENCY): a big run
-// keeps that many of a worker's slots busy, and the slots of TaskQueue stay free for the other
-// runs. A priority would only order the queue; it would not free a slot a long chunk holds.
+// BulkTaskQueue is the task queue of big runs' activities after Ingest (but Publish). Every
+// worker polls it beside TaskQueue, with half as many activity slots (TXFLOW_WORKER_CONCURRENCY
+// / 2, at least 1): big runs keep at most those busy, and the slots of TaskQueue stay free for
+// the other runs, whose statements then also find the CPU less crowded. A priority would only
+// order the queue; it would not free a slot a long chunk holds.
 const BulkTaskQueue = TaskQueue + "-bulk"
 
-// yieldChange marks, for workflow.GetVersion, BulkTaskQueue: runs recorded before it schedule
-// every activity on TaskQueue. Runs of up to BigRunLines lines do not ask for it.
+// PublishTaskQueue is the task queue of big runs' Publish activities, polled by every worker
+// with slots of its own (as many as BulkTaskQueue): publishing a chunk waits for the broker, and
+// must neither hold the slots of the run's Tag and Annotate nor those of TaskQueue.
+const PublishTaskQueue = TaskQueue + "-publish"
+
+// yieldChange marks, for workflow.GetVersion, BulkTaskQueue and PublishTaskQueue: runs recorded
+// before it schedule every activity on TaskQueue. Runs of up to BigRunLines lines do not ask for it.
 const yieldChange = "big-run-yields"
 
 // publishChange marks, for workflow.GetVersion, the Publish stage after the dump: runs recorded

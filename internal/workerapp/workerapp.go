@@ -107,12 +107,16 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
 		WorkerStopTimeout:                  30 * time.Second,
 	})
-	// Big runs' activities, with slots of their own (workflows.BulkTaskQueue).
-	bulk := worker.New(c, workflows.BulkTaskQueue, worker.Options{
-		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
-		WorkerStopTimeout:                  30 * time.Second,
-		DisableWorkflowWorker:              true,
-	})
+	// Big runs' activities, with slots of their own (workflows.BulkTaskQueue and
+	// workflows.PublishTaskQueue).
+	var bulk []worker.Worker
+	for _, q := range []string{workflows.BulkTaskQueue, workflows.PublishTaskQueue} {
+		bulk = append(bulk, worker.New(c, q, worker.Options{
+			MaxConcurrentActivityExecutionSize: BulkConcurrency(cfg.Concurrency),
+			WorkerStopTimeout:                  30 * time.Second,
+			DisableWorkflowWorker:              true,
+		}))
+	}
 	if cfg.HTTPAddr != "" {
 		checks := []health.Check{
 			{Name: "postgresql", Probe: db.Ping},
@@ -142,13 +146,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		delivery = "nats stream " + broker.Stream()
 	}
 	RegisterWith(w, cfg, db, publisher)
-	RegisterActivities(bulk, cfg, db, publisher)
-	if err := bulk.Start(); err != nil {
-		return fmt.Errorf("start worker of %s: %w", workflows.BulkTaskQueue, err)
+	for _, b := range bulk {
+		RegisterActivities(b, cfg, db, publisher)
+		if err := b.Start(); err != nil {
+			return fmt.Errorf("start the worker of big runs: %w", err)
+		}
+		defer b.Stop()
 	}
-	defer bulk.Stop()
 	log.Info("worker started", "temporal", hostPort(opts), "namespace", opts.Namespace,
-		"task_queue", workflows.TaskQueue, "bulk_task_queue", workflows.BulkTaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
+		"task_queue", workflows.TaskQueue, "big_runs", workflows.BulkTaskQueue+","+workflows.PublishTaskQueue, "input_dir", cfg.InputDir, "output_dir", cfg.OutputDir,
 		"alert_webhook", WebhookForLog(cfg.AlertWebhook), "events_webhook", WebhookForLog(cfg.EventsWebhook), "delivery", delivery,
 		"profiles", strings.Join(cfg.Profiles.Names(), ","), "profiles_dir", cfg.ProfilesDir)
 
@@ -248,6 +254,12 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 	w.RegisterWorkflow(workflows.Reclassify)
 	w.RegisterWorkflow(workflows.WriteReport)
 	RegisterActivities(w, cfg, db, broker)
+}
+
+// BulkConcurrency is the number of activity slots a worker gives each of the big runs' task
+// queues (workflows.BulkTaskQueue, workflows.PublishTaskQueue): half its concurrency, at least 1.
+func BulkConcurrency(concurrency int) int {
+	return max(1, concurrency/2)
 }
 
 // RegisterActivities registers txflow's activities on w, bound to cfg and db, with delivery
