@@ -322,8 +322,9 @@ const BigRunLines = DefaultChunkSize
 const BulkTaskQueue = TaskQueue + "-bulk"
 
 // PublishTaskQueue is the task queue of big runs' Publish activities, polled by every worker
-// with slots of its own (as many as BulkTaskQueue): publishing a chunk waits for the broker, and
-// must neither hold the slots of the run's Tag and Annotate nor those of TaskQueue.
+// with slots of its own (TXFLOW_WORKER_CONCURRENCY of them): publishing a chunk mostly waits for
+// the broker, and must neither hold the slots of the run's Tag and Annotate nor those of
+// TaskQueue.
 const PublishTaskQueue = TaskQueue + "-publish"
 
 // yieldChange marks, for workflow.GetVersion, BulkTaskQueue and PublishTaskQueue: runs recorded

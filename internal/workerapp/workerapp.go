@@ -110,9 +110,9 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Big runs' activities, with slots of their own (workflows.BulkTaskQueue and
 	// workflows.PublishTaskQueue).
 	var bulk []worker.Worker
-	for _, q := range []string{workflows.BulkTaskQueue, workflows.PublishTaskQueue} {
+	for q, slots := range map[string]int{workflows.BulkTaskQueue: BulkConcurrency(cfg.Concurrency), workflows.PublishTaskQueue: cfg.Concurrency} {
 		bulk = append(bulk, worker.New(c, q, worker.Options{
-			MaxConcurrentActivityExecutionSize: BulkConcurrency(cfg.Concurrency),
+			MaxConcurrentActivityExecutionSize: slots,
 			WorkerStopTimeout:                  30 * time.Second,
 			DisableWorkflowWorker:              true,
 		}))
@@ -256,8 +256,9 @@ func RegisterWith(w worker.Registry, cfg config.Config, db *postgres.DB, broker 
 	RegisterActivities(w, cfg, db, broker)
 }
 
-// BulkConcurrency is the number of activity slots a worker gives each of the big runs' task
-// queues (workflows.BulkTaskQueue, workflows.PublishTaskQueue): half its concurrency, at least 1.
+// BulkConcurrency is the number of activity slots a worker gives workflows.BulkTaskQueue, the
+// big runs' chunks and outputs: half its concurrency, at least 1 (their Publish activities get
+// as many slots as the worker's concurrency on workflows.PublishTaskQueue: they mostly wait).
 func BulkConcurrency(concurrency int) int {
 	return max(1, concurrency/2)
 }
