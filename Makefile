@@ -3,7 +3,7 @@ GO ?= go
 ROWS ?= 1000000
 WORKERS ?= 1
 
-.PHONY: demo test test-short check build bench bench-delivery clean-state
+.PHONY: demo test test-short check build bench bench-delivery bench-inbox clean-state
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
@@ -29,6 +29,12 @@ bench:
 ## bench-delivery: the same, delivering every result to an embedded NATS server; adds messages published and messages/s
 bench-delivery:
 	$(GO) run ./dev/bench -rows $(ROWS) -workers $(WORKERS) -delivery
+
+## bench-inbox: FILES files of ROWS rows each (default 200 of 1000) through the inbox, against one file of them all
+bench-inbox: FILES ?= 200
+bench-inbox: ROWS = 1000
+bench-inbox:
+	$(GO) run ./dev/bench -inbox-files $(FILES) -rows $(ROWS) -workers $(WORKERS)
 
 ## build: the worker, the starter and the dev server, into bin/
 build:

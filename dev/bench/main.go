@@ -5,6 +5,7 @@
 // table, and back out into a synced file (floor.go).
 //
 //	go run ./dev/bench -rows 1000000        (make bench ROWS=1000000)
+//	go run ./dev/bench -inbox-files 200 -rows 1000   (make bench-inbox)
 package main
 
 import (
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	var o options
-	flag.IntVar(&o.rows, "rows", 1_000_000, "data rows in the generated file")
+	flag.IntVar(&o.rows, "rows", 1_000_000, "data rows in the generated file (with -inbox-files, in each inbox file)")
 	flag.IntVar(&o.workers, "workers", 1, "worker processes")
 	flag.Int64Var(&o.chunk, "chunk-size", workflows.DefaultChunkSize, "lines per tag/annotate activity")
 	flag.IntVar(&o.parallel, "max-parallel", workflows.DefaultMaxParallel, "chunk activities in flight per stage")
@@ -35,10 +36,15 @@ func main() {
 	flag.StringVar(&o.state, "state-dir", ".txflow/bench", "the benchmark's PostgreSQL cluster lives here (when DATABASE_URL is unset)")
 	flag.BoolVar(&o.delivery, "delivery", false, "deliver results to an embedded NATS server (TXFLOW_NATS_URL) and report the messages published")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "keep the run's database (by default it is dropped at the end: 10M rows take about 6 GB)")
+	flag.IntVar(&o.inboxFiles, "inbox-files", 0, "when set, run this many files of -rows rows through the inbox against one file of them all (inbox.go)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	mode := run
+	if o.inboxFiles > 0 {
+		mode = runInbox
+	}
+	if err := mode(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -46,6 +52,7 @@ func main() {
 
 type options struct {
 	rows, workers, parallel int
+	inboxFiles              int
 	chunk                   int64
 	dir, state              string
 	keepDB, delivery        bool
