@@ -15,8 +15,9 @@ import (
 
 // What a run's report page shows, computed here from the run's rows with set-based SQL: one
 // scan of the run's lines for the counts, the errors and the amount histogram (width_bucket),
-// one range scan of each result table for the tags and annotations, one scan per sign for the
-// largest amounts (ORDER BY … LIMIT), all four side by side in one snapshot; then the rejected
+// then one more for the largest amounts, keeping only the lines of the histogram's outermost
+// buckets (ORDER BY … LIMIT over those); beside them, one range scan of each result table for
+// the tags and annotations, in the same snapshot; then the rejected
 // rows and the first lines of each error through the primary keys, and the runs table for the
 // comparison with the account's past runs. See report_bench_test.go for what it costs on a
 // 1,000,000-line run.
@@ -47,11 +48,14 @@ var AmountBuckets = []string{"1", "10", "100", "1000", "10000", "100000", "10000
 // scan's cost): amounts have two decimals, so a debit d has |d| ≥ 10^k exactly when
 // d < -10^k + 0.01. Signed bucket s ≤ 10 is a debit of bucket 10 - s, 11 holds 0 and s ≥ 12
 // a credit of bucket s - 12 (see signedBucket).
-var signedBuckets = []string{
+var signedBuckets = [signedBucketCount - 1]string{
 	"-999999999.99", "-99999999.99", "-9999999.99", "-999999.99", "-99999.99", "-9999.99", "-999.99", "-99.99", "-9.99", "-0.99",
 	"0", "0.01",
 	"1", "10", "100", "1000", "10000", "100000", "1000000", "10000000", "100000000", "1000000000",
 }
+
+// signedBucketCount is the number of signed buckets: one more than their thresholds.
+const signedBucketCount = 23
 
 // Kinds of ReasonCount.
 const (
@@ -167,12 +171,18 @@ GROUP BY %[1]s`
 WHERE rl.run_id = $1 AND x.%[1]s IS NOT NULL %[3]s
 GROUP BY x.%[1]s`
 
-	// rl.amount, qualified: a bare "amount" would name the text output column.
-	sqlReportLargest = `(SELECT -1, rl.line, coalesce(rl.id_as_read, rl.id), rl.amount::text, rl.wording, coalesce(rl.error, '')
- FROM run_lines rl WHERE rl.run_id = $1 AND rl.amount < 0 ORDER BY rl.amount, rl.line LIMIT $2)
+	// The largest debits and credits: one scan of the run's lines keeping only those beyond $2
+	// (debits) and from $3 (credits), bounds that the histogram says hold at least $4 lines of
+	// each sign but few more, then the first $4 of each sign. A NULL bound keeps none. c.amount,
+	// qualified: a bare "amount" would name the text output column.
+	sqlReportLargest = `WITH c AS MATERIALIZED (
+    SELECT rl.line, coalesce(rl.id_as_read, rl.id) AS id, rl.amount, rl.wording, coalesce(rl.error, '') AS error
+    FROM run_lines rl
+    WHERE rl.run_id = $1 AND (rl.amount < $2::numeric OR rl.amount >= $3::numeric)
+)
+(SELECT -1, c.line, c.id, c.amount::text, c.wording, c.error FROM c WHERE c.amount < 0 ORDER BY c.amount, c.line LIMIT $4)
 UNION ALL
-(SELECT 1, rl.line, coalesce(rl.id_as_read, rl.id), rl.amount::text, rl.wording, coalesce(rl.error, '')
- FROM run_lines rl WHERE rl.run_id = $1 AND rl.amount > 0 ORDER BY rl.amount DESC, rl.line LIMIT $2)`
+(SELECT 1, c.line, c.id, c.amount::text, c.wording, c.error FROM c WHERE c.amount > 0 ORDER BY c.amount DESC, c.line LIMIT $4)`
 
 	// The rejected rows per reason, with the first of each (the primary key's order).
 	sqlReportRejected = `SELECT reason, n, line, id, amount, wording, detail
@@ -252,7 +262,7 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 		if err != nil {
 			return fmt.Errorf("read run: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
+		if _, err := tx.Exec(ctx, sqlReportSettings); err != nil {
 			return err
 		}
 		var snapshot string
@@ -265,33 +275,32 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 			debits, credits   []ReportLine
 			rejected          []ReasonCount
 		)
+		// Two parts side by side: the run's lines (the histogram, then the largest amounts
+		// within the bounds it gives), and its results.
 		parts := []func(context.Context, pgx.Tx) error{
-			func(ctx context.Context, tx pgx.Tx) error {
+			func(ctx context.Context, tx pgx.Tx) (err error) {
 				if err := lines.read(ctx, tx, runID); err != nil {
 					return fmt.Errorf("count lines: %w", err)
 				}
-				return nil
-			},
-			func(ctx context.Context, tx pgx.Tx) (err error) {
-				debits, credits, err = reportLargest(ctx, tx, runID)
+				debit, credit := lines.largestBounds(ReportExamples)
+				debits, credits, err = reportLargest(ctx, tx, runID, debit, credit)
 				if err != nil {
 					return fmt.Errorf("largest amounts: %w", err)
 				}
 				return nil
 			},
-		}
-		if !opts.OmitTags {
-			parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
-				tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", "")
+			func(ctx context.Context, tx pgx.Tx) (err error) {
+				if !opts.OmitTags {
+					if tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", ""); err != nil {
+						return err
+					}
+				}
+				if !opts.OmitAnnotations {
+					// As in the output: no annotation on a line in error.
+					annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
+				}
 				return err
-			})
-		}
-		if !opts.OmitAnnotations {
-			// As in the output: no annotation on a line in error.
-			parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
-				annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
-				return err
-			})
+			},
 		}
 		if err := db.inSnapshot(ctx, tx, snapshot, parts); err != nil {
 			return err
@@ -327,6 +336,11 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 	}
 	return r, nil
 }
+
+// sqlReportSettings are the settings of a report's transactions: no parallel workers, which
+// would cost more CPU than they save time, the report being computed beside the output's dump
+// on a busy database (each of its statements scans one run).
+const sqlReportSettings = "SET LOCAL work_mem = '64MB'; SET LOCAL max_parallel_workers_per_gather = 0"
 
 // reportTx is the transaction of a report's queries: read-only, one snapshot for all.
 var reportTx = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
@@ -367,7 +381,7 @@ func (db *DB) inSnapshot(ctx context.Context, tx pgx.Tx, snapshot string, parts 
 				if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
 					return fmt.Errorf("import snapshot: %w", err)
 				}
-				if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '64MB'"); err != nil {
+				if _, err := tx.Exec(ctx, sqlReportSettings); err != nil {
 					return err
 				}
 				return part(ctx, tx)
@@ -404,12 +418,13 @@ type runKeys struct {
 // linesPart is what the scan of the run's lines finds.
 type linesPart struct {
 	accepted, inError, zero int64
+	signed                  [signedBucketCount]int64 // lines per signed bucket
 	amounts                 []AmountBucket
 	errors                  []ReasonCount // lines per error, most first, no example yet
 }
 
 func (p *linesPart) read(ctx context.Context, tx pgx.Tx, runID string) error {
-	rows, err := tx.Query(ctx, sqlReportLines, runID, signedBuckets)
+	rows, err := tx.Query(ctx, sqlReportLines, runID, signedBuckets[:])
 	if err != nil {
 		return err
 	}
@@ -426,6 +441,9 @@ func (p *linesPart) read(ctx context.Context, tx pgx.Tx, runID string) error {
 			return err
 		}
 		p.accepted += count
+		if bucket >= 0 && bucket < len(p.signed) {
+			p.signed[bucket] += count
+		}
 		if lineErr != nil {
 			p.inError += count
 			errs[*lineErr] += count
@@ -491,8 +509,36 @@ func withNone(counts []LabelCount, lines int64) []LabelCount {
 	return counts
 }
 
-func reportLargest(ctx context.Context, tx pgx.Tx, runID string) (debits, credits []ReportLine, err error) {
-	rows, err := tx.Query(ctx, sqlReportLargest, runID, ReportExamples)
+// largestBounds returns the bounds of sqlReportLargest: debits below debit and credits from
+// credit hold at least n lines of each sign (all of them when fewer), the fewest whole buckets
+// of the histogram that do. A nil bound keeps no line (no line of that sign).
+func (p *linesPart) largestBounds(n int64) (debit, credit *string) {
+	// Signed bucket s < len(signedBuckets) holds signedBuckets[s-1] <= amount < signedBuckets[s].
+	var seen int64
+	for s := 0; s <= len(AmountBuckets); s++ { // debits: amount < signedBuckets[s]
+		seen += p.signed[s]
+		if seen >= n || s == len(AmountBuckets) {
+			if seen > 0 {
+				debit = &signedBuckets[s]
+			}
+			break
+		}
+	}
+	seen = 0
+	for s := len(signedBuckets); s >= len(AmountBuckets)+2; s-- { // credits: amount >= signedBuckets[s-1]
+		seen += p.signed[s]
+		if seen >= n || s == len(AmountBuckets)+2 {
+			if seen > 0 {
+				credit = &signedBuckets[s-1]
+			}
+			break
+		}
+	}
+	return debit, credit
+}
+
+func reportLargest(ctx context.Context, tx pgx.Tx, runID string, debit, credit *string) (debits, credits []ReportLine, err error) {
+	rows, err := tx.Query(ctx, sqlReportLargest, runID, debit, credit, ReportExamples)
 	if err != nil {
 		return nil, nil, err
 	}
