@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,7 +245,80 @@ func runInbox(ctx context.Context, o options) error {
 	}
 	fmt.Printf("stages of the median file's run (%s, scheduled to completed):\n", medianID)
 	printSpans(os.Stdout, spans)
+	ids := make([]string, len(files))
+	for i, f := range files {
+		ids[i] = f.runID
+	}
+	waits, err := activityWaits(ctx, c, ids)
+	if err != nil {
+		return err
+	}
+	var total time.Duration
+	for _, d := range durations {
+		total += d
+	}
+	fmt.Printf("activities of the file runs, mean per run (of %s from start to close):\n", (total / time.Duration(n)).Round(time.Millisecond))
+	printWaits(os.Stdout, waits, n)
 	return nil
+}
+
+// activityWait is how long the activities of one type waited in the task queue (scheduled to
+// started) and ran (started to completed), summed over runs.
+type activityWait struct {
+	name        string
+	queued, ran time.Duration
+	count       int
+}
+
+// activityWaits reads the histories of the runs and sums, by activity type, how long their
+// activities were queued and how long they ran; in the order of their first scheduling.
+func activityWaits(ctx context.Context, c client.Client, ids []string) ([]*activityWait, error) {
+	byName := map[string]*activityWait{}
+	var out []*activityWait
+	for _, id := range ids {
+		it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		scheduled := map[int64]time.Time{}
+		names := map[int64]string{}
+		started := map[int64]time.Time{}
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return nil, fmt.Errorf("history of %s: %w", id, err)
+			}
+			at := ev.GetEventTime().AsTime()
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+				name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+				scheduled[ev.GetEventId()], names[ev.GetEventId()] = at, name
+				if byName[name] == nil {
+					byName[name] = &activityWait{name: name}
+					out = append(out, byName[name])
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+				sid := ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId()
+				started[sid] = at
+				w := byName[names[sid]]
+				w.queued += at.Sub(scheduled[sid])
+				w.count++
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+				sid := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+				byName[names[sid]].ran += at.Sub(started[sid])
+			}
+		}
+	}
+	return out, nil
+}
+
+// printWaits prints the mean wait and run of each activity type over n runs, and their sums.
+func printWaits(w io.Writer, waits []*activityWait, n int) {
+	var queued, ran time.Duration
+	for _, a := range waits {
+		fmt.Fprintf(w, "  %-14s queued %9s  ran %9s  (%d activities)\n", a.name,
+			(a.queued / time.Duration(n)).Round(time.Millisecond), (a.ran / time.Duration(n)).Round(time.Millisecond), a.count)
+		queued += a.queued
+		ran += a.ran
+	}
+	fmt.Fprintf(w, "  %-14s queued %9s  ran %9s\n", "all", (queued / time.Duration(n)).Round(time.Millisecond), (ran / time.Duration(n)).Round(time.Millisecond))
 }
 
 // maxOverlap returns the most intervals open at one time.
