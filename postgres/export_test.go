@@ -46,3 +46,21 @@ func (db *DB) ExplainMarkDelivered(ctx context.Context, keys []OutboxKey) (strin
 	})
 	return strings.Join(plan, "\n"), err
 }
+
+// ExplainRunMessages returns the plan RunMessages executes for a run's lines in [from, to), with
+// its plan settings.
+func (db *DB) ExplainRunMessages(ctx context.Context, runID string, from, to int64) (string, error) {
+	var plan []string
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN "+sqlRunMessages, runID, from, to)
+		if err != nil {
+			return err
+		}
+		plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	return strings.Join(plan, "\n"), err
+}

@@ -36,8 +36,8 @@ type IngestCounts struct {
 	Conflicts  int64 // rejected rows with reason id_conflict
 	Errors     int64 // accepted lines flagged with an error (e.g. amount_too_high)
 	MaxSeq     int64 // highest seq still in the run; 0 when it has no line
-	// Pending counts the run's messages not delivered yet (its outbox rows): 0 when delivery is
-	// off (FileFacts.Outbox).
+	// Pending counts the run's messages not delivered yet (its new transactions not acknowledged,
+	// see outbox.go): 0 when delivery is off (FileFacts.Outbox).
 	Pending int64
 }
 
@@ -338,6 +338,75 @@ FROM transactions t
 WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = rl.id AND rl.txn_key <> t.key`
 )
 
+// settleOutboxRun writes, when outbox is set and the settlement inserted transactions, the
+// run's outbox_runs row (migration 011): its new transactions, c.New of them, are to publish.
+// The row names the ingestion (runs.num) whose transactions they are. It then adds them to
+// c.Pending, which runTotals counted without them.
+//
+// The row of an earlier settlement of the same ingestion is kept as it is. An ingestion started
+// over (the file run again under the same run id, its messages not all delivered) reloaded the
+// lines: the row of the earlier ingestion is kept for the transactions that ingestion inserted,
+// which the new lines name again, with the new lines' max_seq and no chunk acknowledged (the
+// lines were reloaded: their earlier acknowledgements are not trusted, and a message may be sent
+// again), and dropped when no line names them any more. When the new ingestion inserted
+// transactions too (some were deleted since, with their account), the messages of both become
+// outbox rows. c.Pending is then counted again.
+func settleOutboxRun(ctx context.Context, tx pgx.Tx, runID string, outbox bool, c *IngestCounts) error {
+	var num, prev int64
+	if err := tx.QueryRow(ctx, "SELECT num FROM runs WHERE run_id = $1", runID).Scan(&num); err != nil {
+		return fmt.Errorf("read run number: %w", err)
+	}
+	err := tx.QueryRow(ctx, "SELECT num FROM outbox_runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&prev)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if !outbox || c.New == 0 {
+			return nil
+		}
+		// Acknowledgements left by a Publish of a run delivered already are not this row's.
+		if _, err := tx.Exec(ctx, "DELETE FROM outbox_acked WHERE run_id = $1", runID); err != nil {
+			return fmt.Errorf("delete stale outbox_acked: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO outbox_runs (run_id, num, max_seq) VALUES ($1, $2, $3)",
+			runID, num, c.MaxSeq); err != nil {
+			return fmt.Errorf("write outbox_runs: %w", err)
+		}
+		c.Pending += c.New
+		return nil
+	case err != nil:
+		return fmt.Errorf("read outbox_runs: %w", err)
+	case prev == num:
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM outbox_acked WHERE run_id = $1", runID); err != nil {
+		return fmt.Errorf("delete outbox_acked: %w", err)
+	}
+	switch {
+	case outbox && c.New > 0:
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO outbox (txn_key, version, run_id)
+			SELECT txn_key, 1, run_id FROM run_lines
+			WHERE run_id = $1 AND (txn_key >> 32) IN ($2, $3)
+			ON CONFLICT DO NOTHING`, runID, prev, num); err != nil {
+			return fmt.Errorf("write outbox rows: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM outbox_runs WHERE run_id = $1", runID); err != nil {
+			return fmt.Errorf("delete outbox_runs: %w", err)
+		}
+	default:
+		if _, err := tx.Exec(ctx, "UPDATE outbox_runs SET max_seq = $2 WHERE run_id = $1", runID, c.MaxSeq); err != nil {
+			return fmt.Errorf("update outbox_runs: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM outbox_runs r WHERE run_id = $1
+			AND NOT EXISTS (SELECT 1 FROM run_lines rl WHERE rl.run_id = r.run_id AND (rl.txn_key >> 32) = r.num)`, runID); err != nil {
+			return fmt.Errorf("delete outbox_runs: %w", err)
+		}
+	}
+	if err := tx.QueryRow(ctx, sqlCountPending, runID).Scan(&c.Pending); err != nil {
+		return fmt.Errorf("count pending messages: %w", err)
+	}
+	return nil
+}
+
 // runTotals counts the run's lines and rejected rows (New is left 0).
 func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, error) {
 	var c IngestCounts
@@ -414,8 +483,9 @@ type FileFacts struct {
 	RowsRead      int64 // data records of the file (txn.Stats.Records)
 	AccountColumn bool  // the file had an account column (txn.Stats.AccountColumn)
 	DateColumn    bool  // the file had a date column (txn.Stats.DateColumn != "")
-	// Outbox writes one outbox row per new transaction (version 1), in the same transaction as
-	// the transaction itself: delivery is on (see outbox.go).
+	// Outbox has the run's new transactions published (version 1): the settlement writes the
+	// run's outbox_runs row in the same transaction as the transactions: delivery is on (see
+	// outbox.go).
 	Outbox bool
 }
 
@@ -424,9 +494,10 @@ type FileFacts struct {
 // (runs.has_date_column): the run's outputs then carry an account column
 // first and a date column after the id, mirroring the input. Every line ends
 // up with the key of its transaction (run_lines.txn_key), under which its
-// tag and annotation are stored. With f.Outbox, every transaction it inserts
-// gets its outbox row (version 1, the run's id) in the same transaction;
-// the counts' Pending is the run's outbox rows, whatever f.Outbox.
+// tag and annotation are stored. With f.Outbox, the transactions it inserts
+// are to publish (version 1, the run's id): one outbox_runs row for the run,
+// in the same transaction (see settleOutboxRun); the counts' Pending is the
+// run's messages not delivered yet, whatever f.Outbox.
 func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (IngestCounts, error) {
 	rowsRead := f.RowsRead
 	var c IngestCounts
@@ -480,8 +551,16 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
 			return fmt.Errorf("set plan options: %w", err)
 		}
-		insert := sqlInsertNew
+		// A run settled before outbox_runs existed, with outbox rows still there, keeps writing
+		// them: a run's messages are of one kind.
+		var perRow bool
 		if f.Outbox {
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM outbox WHERE run_id = $1)", runID).Scan(&perRow); err != nil {
+				return fmt.Errorf("find outbox rows: %w", err)
+			}
+		}
+		insert := sqlInsertNew
+		if perRow {
 			insert = sqlInsertNewWithOutbox
 		}
 		tag, err = tx.Exec(ctx, insert, runID)
@@ -506,6 +585,11 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		}
 		if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
 			return fmt.Errorf("reset plan options: %w", err)
+		}
+		if !perRow {
+			if err := settleOutboxRun(ctx, tx, runID, f.Outbox, &c); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
 			has_account_column = $5, has_date_column = $6 WHERE run_id = $1`,

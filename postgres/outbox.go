@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,16 +10,24 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// The outbox (migration 007) holds one row per message still to publish: FinishIngestFile
-// writes one per new transaction (version 1) when FileFacts.Outbox is set, in the same database
-// transaction as the transaction itself, so that a result is never stored without its message
-// nor a message written for a result that was not. The publisher reads a run's messages with
-// OutboxMessages, publishes them and deletes the rows the broker acknowledged with
-// MarkDelivered: delivery is at least once.
+// Results are delivered at least once through two transactional outboxes, written in the same
+// database transaction as what they describe, so that a result is never stored without its
+// message nor a message written for a result that was not:
+//
+//   - A run's new transactions (version 1): FinishIngestFile, when FileFacts.Outbox is set,
+//     writes one outbox_runs row for the run (migration 011), which says that the run's lines of
+//     transactions it inserted are to publish. The publisher reads a chunk's messages by range of
+//     lines with RunMessages and records, per chunk, the line up to which the broker acknowledged
+//     every message (AckRunLines); FinishRunChunk purges the run's rows once every chunk is
+//     acknowledged. A retry starts at that line: what is sent again is at most a slice.
+//   - Reclassifications, and runs settled before outbox_runs existed: one outbox row per message
+//     (migration 007). The publisher reads them with OutboxMessages (or ReclassifiedMessages),
+//     publishes them and deletes the rows the broker acknowledged with MarkDelivered.
 
 const (
 	// New transactions and their outbox rows, in one statement: RowsAffected counts the outbox
-	// rows, one per inserted transaction. $1 is the run id.
+	// rows, one per inserted transaction. $1 is the run id. Only for a run that has outbox rows
+	// already (settled before outbox_runs existed): a run's messages are of one kind.
 	sqlInsertNewWithOutbox = `
 WITH ins AS (` + sqlInsertNew + `
     RETURNING key
@@ -26,8 +35,48 @@ WITH ins AS (` + sqlInsertNew + `
 INSERT INTO outbox (txn_key, version, run_id)
 SELECT key, 1, $1 FROM ins`
 
-	// A run's messages still to publish; $1 is the run id.
-	sqlCountPending = `SELECT count(*) FROM outbox WHERE run_id = $1`
+	// A run's messages still to publish: its outbox rows, and its lines of the transactions its
+	// outbox_runs row names that no outbox_acked row of the run covers (the chunk whose first line
+	// is the greatest at or before the line: the chunks of a run do not overlap), found by probing
+	// outbox_acked's primary key for each line. $1 is the run id.
+	sqlCountPending = `
+SELECT (SELECT count(*) FROM outbox WHERE run_id = $1)
+     + (SELECT count(*)
+        FROM outbox_runs r
+        JOIN run_lines rl ON rl.run_id = r.run_id AND rl.seq <= r.max_seq
+        WHERE r.run_id = $1 AND (rl.txn_key >> 32) = r.num
+          AND coalesce((SELECT a.next_seq FROM outbox_acked a
+                        WHERE a.run_id = r.run_id AND a.from_seq <= rl.seq
+                        ORDER BY a.from_seq DESC LIMIT 1), 0) <= rl.seq)`
+
+	// The messages of a run's lines in [$2, $3) whose transaction the ingestion its outbox_runs row
+	// names inserted (their key carries its number in the high 32 bits): the fields come from the
+	// line, its tag and its annotation, as for sqlOutboxMessages, but no outbox row is probed. The
+	// run's row is read once (uncorrelated subqueries), not once per line; none when it has none.
+	sqlRunMessages = `
+SELECT rl.txn_key, 1, rl.run_id, (SELECT created_at FROM outbox_runs WHERE run_id = $1),
+       rl.account, coalesce(rl.id_as_read, rl.id), to_char(rl.date, 'YYYY-MM-DD'),
+       rl.amount::text, rl.wording, rl.error, t.tag, a.annotation
+FROM run_lines rl
+LEFT JOIN tags t ON t.txn_key = rl.txn_key
+LEFT JOIN annotations a ON a.txn_key = rl.txn_key
+WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
+  AND rl.seq <= (SELECT max_seq FROM outbox_runs WHERE run_id = $1)
+  AND (rl.txn_key >> 32) = (SELECT num FROM outbox_runs WHERE run_id = $1)
+ORDER BY rl.seq`
+
+	// Where a run's chunk starting at line $2 stands: whether the run has an outbox_runs row, and
+	// the chunk's acknowledged line (NULL when none). $1 is the run id.
+	sqlRunChunkStart = `
+SELECT EXISTS (SELECT 1 FROM outbox_runs WHERE run_id = $1),
+       (SELECT next_seq FROM outbox_acked WHERE run_id = $1 AND from_seq = $2)`
+
+	// Record that the chunk of run $1 starting at line $2 had every message of its lines before
+	// $3 acknowledged; the line only grows. Nothing for a run already purged.
+	sqlAckRunLines = `
+INSERT INTO outbox_acked (run_id, from_seq, next_seq)
+SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM outbox_runs WHERE run_id = $1)
+ON CONFLICT (run_id, from_seq) DO UPDATE SET next_seq = greatest(outbox_acked.next_seq, excluded.next_seq)`
 
 	// The messages of a run's lines in [$2, $3) that have an outbox row of the run: the fields
 	// come from the line (the transaction as first stored, since the run that writes a
@@ -92,6 +141,99 @@ func (db *DB) OutboxMessages(ctx context.Context, runID string, from, to int64) 
 	return out, nil
 }
 
+// RunChunkStart returns where the run's chunk of lines starting at from stands: byRun is whether
+// the run's new transactions are delivered by range of lines (the run has an outbox_runs row:
+// RunMessages, AckRunLines, FinishRunChunk), and start the chunk's first line not known to be
+// acknowledged, from when none is. Without byRun, the run's messages, if any, are outbox rows
+// (OutboxMessages, MarkDelivered). It returns the wrapped connection or SQL error.
+func (db *DB) RunChunkStart(ctx context.Context, runID string, from int64) (start int64, byRun bool, err error) {
+	var next *int64
+	if err := db.pool.QueryRow(ctx, sqlRunChunkStart, runID, from).Scan(&byRun, &next); err != nil {
+		return 0, false, db.wrap(fmt.Sprintf("read where chunk %d of run %s stands", from, runID), err)
+	}
+	start = from
+	if next != nil && *next > from {
+		start = *next
+	}
+	return start, byRun, nil
+}
+
+// RunMessages returns the messages of the run's lines with from <= seq < to whose transactions
+// its outbox_runs row says are to publish (the run's new transactions), in the order of the
+// lines; none when the run has no such row. It returns the wrapped connection or SQL error.
+func (db *DB) RunMessages(ctx context.Context, runID string, from, to int64) ([]OutboxMessage, error) {
+	// The run's lines by range, then the result tables probed by key for each line, as
+	// OutboxMessages does and for the same reasons.
+	out, err := db.readMessages(ctx, sqlOutboxPlan, sqlRunMessages, runID, from, to)
+	if err != nil {
+		return nil, db.wrap(fmt.Sprintf("read messages [%d,%d) of run %s", from, to, runID), err)
+	}
+	return out, nil
+}
+
+// AckRunLines records that the broker acknowledged every message of the run's lines from the
+// chunk's first line, from, to next (excluded): a retried Publish of the chunk starts at next.
+// The recorded line never goes back, and nothing is recorded for a run without an outbox_runs
+// row. It returns the wrapped connection or SQL error.
+func (db *DB) AckRunLines(ctx context.Context, runID string, from, next int64) error {
+	if _, err := db.pool.Exec(ctx, sqlAckRunLines, runID, from, next); err != nil {
+		return db.wrap(fmt.Sprintf("record lines [%d,%d) of run %s acknowledged", from, next, runID), err)
+	}
+	return nil
+}
+
+// FinishRunChunk records that the broker acknowledged every message of the run's chunk of lines
+// [from, to) (AckRunLines up to to) and, when the run's acknowledged chunks now cover all its
+// lines 1..max_seq, deletes the run's outbox_runs and outbox_acked rows: it returns whether it
+// did. Chunks finishing at once are serialised by the run's outbox_runs row, so that the last one
+// sees the others. It returns the wrapped connection or SQL error; on error nothing is changed.
+func (db *DB) FinishRunChunk(ctx context.Context, runID string, from, to int64) (purged bool, err error) {
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var maxSeq int64
+		err := tx.QueryRow(ctx, "SELECT max_seq FROM outbox_runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&maxSeq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // purged already, or delivered per outbox row
+		}
+		if err != nil {
+			return fmt.Errorf("lock outbox_runs: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sqlAckRunLines, runID, from, to); err != nil {
+			return fmt.Errorf("record chunk: %w", err)
+		}
+		// A statement after the lock: it sees the chunks of others that finished first.
+		rows, err := tx.Query(ctx, "SELECT from_seq, next_seq FROM outbox_acked WHERE run_id = $1 ORDER BY from_seq", runID)
+		if err != nil {
+			return fmt.Errorf("read acknowledged chunks: %w", err)
+		}
+		covered := int64(1) // every line before it is acknowledged
+		var f, n int64
+		_, err = pgx.ForEachRow(rows, []any{&f, &n}, func() error {
+			if f <= covered {
+				covered = max(covered, n)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read acknowledged chunks: %w", err)
+		}
+		if covered <= maxSeq {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM outbox_acked WHERE run_id = $1", runID); err != nil {
+			return fmt.Errorf("delete outbox_acked: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM outbox_runs WHERE run_id = $1", runID); err != nil {
+			return fmt.Errorf("delete outbox_runs: %w", err)
+		}
+		purged = true
+		return nil
+	})
+	if err != nil {
+		return false, db.wrap(fmt.Sprintf("finish chunk [%d,%d) of run %s", from, to, runID), err)
+	}
+	return purged, nil
+}
+
 // readMessages runs query, which selects messages (the columns of OutboxMessage, in its order),
 // in a read-only transaction with the plan settings plan.
 func (db *DB) readMessages(ctx context.Context, plan, query string, args ...any) ([]OutboxMessage, error) {
@@ -146,7 +288,8 @@ func (db *DB) MarkDelivered(ctx context.Context, keys []OutboxKey) (int64, error
 	return deleted, nil
 }
 
-// PendingOutbox returns the number of the run's messages not delivered yet.
+// PendingOutbox returns the number of the run's messages not delivered yet: its outbox rows, and
+// its new transactions not acknowledged when it has an outbox_runs row.
 func (db *DB) PendingOutbox(ctx context.Context, runID string) (int64, error) {
 	var n int64
 	if err := db.pool.QueryRow(ctx, sqlCountPending, runID).Scan(&n); err != nil {
