@@ -18,8 +18,13 @@ import (
 // DefaultInboxDir is the inbox directory, relative to the input root, when none is given.
 const DefaultInboxDir = "inbox"
 
-// DefaultInboxParallel is how many files an inbox processes at once when not told.
-const DefaultInboxParallel = 2
+// DefaultInboxParallel is how many files' runs an inbox has open at once when not told. A small
+// file's run spends most of its time between its activities, waiting for its workflow tasks: two
+// runs at once left a worker's activity slots mostly idle.
+const DefaultInboxParallel = 16
+
+// legacyInboxParallel is DefaultInboxParallel for the runs recorded before inboxParallelChange.
+const legacyInboxParallel = 2
 
 // DefaultInboxFilesPerRun is how many files one inbox run takes before it continues as new.
 const DefaultInboxFilesPerRun = 200
@@ -35,7 +40,7 @@ const MaxListedFailures = 20
 // ProcessInboxInput is the input of ProcessInbox.
 type ProcessInboxInput struct {
 	Dir         string // relative to the input root; DefaultInboxDir when empty
-	MaxFiles    int    // files processed at once; DefaultInboxParallel when 0
+	MaxFiles    int    // files' runs open at once; DefaultInboxParallel when 0
 	ChunkSize   int64  // passed to each ProcessFile; its default when 0
 	MaxParallel int    // passed to each ProcessFile; its default when 0
 	// FilesPerRun is how many files a run takes before it continues as new (sooner when Temporal
@@ -100,7 +105,7 @@ type InboxResult struct {
 // after an account (see activities.ListInbox): a file of <Dir>/<account>/ is processed for that
 // account, one directly in <Dir> for the default account. It starts one ProcessFile child per
 // file (workflow id RunID(account, sha256), so a file already processed successfully for its
-// account is not processed again while a failed one is), at most MaxFiles at once; then it moves
+// account is not processed again while a failed one is), at most MaxFiles runs at once; then it moves
 // each file to <input root>/archive/ when its run completed, or was found completed before, and
 // to <input root>/failed/ when its run failed; a file of an account's sub-folder goes to
 // archive/<account>/ or failed/<account>/. A file whose run is already open (started by an
@@ -118,14 +123,20 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 	if in.Dir == "" {
 		in.Dir = DefaultInboxDir
 	}
-	if in.MaxFiles <= 0 {
-		in.MaxFiles = DefaultInboxParallel
-	}
 	if in.FilesPerRun <= 0 {
 		in.FilesPerRun = DefaultInboxFilesPerRun
 	}
 	// Runs recorded before it neither continue as new nor fail for a failed file.
 	bounded := workflow.GetVersion(ctx, inboxBoundChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	// Runs recorded before it took two files at once by default, and started the next file only
+	// once the last one was moved.
+	wide := workflow.GetVersion(ctx, inboxParallelChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	if in.MaxFiles <= 0 {
+		in.MaxFiles = DefaultInboxParallel
+		if !wide {
+			in.MaxFiles = legacyInboxParallel
+		}
+	}
 	var a *activities.Activities
 	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
@@ -172,7 +183,9 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		return nil, fmt.Errorf("register progress query: %w", err)
 	}
 
-	inFlight, started := 0, 0
+	// inFlight counts the files whose run is not over, at most MaxFiles; pending those not yet
+	// filed (their run, then their move).
+	inFlight, pending, started := 0, 0, 0
 	for i, f := range files {
 		if bounded && i > 0 && (i >= in.FilesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()) {
 			break
@@ -187,11 +200,24 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 		}
 		_ = workflow.Await(ctx, func() bool { return inFlight < in.MaxFiles })
 		inFlight++
+		pending++
 		started++
 		res.Files[i] = InboxFileResult{File: f.File, RunID: RunID(f.Account, f.SHA256)}
 		workflow.Go(ctx, func(ctx workflow.Context) {
-			defer func() { inFlight--; details() }()
+			running := true
+			defer func() {
+				if running {
+					inFlight--
+				}
+				pending--
+				details()
+			}()
 			outcome, runErr := processInboxFile(ctx, in, f)
+			if wide {
+				// The run is over: the next file's starts while this one is moved.
+				inFlight--
+				running = false
+			}
 			r := &res.Files[i]
 			if outcome == InboxLeft {
 				r.Outcome, r.Error = outcome, rootCause(runErr)
@@ -214,7 +240,7 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 			}
 		})
 	}
-	_ = workflow.Await(ctx, func() bool { return inFlight == 0 })
+	_ = workflow.Await(ctx, func() bool { return pending == 0 })
 	if !bounded {
 		return res, nil
 	}
@@ -238,6 +264,11 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 // inboxBoundChange marks, for workflow.GetVersion, an inbox run that continues as new past
 // FilesPerRun files and fails when one of its files failed.
 const inboxBoundChange = "inbox-continues-as-new-and-fails"
+
+// inboxParallelChange marks, for workflow.GetVersion, an inbox run that takes DefaultInboxParallel
+// files at once by default (legacyInboxParallel before) and starts the next file's run as soon
+// as one's run is over, without waiting for its move.
+const inboxParallelChange = "inbox-wider-and-starts-before-moving"
 
 // add counts one handled file.
 func (t *InboxTotals) add(r InboxFileResult, sha256Hex string) {

@@ -258,3 +258,77 @@ func TestInboxContinuesAsNew(t *testing.T) {
 	require.Equal(t, 25, res.Totals.Archived)
 	require.Empty(t, res.Totals.Skip)
 }
+
+// By default an inbox runs DefaultInboxParallel files at once; a run recorded before
+// inboxParallelChange, legacyInboxParallel.
+func TestInboxDefaultParallelism(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version workflow.Version
+		want    int
+	}{
+		{"current", 1, DefaultInboxParallel},
+		{"recorded before the change", workflow.DefaultVersion, legacyInboxParallel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newInboxEnv(t)
+			env.OnGetVersion(inboxParallelChange, workflow.DefaultVersion, 1).Return(tc.version)
+			var files []activities.InboxFile
+			for i := range 40 {
+				files = append(files, activities.InboxFile{File: fmt.Sprintf("inbox/f%02d.csv", i), SHA256: fmt.Sprintf("%016x%04d", i, i)})
+			}
+			env.OnActivity(a.ListInbox, mock.Anything, mock.Anything).Return(files, nil)
+			open, most, runs := 0, 0, 0
+			env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(
+				func(ctx workflow.Context, _ ProcessFileInput) (*Summary, error) {
+					open++
+					runs++
+					most = max(most, open)
+					err := workflow.Sleep(ctx, time.Minute)
+					open--
+					return &Summary{}, err
+				})
+			m := &moves{to: map[string]string{}}
+			env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(m.record)
+
+			env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{})
+			res := inboxResult(t, env, false)
+			require.Equal(t, 40, res.Totals.Archived)
+			require.Equal(t, 40, runs)
+			require.Len(t, m.to, 40)
+			require.Equal(t, tc.want, most, "runs open at once")
+		})
+	}
+}
+
+// The next file's run starts as soon as one's run is over, while that file is being moved; the
+// inbox run still waits for every move.
+func TestInboxStartsTheNextFileWhileMoving(t *testing.T) {
+	env := newInboxEnv(t)
+	env.OnActivity(a.ListInbox, mock.Anything, mock.Anything).Return([]activities.InboxFile{
+		{File: "inbox/a.csv", SHA256: "aaaaaaaaaaaaaaaa00"}, {File: "inbox/b.csv", SHA256: "bbbbbbbbbbbbbbbb00"},
+		{File: "inbox/c.csv", SHA256: "cccccccccccccccc00"},
+	}, nil)
+	var began time.Time
+	var starts []time.Duration
+	env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, _ ProcessFileInput) (*Summary, error) {
+			if began.IsZero() {
+				began = workflow.Now(ctx)
+			}
+			starts = append(starts, workflow.Now(ctx).Sub(began))
+			return &Summary{}, workflow.Sleep(ctx, time.Minute)
+		})
+	m := &moves{to: map[string]string{}}
+	env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).After(time.Hour).Return(m.record)
+
+	env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{MaxFiles: 1})
+	res := inboxResult(t, env, false)
+	require.Equal(t, 3, res.Totals.Archived)
+	require.Len(t, m.to, 3, "every file is moved before the inbox run ends")
+	require.Len(t, starts, 3)
+	for i, d := range starts {
+		// One run at a time, each right after the one before: no move in between.
+		require.Less(t, d, time.Duration(i+1)*time.Minute+time.Minute, "run %d started after %s", i, d)
+	}
+}

@@ -30,6 +30,10 @@ var replayHistories = []string{
 	// An inbox with a clean and a bad file, continued as new after the first file, failed.
 	"inbox_history.json",
 	"inbox_continued_history.json",
+	// An inbox of two clean files and a bad one, two at a time (version
+	// inbox-wider-and-starts-before-moving): the third file's run starts as the first file is
+	// moved. Recorded on the end-to-end stack of TestRecordHistories, as the others.
+	"inbox_parallel_history.json",
 	// 20,000 new transactions in chunks of 5,000 with delivery on: the Publish stage after the
 	// dump (version publish-results), recorded by the end-to-end delivery test.
 	"processfile_publish_history.json",
