@@ -76,11 +76,17 @@ type Delivery struct {
 	Waiting func(ctx context.Context, workflowID, runID string, w PublishWaiting) error
 }
 
-// Publish delivers the messages of the chunk's lines still in the outbox: it reads them a slice
-// of lines at a time, publishes them, and deletes from the outbox those the broker acknowledged,
-// heartbeating its progress. A message is deleted only once acknowledged, so a message is
-// delivered at least once: a retry publishes again what was not acknowledged, and the broker (by
-// its Nats-Msg-Id) or the consumer (by account, id and version) drops a duplicate.
+// Publish delivers the messages of the chunk's lines not delivered yet: it reads them a slice of
+// lines at a time, publishes them, and records what the broker acknowledged, heartbeating its
+// progress. For a run delivered by range of lines (its store is a RunOutboxStore and the run has
+// an outbox_runs row), it records, after each slice whose every message was acknowledged, the
+// line up to which the chunk is (AckRunLines, over the slices acknowledged in order), and a retry
+// starts there; once the chunk is complete, FinishRunChunk purges the run's rows if it was the
+// last. Otherwise (outbox rows: a run settled before outbox_runs existed) it deletes from the
+// outbox the rows whose messages were acknowledged. What was acknowledged is recorded only once
+// it was, so a message is delivered at least once: a retry publishes again what was not recorded
+// (at most the slices in flight), and the broker (by its Nats-Msg-Id) or the consumer (by
+// account, id and version) drops a duplicate.
 //
 // A broker that cannot be reached, or did not acknowledge a message, yields a retryable error
 // whose message starts with WaitingForBroker; the first failed attempts (1, 2, 4, 8, ...) also
@@ -128,22 +134,79 @@ type errBroker struct{ err error }
 func (e errBroker) Error() string { return e.err.Error() }
 func (e errBroker) Unwrap() error { return e.err }
 
+// ackedLines advances a run's chunk's acknowledged line (AckRunLines) over the slices whose every
+// message the broker acknowledged, in the order they were sent: a slice acknowledged before one
+// sent earlier waits for it, and a slice not wholly acknowledged stops the line before it.
+type ackedLines struct {
+	store     RunOutboxStore
+	runID     string
+	chunkFrom int64
+
+	mu   sync.Mutex
+	ends []int64 // the end of each slice sent, in order
+	done []bool
+	next int // the first slice sent not wholly acknowledged
+}
+
+// sent records a slice sent, ending at to, and returns its index.
+func (a *ackedLines) sent(to int64) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ends = append(a.ends, to)
+	a.done = append(a.done, false)
+	return len(a.ends) - 1
+}
+
+// acked records that slice i was wholly acknowledged and records the chunk's acknowledged line
+// when it advanced.
+func (a *ackedLines) acked(ctx context.Context, i int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.done[i] = true
+	prev := a.next
+	for a.next < len(a.done) && a.done[a.next] {
+		a.next++
+	}
+	if a.next == prev {
+		return nil
+	}
+	next := a.ends[a.next-1]
+	if err := a.store.AckRunLines(ctx, a.runID, a.chunkFrom, next); err != nil {
+		return fmt.Errorf("record lines before %d acknowledged: %w", next, err)
+	}
+	return nil
+}
+
 // publishSlices publishes the messages of the chunk's lines, a slice at a time, as a pipeline: the
 // next slice is read from the database and sent, in order, while the broker acknowledges the one
-// before, so that neither the database nor the broker waits for the other. Each slice's acknowledged rows
-// are deleted from the outbox as soon as its acknowledgements are in; delivered is then called
+// before, so that neither the database nor the broker waits for the other. Each slice's
+// acknowledgements are recorded as soon as they are in (see Publish); delivered is then called
 // with their number. It returns the first error: a database error as it is, a broker's as the
 // waiting error (d.waiting), once the slices in flight are over.
 func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64, delivered func(int)) error {
+	// A run delivered by range of lines starts where the chunk's last attempt was acknowledged.
+	start, read := in.From, d.DB.OutboxMessages
+	var byRun *ackedLines
+	if rs, ok := d.DB.(RunOutboxStore); ok {
+		next, yes, err := rs.RunChunkStart(ctx, in.RunID, in.From)
+		if err != nil {
+			return fmt.Errorf("read where the chunk stands: %w", err)
+		}
+		if yes {
+			start, read = next, rs.RunMessages
+			byRun = &ackedLines{store: rs, runID: in.RunID, chunkFrom: in.From}
+		}
+	}
+
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ready := make(chan publishSlice) // read and encoded, not sent yet
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(ready)
-		for from := in.From; from < in.To; from += slice {
+		for from := start; from < in.To; from += slice {
 			to := min(from+slice, in.To)
-			rows, err := d.DB.OutboxMessages(pctx, in.RunID, from, to)
+			rows, err := read(pctx, in.RunID, from, to)
 			if err != nil {
 				readErr <- fmt.Errorf("read messages of lines [%d,%d): %w", from, to, err)
 				return
@@ -196,25 +259,45 @@ func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64
 		if snd, ok := d.Broker.(sender); ok {
 			wait = snd.Send(pctx, s.msgs)
 		}
+		idx := -1 // the slice's index in byRun
+		if byRun != nil {
+			idx = byRun.sent(s.to)
+		}
 		wg.Add(1)
 		go func(s publishSlice) {
 			defer wg.Done()
 			defer func() { <-inFlight }()
 			acked, pubErr := wait(pctx)
-			if len(acked) > 0 {
+			if byRun != nil {
+				// Recorded even when the context is cancelled by another slice's failure: what the
+				// broker acknowledged is not to be sent again.
+				if pubErr == nil && len(acked) < len(s.msgs) {
+					pubErr = fmt.Errorf("%d of %d messages not acknowledged", len(s.msgs)-len(acked), len(s.msgs))
+				}
+				if pubErr != nil {
+					acked = nil // the retry sends the slice again: counted then
+				} else if err := byRun.acked(context.WithoutCancel(ctx), idx); err != nil {
+					fail(err)
+					return
+				}
+			} else if len(acked) > 0 {
 				keys := make([]postgres.OutboxKey, len(acked))
-				oldest := time.Now()
 				for i, j := range acked {
 					keys[i] = s.keys[j]
-					if s.written[j].Before(oldest) {
-						oldest = s.written[j]
-					}
 				}
 				// Marked even when the context is cancelled by another slice's failure: what the
 				// broker acknowledged is not to be sent again.
 				if _, err := d.DB.MarkDelivered(context.WithoutCancel(ctx), keys); err != nil {
 					fail(fmt.Errorf("mark %d messages delivered: %w", len(keys), err))
 					return
+				}
+			}
+			if len(acked) > 0 {
+				oldest := time.Now()
+				for _, j := range acked {
+					if s.written[j].Before(oldest) {
+						oldest = s.written[j]
+					}
 				}
 				if activity.IsActivity(ctx) {
 					h := activity.GetMetricsHandler(ctx)
@@ -235,7 +318,17 @@ func (d *Delivery) publishSlices(ctx context.Context, in ChunkInput, slice int64
 	default:
 	}
 	if firstErr == nil {
-		return ctx.Err() // nil, or the activity's context ended
+		if err := ctx.Err(); err != nil {
+			return err // the activity's context ended
+		}
+		if byRun != nil {
+			// Every slice of the chunk acknowledged: the chunk is, up to its end (lines without
+			// a message included).
+			if _, err := byRun.store.FinishRunChunk(ctx, in.RunID, in.From, in.To); err != nil {
+				return fmt.Errorf("record the chunk acknowledged: %w", err)
+			}
+		}
+		return nil
 	}
 	var be errBroker
 	if errors.As(firstErr, &be) {

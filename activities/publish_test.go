@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -65,10 +66,17 @@ func streamMessages(t *testing.T, js jetstream.JetStream) []string {
 // it, as the pipeline does before Publish.
 func ingestForDelivery(t *testing.T, db Store, runID, content string) IngestResult {
 	t.Helper()
+	return ingestTagged(t, db, runID, content, true)
+}
+
+// ingestTagged ingests content for account acme with delivery on or off, then tags and
+// annotates it.
+func ingestTagged(t *testing.T, db Store, runID, content string, outbox bool) IngestResult {
+	t.Helper()
 	ctx := context.Background()
 	input := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(input, "in.csv"), []byte(content), 0o644))
-	a := &Activities{DB: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: t.TempDir(), Outbox: true,
+	a := &Activities{DB: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: t.TempDir(), Outbox: outbox,
 		Progress: &recordingSink{}}
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
@@ -246,4 +254,198 @@ func TestPublishFromPostgreSQL(t *testing.T) {
 	got = streamMessages(t, broker.JetStream())
 	require.Len(t, got, 6)
 	require.Equal(t, TransactionMsgID("acme", "T6", 1)+` txflow.transactions.acme {"account":"acme","id":"T6","amount":"1.00","wording":"TOTO","tag":"TOTO","annotation":"SALE","error":null,"run_id":"txflow-acme-3","version":1}`, got[5])
+}
+
+// selectiveBroker publishes through a broker, sending each batch at once (in the order Publish
+// sends them), and records the ids of the messages it was given. A batch whose first message has
+// an id in failAt is published only in part: its first message is, the others are not
+// acknowledged, and the batch fails.
+type selectiveBroker struct {
+	b *natsjs.Broker
+
+	mu     sync.Mutex
+	failAt map[string]bool
+	ids    []string
+}
+
+func (f *selectiveBroker) Publish(ctx context.Context, msgs []natsjs.Msg) ([]int, error) {
+	return f.Send(ctx, msgs)(ctx)
+}
+
+func (f *selectiveBroker) Send(ctx context.Context, msgs []natsjs.Msg) func(context.Context) ([]int, error) {
+	f.mu.Lock()
+	fail := len(msgs) > 0 && f.failAt[msgs[0].ID]
+	for _, m := range msgs {
+		f.ids = append(f.ids, m.ID)
+	}
+	f.mu.Unlock()
+	if fail {
+		acked, err := f.b.Publish(ctx, msgs[:1])
+		if err == nil {
+			err = errors.New("nats: timeout")
+		}
+		return func(context.Context) ([]int, error) { return acked, err }
+	}
+	acked, err := f.b.Publish(ctx, msgs)
+	return func(context.Context) ([]int, error) { return acked, err }
+}
+
+// sent returns the ids of the messages given since the last call.
+func (f *selectiveBroker) sent() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := f.ids
+	f.ids = nil
+	return ids
+}
+
+// openPostgres returns a migrated store on a fresh database, and a connection to it.
+func openPostgres(t *testing.T) (*postgres.DB, *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	url := testdb.URL(t)
+	db, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return db, conn
+}
+
+// count runs a count query.
+func count(t *testing.T, conn *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	require.NoError(t, conn.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// msgIDs returns the Nats-Msg-Ids of the transactions ids of account acme, version 1.
+func msgIDs(ids ...string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = TransactionMsgID("acme", id, 1)
+	}
+	return out
+}
+
+// A run's new transactions are published by range of lines: the settlement wrote one
+// outbox_runs row and no outbox row; a slice not wholly acknowledged leaves the chunk's
+// acknowledged line before it, and the retry sends again from there only; the run's rows are
+// purged with its last chunk, not before; a chunk published again sends nothing.
+func TestPublishByRunSendsAgainOnlyWhatWasNotAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	db, conn := openPostgres(t)
+	_, broker := openBroker(t)
+	res := ingestForDelivery(t, db, "r", deliveryFile)
+	require.EqualValues(t, 5, res.Pending)
+	require.Zero(t, count(t, conn, "SELECT count(*) FROM outbox"), "no row per transaction")
+	require.EqualValues(t, 1, count(t, conn, "SELECT count(*) FROM outbox_runs WHERE run_id = 'r' AND max_seq = 5"))
+
+	// Chunks [1,2) and [2,6), slices of two lines: [2,4) is acknowledged, [4,6) in part only.
+	fb := &selectiveBroker{b: broker, failAt: map[string]bool{TransactionMsgID("acme", "T4", 1): true}}
+	d := &Delivery{DB: db, Broker: fb, Slice: 2}
+	_, err := d.Publish(ctx, ChunkInput{RunID: "r", From: 2, To: 6})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), WaitingForBroker+": nats: timeout")
+	require.Equal(t, msgIDs("T2", "T3", "T4", "T5"), fb.sent())
+	require.EqualValues(t, 4, count(t, conn, "SELECT next_seq FROM outbox_acked WHERE run_id = 'r' AND from_seq = 2"))
+	pending, err := db.PendingOutbox(ctx, "r")
+	require.NoError(t, err)
+	require.EqualValues(t, 3, pending, "T1 of the other chunk, T4 and T5")
+	require.Len(t, streamMessages(t, broker.JetStream()), 3, "T2, T3 and T4")
+
+	// The retry sends the slice again, not what was acknowledged before it.
+	fb.failAt = nil
+	out, err := d.Publish(ctx, ChunkInput{RunID: "r", From: 2, To: 6})
+	require.NoError(t, err)
+	require.Equal(t, ChunkResult{Published: 2}, out)
+	require.Equal(t, msgIDs("T4", "T5"), fb.sent())
+	require.Len(t, streamMessages(t, broker.JetStream()), 4, "the stream dropped T4 sent again")
+	require.EqualValues(t, 1, count(t, conn, "SELECT count(*) FROM outbox_runs"), "a chunk is left")
+	pending, err = db.PendingOutbox(ctx, "r")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, pending)
+
+	// Published again, the chunk sends nothing.
+	out, err = d.Publish(ctx, ChunkInput{RunID: "r", From: 2, To: 6})
+	require.NoError(t, err)
+	require.Equal(t, ChunkResult{}, out)
+	require.Empty(t, fb.sent())
+
+	// The last chunk purges the run's rows.
+	out, err = d.Publish(ctx, ChunkInput{RunID: "r", From: 1, To: 2})
+	require.NoError(t, err)
+	require.Equal(t, ChunkResult{Published: 1}, out)
+	require.Equal(t, msgIDs("T1"), fb.sent())
+	require.Zero(t, count(t, conn, "SELECT count(*) FROM outbox_runs"))
+	require.Zero(t, count(t, conn, "SELECT count(*) FROM outbox_acked"))
+	pending, err = db.PendingOutbox(ctx, "r")
+	require.NoError(t, err)
+	require.Zero(t, pending)
+	for _, c := range []ChunkInput{{RunID: "r", From: 1, To: 2}, {RunID: "r", From: 2, To: 6}} {
+		out, err = d.Publish(ctx, c)
+		require.NoError(t, err)
+		require.Equal(t, ChunkResult{}, out)
+	}
+	require.Empty(t, fb.sent())
+	require.Len(t, streamMessages(t, broker.JetStream()), 5)
+}
+
+// When a slice fails while a later one was acknowledged (two are in flight), the chunk's
+// acknowledged line stays before the failed slice: the retry sends both again.
+func TestPublishByRunAdvancesOverAcknowledgedSlicesInOrder(t *testing.T) {
+	ctx := context.Background()
+	db, conn := openPostgres(t)
+	_, broker := openBroker(t)
+	ingestForDelivery(t, db, "r", deliveryFile)
+	fb := &selectiveBroker{b: broker, failAt: map[string]bool{TransactionMsgID("acme", "T3", 1): true}}
+	// Without Send: the slices are published and acknowledged two at a time, in any order.
+	d := &Delivery{DB: db, Broker: publishOnly{fb}, Slice: 1}
+	_, err := d.Publish(ctx, ChunkInput{RunID: "r", From: 1, To: 6})
+	require.Error(t, err)
+	sent := fb.sent()
+	require.Contains(t, sent, TransactionMsgID("acme", "T3", 1))
+	next := count(t, conn, "SELECT coalesce((SELECT next_seq FROM outbox_acked WHERE run_id = 'r' AND from_seq = 1), 1)")
+	require.LessOrEqual(t, next, int64(3), "not past the failed slice")
+
+	fb.failAt = nil
+	out, err := d.Publish(ctx, ChunkInput{RunID: "r", From: 1, To: 6})
+	require.NoError(t, err)
+	require.EqualValues(t, 6-next, out.Published)
+	require.ElementsMatch(t, msgIDs("T1", "T2", "T3", "T4", "T5")[next-1:], fb.sent())
+	require.Zero(t, count(t, conn, "SELECT count(*) FROM outbox_runs"))
+	require.Len(t, streamMessages(t, broker.JetStream()), 5)
+}
+
+// publishOnly hides a Publisher's Send.
+type publishOnly struct{ p Publisher }
+
+func (p publishOnly) Publish(ctx context.Context, msgs []natsjs.Msg) ([]int, error) {
+	return p.p.Publish(ctx, msgs)
+}
+
+// A run settled before outbox_runs existed, with one outbox row per message, is still published
+// from its rows, which are deleted once acknowledged.
+func TestPublishOutboxRowsOfARunSettledBefore(t *testing.T) {
+	ctx := context.Background()
+	db, conn := openPostgres(t)
+	_, broker := openBroker(t)
+	res := ingestTagged(t, db, "r", deliveryFile, false)
+	require.Zero(t, res.Pending)
+	_, err := conn.Exec(ctx, "INSERT INTO outbox (txn_key, version, run_id) SELECT key, 1, first_run_id FROM transactions")
+	require.NoError(t, err)
+	fb := &selectiveBroker{b: broker}
+	d := &Delivery{DB: db, Broker: fb, Slice: 2}
+	out, err := d.Publish(ctx, ChunkInput{RunID: "r", From: 1, To: 6})
+	require.NoError(t, err)
+	require.Equal(t, ChunkResult{Published: 5}, out)
+	require.Equal(t, msgIDs("T1", "T2", "T3", "T4", "T5"), fb.sent())
+	require.Zero(t, count(t, conn, "SELECT count(*) FROM outbox"))
+	out, err = d.Publish(ctx, ChunkInput{RunID: "r", From: 1, To: 6})
+	require.NoError(t, err)
+	require.Equal(t, ChunkResult{}, out)
+	require.Len(t, streamMessages(t, broker.JetStream()), 5)
 }

@@ -55,7 +55,18 @@ type OutboxStore interface {
 	MarkDelivered(ctx context.Context, keys []postgres.OutboxKey) (int64, error)
 }
 
+// RunOutboxStore is an OutboxStore that also delivers a run's new transactions by range of lines
+// (postgres.DB.RunChunkStart and the methods it names): Publish uses it when its store has it.
+type RunOutboxStore interface {
+	OutboxStore
+	RunChunkStart(ctx context.Context, runID string, from int64) (start int64, byRun bool, err error)
+	RunMessages(ctx context.Context, runID string, from, to int64) ([]postgres.OutboxMessage, error)
+	AckRunLines(ctx context.Context, runID string, from, next int64) error
+	FinishRunChunk(ctx context.Context, runID string, from, to int64) (purged bool, err error)
+}
+
 var (
-	_ Store       = (*postgres.DB)(nil)
-	_ OutboxStore = (*postgres.DB)(nil)
+	_ Store          = (*postgres.DB)(nil)
+	_ OutboxStore    = (*postgres.DB)(nil)
+	_ RunOutboxStore = (*postgres.DB)(nil)
 )
