@@ -38,15 +38,16 @@ SELECT key, 1, $1 FROM ins`
 	// A run's messages still to publish: its outbox rows, and its lines of the transactions its
 	// outbox_runs row names that no outbox_acked row of the run covers (the chunk whose first line
 	// is the greatest at or before the line: the chunks of a run do not overlap), found by probing
-	// outbox_acked's primary key for each line. $1 is the run id.
+	// outbox_acked's primary key for each line. The run's row is read once (uncorrelated
+	// subqueries): without one, the lines' index scan finds nothing at once. $1 is the run id.
 	sqlCountPending = `
 SELECT (SELECT count(*) FROM outbox WHERE run_id = $1)
      + (SELECT count(*)
-        FROM outbox_runs r
-        JOIN run_lines rl ON rl.run_id = r.run_id AND rl.seq <= r.max_seq
-        WHERE r.run_id = $1 AND (rl.txn_key >> 32) = r.num
+        FROM run_lines rl
+        WHERE rl.run_id = $1 AND rl.seq <= (SELECT max_seq FROM outbox_runs WHERE run_id = $1)
+          AND (rl.txn_key >> 32) = (SELECT num FROM outbox_runs WHERE run_id = $1)
           AND coalesce((SELECT a.next_seq FROM outbox_acked a
-                        WHERE a.run_id = r.run_id AND a.from_seq <= rl.seq
+                        WHERE a.run_id = $1 AND a.from_seq <= rl.seq
                         ORDER BY a.from_seq DESC LIMIT 1), 0) <= rl.seq)`
 
 	// The messages of a run's lines in [$2, $3) whose transaction the ingestion its outbox_runs row
