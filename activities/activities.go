@@ -60,8 +60,8 @@ type Activities struct {
 	// ProgressEvery is the least time between two progress reports of one Ingest;
 	// DefaultProgressEvery when 0 (see progressReporter).
 	ProgressEvery time.Duration
-	// Outbox is on when delivery is (TXFLOW_NATS_URL set): Ingest then writes one outbox row per
-	// new transaction, which Publish (publish.go) delivers.
+	// Outbox is on when delivery is (TXFLOW_NATS_URL set): Ingest then records the run's new
+	// transactions as to publish (one outbox_runs row), which Publish (publish.go) delivers.
 	Outbox bool
 	// Reports computes the figures of each run's report.html (report.go); none when nil: the
 	// page then shows the summary's counts only.
@@ -117,8 +117,8 @@ type IngestResult struct {
 	AccountColumn bool
 	// Profile is the name of the mapping profile the file was read with, "" when none.
 	Profile string
-	// Pending counts the run's messages not delivered yet (its outbox rows), for Publish: 0
-	// when delivery is off.
+	// Pending counts the run's messages not delivered yet (postgres.DB.PendingOutbox), for
+	// Publish: 0 when delivery is off.
 	Pending int64
 	// RulesVersion is the version of the rules the run applies (rules.go), for its chunks; 0
 	// only for a run settled before versions existed.
