@@ -244,15 +244,105 @@ FROM agg, me`
 // costs about its longest scan rather than their sum. It returns ErrRunNotFound (wrapped) for an
 // unknown run and the wrapped connection or SQL error otherwise.
 func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (RunReport, error) {
+	return db.runReport(ctx, runID, opts, nil)
+}
+
+// RunReportLines computes the figures of the run's report that its lines and rejected rows
+// give: the counts of lines, rejected rows and lines in error, the amount histogram, the largest
+// amounts, and the reasons with their first rows. They are final once the run is settled (its
+// results are not needed), so they can be computed while its lines are tagged and annotated and
+// handed to RunReportWith. Errors as RunReport's.
+func (db *DB) RunReportLines(ctx context.Context, runID string) (RunReport, error) {
 	r := RunReport{RunID: runID}
-	// One report at a time takes connections, before its first (see reportSlot).
+	err := db.inReportTx(ctx, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $1)", runID).Scan(&exists); err != nil {
+			return fmt.Errorf("read run: %w", err)
+		}
+		if !exists {
+			return ErrRunNotFound
+		}
+		return reportLines(ctx, tx, runID, &r)
+	})
+	if err != nil {
+		return RunReport{}, db.wrap("report figures of the lines of run "+runID, err)
+	}
+	return r, nil
+}
+
+// RunReportWith is RunReport computing only what lines, the run's RunReportLines, does not hold:
+// the run itself, its tags and annotations, and the comparison with the account's past runs.
+func (db *DB) RunReportWith(ctx context.Context, runID string, opts ReportOptions, lines RunReport) (RunReport, error) {
+	return db.runReport(ctx, runID, opts, &lines)
+}
+
+// inReportTx runs fn in a report transaction (reportTx, sqlReportSettings), one report at a time
+// taking connections (see reportSlot).
+func (db *DB) inReportTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	select {
 	case reportSlot <- struct{}{}:
 		defer func() { <-reportSlot }()
 	case <-ctx.Done():
-		return RunReport{}, ctx.Err()
+		return ctx.Err()
 	}
-	err := pgx.BeginTxFunc(ctx, db.pool, reportTx, func(tx pgx.Tx) error {
+	return pgx.BeginTxFunc(ctx, db.pool, reportTx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlReportSettings); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// reportLines fills in r what RunReportLines computes, the lines' scans in tx.
+func reportLines(ctx context.Context, tx pgx.Tx, runID string, r *RunReport) error {
+	lines, debits, credits, err := scanLines(ctx, tx, runID)
+	if err != nil {
+		return err
+	}
+	return reportReasons(ctx, tx, runID, lines, debits, credits, r)
+}
+
+// scanLines scans the run's lines for the histogram, then for the largest amounts within the
+// bounds it gives.
+func scanLines(ctx context.Context, tx pgx.Tx, runID string) (lines linesPart, debits, credits []ReportLine, err error) {
+	if err := lines.read(ctx, tx, runID); err != nil {
+		return lines, nil, nil, fmt.Errorf("count lines: %w", err)
+	}
+	debit, credit := lines.largestBounds(ReportExamples)
+	if debits, credits, err = reportLargest(ctx, tx, runID, debit, credit); err != nil {
+		return lines, nil, nil, fmt.Errorf("largest amounts: %w", err)
+	}
+	return lines, debits, credits, nil
+}
+
+// reportReasons fills r with lines, the largest amounts, and the rejected rows and lines in
+// error per reason with their first rows.
+func reportReasons(ctx context.Context, tx pgx.Tx, runID string, lines linesPart, debits, credits []ReportLine, r *RunReport) error {
+	rejected, err := reportRejected(ctx, tx, runID)
+	if err != nil {
+		return fmt.Errorf("rejected rows: %w", err)
+	}
+	if err := reportErrorExamples(ctx, tx, runID, lines.errors); err != nil {
+		return fmt.Errorf("lines in error: %w", err)
+	}
+	r.Accepted, r.InError, r.Amounts, r.Zero = lines.accepted, lines.inError, lines.amounts, lines.zero
+	r.LargestDebits, r.LargestCredits = debits, credits
+	r.Rejected = 0
+	for _, rc := range rejected {
+		r.Rejected += rc.Count
+	}
+	r.Reasons = append(rejected, lines.errors...)
+	return nil
+}
+
+// runReport is RunReport, or RunReportWith when known is not nil.
+func (db *DB) runReport(ctx context.Context, runID string, opts ReportOptions, known *RunReport) (RunReport, error) {
+	r := RunReport{RunID: runID}
+	if known != nil {
+		r = *known
+		r.RunID = runID
+	}
+	err := db.inReportTx(ctx, func(tx pgx.Tx) error {
 		var run runKeys
 		err := tx.QueryRow(ctx, sqlReportRun, runID).Scan(&r.File, &r.Account, &r.RulesVersion, &r.RowsRead, &r.New,
 			&run.num, &run.allNew)
@@ -262,9 +352,6 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 		if err != nil {
 			return fmt.Errorf("read run: %w", err)
 		}
-		if _, err := tx.Exec(ctx, sqlReportSettings); err != nil {
-			return err
-		}
 		var snapshot string
 		if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
 			return fmt.Errorf("export snapshot: %w", err)
@@ -273,62 +360,48 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 			lines             linesPart
 			tags, annotations []LabelCount
 			debits, credits   []ReportLine
-			rejected          []ReasonCount
 		)
-		// Two parts side by side: the run's lines (the histogram, then the largest amounts
-		// within the bounds it gives), and its results.
-		parts := []func(context.Context, pgx.Tx) error{
-			func(ctx context.Context, tx pgx.Tx) (err error) {
-				if err := lines.read(ctx, tx, runID); err != nil {
-					return fmt.Errorf("count lines: %w", err)
-				}
-				debit, credit := lines.largestBounds(ReportExamples)
-				debits, credits, err = reportLargest(ctx, tx, runID, debit, credit)
-				if err != nil {
-					return fmt.Errorf("largest amounts: %w", err)
-				}
-				return nil
-			},
-			func(ctx context.Context, tx pgx.Tx) (err error) {
-				if !opts.OmitTags {
-					if tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", ""); err != nil {
-						return err
-					}
-				}
-				if !opts.OmitAnnotations {
-					// As in the output: no annotation on a line in error.
-					annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
-				}
+		// Side by side: the run's lines (the histogram, then the largest amounts within the
+		// bounds it gives) unless known, and its results.
+		var parts []func(context.Context, pgx.Tx) error
+		if known == nil {
+			parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
+				lines, debits, credits, err = scanLines(ctx, tx, runID)
 				return err
-			},
+			})
 		}
+		parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
+			if !opts.OmitTags {
+				if tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", ""); err != nil {
+					return err
+				}
+			}
+			if !opts.OmitAnnotations {
+				// As in the output: no annotation on a line in error.
+				annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
+			}
+			return err
+		})
 		if err := db.inSnapshot(ctx, tx, snapshot, parts); err != nil {
 			return err
 		}
-		if rejected, err = reportRejected(ctx, tx, runID); err != nil {
-			return fmt.Errorf("rejected rows: %w", err)
-		}
-		if err := reportErrorExamples(ctx, tx, runID, lines.errors); err != nil {
-			return fmt.Errorf("lines in error: %w", err)
+		if known == nil {
+			if err := reportReasons(ctx, tx, runID, lines, debits, credits, &r); err != nil {
+				return err
+			}
 		}
 		h := &r.History
 		if err := tx.QueryRow(ctx, sqlReportHistory, runID, HistoryRuns, HistoryMinRuns, FarOff).
 			Scan(&h.Runs, &h.MedianRows, &h.MedianRejected, &h.RowsFlag, &h.RejectedFlag); err != nil {
 			return fmt.Errorf("past runs: %w", err)
 		}
-
-		r.Accepted, r.InError, r.Amounts, r.Zero = lines.accepted, lines.inError, lines.amounts, lines.zero
-		r.LargestDebits, r.LargestCredits = debits, credits
+		r.Tags, r.Annotations = nil, nil
 		if !opts.OmitTags {
 			r.Tags = withNone(tags, r.Accepted)
 		}
 		if !opts.OmitAnnotations {
 			r.Annotations = withNone(annotations, r.Accepted)
 		}
-		for _, rc := range rejected {
-			r.Rejected += rc.Count
-		}
-		r.Reasons = append(rejected, lines.errors...)
 		return nil
 	})
 	if err != nil {

@@ -57,3 +57,52 @@ func TestRunReportKeptForTheRunsIngestion(t *testing.T) {
 
 	require.ErrorIs(t, db.SaveRunReport(ctx, postgres.RunReport{RunID: "nope"}, opts), postgres.ErrRunNotFound)
 }
+
+// The figures of a run's lines, computed before its results and kept, make with the rest the
+// same report as one computed at once; they are kept for the run's ingestion only.
+func TestRunReportLinesThenTheRest(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	big := rec(5, "E", "-2000000.00", "TOTO loan")
+	big.Error = txn.ReasonAmountTooHigh
+	recs := []txn.Record{rec(2, "A", "0.50", "TAXI tip"), rec(3, "B", "-350.00", "<b>rent</b>"), rec(4, "C", "1200.00", "TATA"), big}
+	rejected := []txn.Rejected{{Line: 6, ID: "R1", Amount: "abc", Wording: "bad", Reason: txn.ReasonInvalidAmount, Detail: "not a number"}}
+	c := ingestAccount(t, db, accountRun{id: "lines", account: "acme", recs: recs, rejected: rejected})
+
+	// Computed right after the settlement, before any result.
+	lines, err := db.RunReportLines(ctx, "lines")
+	require.NoError(t, err)
+	require.EqualValues(t, 4, lines.Accepted)
+	require.EqualValues(t, 1, lines.Rejected)
+	require.EqualValues(t, 1, lines.InError)
+	require.Len(t, lines.LargestDebits, 2)
+	require.Empty(t, lines.Tags)
+	require.NoError(t, db.SaveRunReportLines(ctx, lines))
+
+	_, err = db.TagChunk(ctx, "lines", 1, c.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	kept, ok, err := db.CachedRunReportLines(ctx, "lines")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, lines, kept)
+
+	opts := postgres.ReportOptions{OmitAnnotations: true}
+	whole, err := db.RunReport(ctx, "lines", opts)
+	require.NoError(t, err)
+	with, err := db.RunReportWith(ctx, "lines", opts, kept)
+	require.NoError(t, err)
+	require.Equal(t, whole, with)
+	require.NotEmpty(t, with.Tags)
+	require.Equal(t, "acme", with.Account)
+
+	// The run's ingestion started over: what was kept is stale.
+	_, err = db.BeginIngest(ctx, postgres.Run{ID: "lines", File: "lines.csv", SHA256: "sha-lines", Account: "acme"}, false)
+	require.NoError(t, err)
+	_, ok, err = db.CachedRunReportLines(ctx, "lines")
+	require.NoError(t, err)
+	require.False(t, ok, "kept for an ingestion since started over")
+
+	_, err = db.RunReportLines(ctx, "nope")
+	require.ErrorIs(t, err, postgres.ErrRunNotFound)
+	require.ErrorIs(t, db.SaveRunReportLines(ctx, postgres.RunReport{RunID: "nope"}), postgres.ErrRunNotFound)
+}
