@@ -129,6 +129,9 @@ func (db *DB) PurgeAccount(ctx context.Context, account string) (PurgeCounts, er
 			{"transactions", "account = $1", &c.Transactions},
 			{"run_lines", "account = $1", &c.RunLines},
 			{"rejected_rows", "account = $1", &c.RejectedRows},
+			// Runs whose messages are to publish by range of lines and have no line left.
+			{"outbox_runs", "$1 <> '' AND NOT EXISTS (SELECT 1 FROM run_lines rl WHERE rl.run_id = outbox_runs.run_id)", new(int64)},
+			{"outbox_acked", "$1 <> '' AND NOT EXISTS (SELECT 1 FROM outbox_runs o WHERE o.run_id = outbox_acked.run_id)", new(int64)},
 		} {
 			tag, err := tx.Exec(ctx, "DELETE FROM "+pgx.Identifier{d.table}.Sanitize()+" WHERE "+d.where, a)
 			if err != nil {

@@ -284,9 +284,16 @@ func TestExportAndPurgeAccount(t *testing.T) {
 	_, err = db.ExportAccount(ctx, "acme", &now, ptr(now.AddDate(0, 0, -1)), &out)
 	require.ErrorContains(t, err, "ends")
 
+	// Messages to publish by range of lines: a1's lines are all acme's, g1's globex's.
+	execSQL(t, dbURL, `INSERT INTO outbox_runs (run_id, num, max_seq) SELECT run_id, num, 3 FROM runs WHERE run_id IN ('a1', 'g1');
+		INSERT INTO outbox_acked (run_id, from_seq, next_seq) VALUES ('a1', 1, 2), ('g1', 1, 1)`)
+
 	purged, err := db.PurgeAccount(ctx, "acme")
 	require.NoError(t, err)
 	require.Equal(t, postgres.PurgeCounts{Transactions: 4, Tags: 4, Annotations: 3, RunLines: 5, RejectedRows: 1}, purged)
+	// A run with no line left has nothing to publish any more; the others keep their rows.
+	require.Equal(t, "g1", queryValue[string](t, dbURL, "SELECT string_agg(run_id, ',') FROM outbox_runs"))
+	require.Equal(t, "g1", queryValue[string](t, dbURL, "SELECT string_agg(run_id, ',') FROM outbox_acked"))
 	for _, table := range []string{"transactions", "run_lines", "rejected_rows"} {
 		require.Equal(t, int64(0), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account = 'acme'"), table)
 		require.Equal(t, int64(1), queryValue[int64](t, dbURL, "SELECT count(*) FROM "+table+" WHERE account = 'globex'"), table)
