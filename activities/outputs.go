@@ -35,6 +35,10 @@ type FileResult struct {
 // ReportInput names the run whose error report to write.
 type ReportInput struct {
 	RunID string
+	// Figures also computes and keeps the figures of the run's report page that its lines give
+	// (ReportLinesCache), beside the error report: ProcessFile runs ReportErrors alongside Tag
+	// and Annotate, so that Dump has only the results' figures left to compute.
+	Figures bool `json:",omitempty"`
 }
 
 // ReportErrors writes error_report.csv: every rejected row and every row in error of the run,
@@ -46,6 +50,14 @@ func (a *Activities) ReportErrors(ctx context.Context, in ReportInput) (FileResu
 		return FileResult{}, err
 	}
 	defer dir.Close()
+	if in.Figures {
+		prepared := make(chan struct{})
+		go func() {
+			defer close(prepared)
+			a.prepareReportLines(ctx, in.RunID)
+		}()
+		defer func() { <-prepared }()
+	}
 	rows, err := writeFileAtomic(dir.Root, ErrorReportFile, func(w io.Writer) (int64, error) {
 		return a.DB.WriteErrorReport(ctx, in.RunID, w)
 	})

@@ -44,15 +44,56 @@ type ReportCache interface {
 
 var _ ReportCache = (*postgres.DB)(nil)
 
+// ReportLinesCache keeps the figures of a run's report that its lines give (*postgres.DB in the
+// worker): ReportErrors computes them, with ReportInput.Figures, while the run's lines are tagged
+// and annotated, and Dump computes only the rest.
+type ReportLinesCache interface {
+	RunReportLines(ctx context.Context, runID string) (postgres.RunReport, error)
+	SaveRunReportLines(ctx context.Context, r postgres.RunReport) error
+	CachedRunReportLines(ctx context.Context, runID string) (postgres.RunReport, bool, error)
+	RunReportWith(ctx context.Context, runID string, opts postgres.ReportOptions, lines postgres.RunReport) (postgres.RunReport, error)
+}
+
+var _ ReportLinesCache = (*postgres.DB)(nil)
+
+// prepareReportLines computes the figures of the run's report that its lines give and keeps them
+// (a.Reports, when it is a ReportLinesCache); ReportErrors runs it beside the error report. A
+// failure is only logged: Dump then computes them itself.
+func (a *Activities) prepareReportLines(ctx context.Context, runID string) {
+	cache, ok := a.Reports.(ReportLinesCache)
+	if !ok {
+		return
+	}
+	r, err := cache.RunReportLines(ctx, runID)
+	if err == nil {
+		err = cache.SaveRunReportLines(ctx, r)
+	}
+	if err != nil && activity.IsActivity(ctx) {
+		activity.GetLogger(ctx).Warn("report figures of the lines not prepared: computed with the rest", "run_id", runID, "error", err)
+	}
+}
+
 // prepareReport computes the run's report figures with opts and keeps them (a.Reports, when it is
-// a ReportCache); Dump runs it beside the output's COPY. A failure is only logged: WriteSummary
-// then computes the figures itself.
+// a ReportCache); Dump runs it beside the output's COPY. Those of the run's lines are read from
+// what prepareReportLines kept, when it did. A failure is only logged: WriteSummary then computes
+// the figures itself.
 func (a *Activities) prepareReport(ctx context.Context, runID string, opts postgres.ReportOptions) {
 	cache, ok := a.Reports.(ReportCache)
 	if !ok {
 		return
 	}
-	r, err := a.Reports.RunReport(ctx, runID, opts)
+	var r postgres.RunReport
+	var err error
+	kept := false
+	if lc, ok := a.Reports.(ReportLinesCache); ok {
+		var lines postgres.RunReport
+		if lines, kept, err = lc.CachedRunReportLines(ctx, runID); err == nil && kept {
+			r, err = lc.RunReportWith(ctx, runID, opts, lines)
+		}
+	}
+	if !kept {
+		r, err = a.Reports.RunReport(ctx, runID, opts)
+	}
 	if err == nil {
 		err = cache.SaveRunReport(ctx, r, opts)
 	}

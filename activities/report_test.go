@@ -173,3 +173,54 @@ func TestDumpKeepsTheReportFigures(t *testing.T) {
 	require.NotContains(t, page, "KEPT")
 	require.Contains(t, page, `data-tag="TAXI" data-value="1"`)
 }
+
+// ReportErrors, told to, computes and keeps the figures of the run's lines beside the error
+// report; Dump then computes only the rest and keeps the whole.
+func TestReportErrorsKeepsTheLinesFigures(t *testing.T) {
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	input, output := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\nA3,x,bad\n"), 0o644))
+	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	const id = "txflow-00000000000000cd"
+	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
+	require.NoError(t, err)
+	var ing IngestResult
+	require.NoError(t, v.Get(&ing))
+
+	_, err = env.ExecuteActivity(a.ReportErrors, ReportInput{RunID: id})
+	require.NoError(t, err)
+	_, ok, err := db.CachedRunReportLines(ctx, id)
+	require.NoError(t, err)
+	require.False(t, ok, "not asked for the figures")
+	_, err = env.ExecuteActivity(a.ReportErrors, ReportInput{RunID: id, Figures: true})
+	require.NoError(t, err)
+	lines, ok, err := db.CachedRunReportLines(ctx, id)
+	require.NoError(t, err)
+	require.True(t, ok, "ReportErrors kept the lines' figures")
+	require.EqualValues(t, 2, lines.Accepted)
+	require.EqualValues(t, 1, lines.Rejected)
+	require.Equal(t, "TAXI NIGHT", lines.LargestCredits[0].Wording)
+
+	// What was kept is what Dump uses (marked here to tell it from a fresh computation).
+	lines.LargestCredits[0].Wording = "KEPT"
+	require.NoError(t, db.SaveRunReportLines(ctx, lines))
+	for _, fn := range []any{a.Tag, a.Annotate} {
+		_, err := env.ExecuteActivity(fn, ChunkInput{RunID: id, From: 1, To: ing.MaxSeq + 1, RulesVersion: ing.RulesVersion})
+		require.NoError(t, err)
+	}
+	_, err = env.ExecuteActivity(a.Dump, DumpInput{RunID: id})
+	require.NoError(t, err)
+	kept, ok, err := db.CachedRunReport(ctx, id, postgres.ReportOptions{})
+	require.NoError(t, err)
+	require.True(t, ok, "Dump kept the figures")
+	require.Equal(t, "KEPT", kept.LargestCredits[0].Wording)
+	require.Equal(t, []postgres.LabelCount{{Label: "TAXI", Count: 1}, {Label: "TOTO", Count: 1}}, kept.Tags)
+	require.EqualValues(t, 1, kept.Rejected)
+}
