@@ -212,6 +212,21 @@ func (r *run) pipeline(ctx workflow.Context) error {
 		}
 	}
 
+	// 3. The error report needs only the run's lines: it is written alongside Tag and Annotate,
+	// and computes beside it the figures of the report page that the lines give, so that Dump
+	// has only the results' left (runs recorded before that write it after them).
+	var report activities.FileResult
+	var reportErr error
+	reporting := workflow.NewWaitGroup(ctx)
+	reportAlongside := workflow.GetVersion(ctx, reportAlongsideChange, workflow.DefaultVersion, 1) == 1
+	if reportAlongside {
+		reporting.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer reporting.Done()
+			report, reportErr = r.errorReport(withOptions(ctx, yield(reportOptions), hb), true)
+		})
+	}
+
 	// 2. Tag ‖ Annotate, chunk by chunk; neither waits for the other. When Ingest stored new
 	// transactions to deliver, 5. Publish runs alongside: a chunk's messages as soon as its Tag and
 	// its Annotate completed (runs recorded before that published after the dump).
@@ -242,15 +257,16 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	ready.finish()
 
 	// 3. The error report and 4. the dump are written whatever happened to Tag and Annotate.
-	r.start(StageReport)
-	var report activities.FileResult
-	if err := workflow.ExecuteActivity(withOptions(ctx, yield(reportOptions), hb), a.ReportErrors, activities.ReportInput{RunID: s.RunID}).Get(ctx, &report); err != nil {
-		r.fail(StageReport, err)
+	if reportAlongside {
+		reporting.Wait(ctx)
+	} else {
+		report, reportErr = r.errorReport(withOptions(ctx, yield(reportOptions), hb), false)
+	}
+	if reportErr != nil {
 		r.finish()
-		return err
+		return reportErr
 	}
 	s.Outputs.ErrorReport, s.Outputs.Dir = report.Path, path.Dir(report.Path)
-	r.complete(StageReport)
 
 	r.start(StageDump)
 	var dump activities.DumpResult
@@ -339,6 +355,26 @@ const publishChange = "publish-results"
 // Annotate, a chunk as soon as both completed it: runs recorded before it publish after the dump
 // (publishChange). Runs without messages to deliver do not ask for it.
 const publishAlongsideChange = "publish-alongside"
+
+// reportAlongsideChange marks, for workflow.GetVersion, the error report written alongside Tag
+// and Annotate, computing the figures of the report page that the run's lines give: runs
+// recorded before it write it after them, and Dump computes every figure.
+const reportAlongsideChange = "report-alongside"
+
+// errorReport runs the report stage: ReportErrors, with the figures of the run's lines when
+// figures.
+func (r *run) errorReport(ctx workflow.Context, figures bool) (activities.FileResult, error) {
+	var a *activities.Activities
+	r.start(StageReport)
+	var report activities.FileResult
+	in := activities.ReportInput{RunID: r.summary.RunID, Figures: figures}
+	if err := workflow.ExecuteActivity(ctx, a.ReportErrors, in).Get(ctx, &report); err != nil {
+		r.fail(StageReport, err)
+		return report, err
+	}
+	r.complete(StageReport)
+	return report, nil
+}
 
 // publishScheduler is the chunk scheduler of the Publish stage, which records its progress.
 func (r *run) publishScheduler(pending int64) chunkScheduler {

@@ -72,7 +72,7 @@ func TestProcessFileSuccess(t *testing.T) {
 		annotated = append(annotated, c)
 		return activities.ChunkResult{Lines: c.To - c.From, Computed: c.To - c.From}, nil
 	})
-	env.OnActivity(a.ReportErrors, mock.Anything, activities.ReportInput{RunID: "default-test-workflow-id"}).
+	env.OnActivity(a.ReportErrors, mock.Anything, activities.ReportInput{RunID: "default-test-workflow-id", Figures: true}).
 		Return(activities.FileResult{Path: "/out/r/error_report.csv", Rows: 3}, nil).Once()
 	env.OnActivity(a.Dump, mock.Anything, activities.DumpInput{RunID: "default-test-workflow-id"}).
 		Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 25, Tagged: 9, Annotated: 20}, nil).Once()
@@ -319,4 +319,37 @@ func TestChunkSchedulerStopsAfterFirstFailure(t *testing.T) {
 	require.Equal(t, StatusCompleted, s.stage(StageSummary).Status)
 	require.EqualValues(t, 50, s.Annotated)
 	env.AssertExpectations(t)
+}
+
+// The error report, which needs only the run's lines, is written while the lines are tagged and
+// annotated, and computes the report page's figures of the lines: Tag waits here for it.
+func TestErrorReportAlongsideTagAndAnnotate(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(5), nil).Once()
+	reported := make(chan struct{})
+	env.OnActivity(a.ReportErrors, mock.Anything, activities.ReportInput{RunID: "default-test-workflow-id", Figures: true}).
+		Return(func(context.Context, activities.ReportInput) (activities.FileResult, error) {
+			close(reported)
+			return activities.FileResult{Path: "/out/r/error_report.csv"}, nil
+		}).Once()
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) {
+		select {
+		case <-reported:
+			return activities.ChunkResult{Lines: c.To - c.From}, nil
+		case <-time.After(10 * time.Second):
+			return activities.ChunkResult{}, temporal.NewNonRetryableApplicationError("the error report was not written alongside", "Test", nil)
+		}
+	})
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(activities.ChunkResult{Lines: 5}, nil)
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv", Rows: 5}, nil).Once()
+	env.OnActivity(a.WriteSummary, mock.Anything, mock.Anything).Return("/out/r/summary.json", nil).Once()
+
+	env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv"})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var s Summary
+	require.NoError(t, env.GetWorkflowResult(&s))
+	require.Equal(t, StatusCompleted, s.Status)
+	require.Equal(t, "/out/r/error_report.csv", s.Outputs.ErrorReport)
+	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
 }

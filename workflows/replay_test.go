@@ -40,6 +40,9 @@ var replayHistories = []string{
 	// The same with the Publish stage alongside Tag and Annotate, a chunk as soon as both
 	// completed it (version publish-alongside), recorded by the end-to-end delivery test.
 	"processfile_publish_alongside_history.json",
+	// A file with errors in chunks of 3 lines with the error report written alongside Tag and
+	// Annotate, computing the report page's figures of the lines (version report-alongside).
+	"processfile_report_alongside_history.json",
 	// A reclassification of one account, approved by the starter after its diff, recorded by the
 	// end-to-end reclassification test.
 	"reclassify_history.json",

@@ -95,6 +95,7 @@ func TestRecordHistories(t *testing.T) {
 		{"processfile_failed_history.json", badID, failed},
 		{"notify_history.json", notifyID, notify},
 		{"processfile_chunks_history.json", chunksID, chunks},
+		{"processfile_report_alongside_history.json", chunksID, chunks},
 		{"inbox_history.json", "inbox-recorded", inbox},
 		{"inbox_continued_history.json", "inbox-recorded", continued},
 	} {
