@@ -187,12 +187,14 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	compute func(rows pgx.Rows) (key int64, result string, err error)) (ChunkCounts, error) {
 	var c ChunkCounts
 	var results []chunkResult
+	var run runKeys
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var ingested, fresh bool
 		err := tx.QueryRow(ctx, `
-			SELECT r.ingested_at IS NOT NULL, r.all_new,
+			SELECT r.ingested_at IS NOT NULL, r.all_new, r.num,
 			       (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND seq >= $2 AND seq < $3)
-			FROM runs r WHERE r.run_id = $1`, runID, from, to).Scan(&ingested, &fresh, &c.Lines)
+			FROM runs r WHERE r.run_id = $1`, runID, from, to).Scan(&ingested, &fresh, &run.num, &c.Lines)
+		run.allNew = fresh
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return ErrRunNotFound
@@ -239,9 +241,21 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	if err != nil {
 		return c, err
 	}
-	if len(results) == 0 {
-		return c, nil
+	if len(results) > 0 {
+		if c.Computed, err = writeResults(ctx, db, t, runID, rulesVersion, results); err != nil {
+			return c, err
+		}
 	}
+	if c.Lines > 0 {
+		if err := countChunkResults(ctx, db, t, runID, run, from, to); err != nil {
+			return c, fmt.Errorf("count %s of the chunk: %w", t.name, err)
+		}
+	}
+	return c, nil
+}
+
+// writeResults writes a chunk's results to t and returns how many it wrote.
+func writeResults(ctx context.Context, db *DB, t resultTable, runID string, rulesVersion int, results []chunkResult) (int64, error) {
 	columns := []string{"txn_key", t.column, "run_id", "rules_version"}
 	n, err := db.pool.CopyFrom(ctx, pgx.Identifier{t.name}, columns, newResultRows(results, runID, rulesVersion))
 	var pgErr *pgconn.PgError
@@ -250,10 +264,9 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 		n, err = insertSkippingExisting(ctx, db, t, newResultRows(results, runID, rulesVersion))
 	}
 	if err != nil {
-		return c, fmt.Errorf("write %s: %w", t.name, err)
+		return 0, fmt.Errorf("write %s: %w", t.name, err)
 	}
-	c.Computed = n
-	return c, nil
+	return n, nil
 }
 
 // insertSkippingExisting writes results through a temporary staging table

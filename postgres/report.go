@@ -370,15 +370,15 @@ func (db *DB) runReport(ctx context.Context, runID string, opts ReportOptions, k
 				return err
 			})
 		}
+		// Beside the dump (known), the counts the run's chunks kept, when they cover its lines.
 		parts = append(parts, func(ctx context.Context, tx pgx.Tx) (err error) {
 			if !opts.OmitTags {
-				if tags, err = reportResults(ctx, tx, runID, run, "tags", "tag", ""); err != nil {
+				if tags, err = labelCounts(ctx, tx, runID, run, tagsTable, known != nil); err != nil {
 					return err
 				}
 			}
 			if !opts.OmitAnnotations {
-				// As in the output: no annotation on a line in error.
-				annotations, err = reportResults(ctx, tx, runID, run, "annotations", "annotation", "AND rl.error IS NULL")
+				annotations, err = labelCounts(ctx, tx, runID, run, annotationsTable, known != nil)
 			}
 			return err
 		})
@@ -541,6 +541,26 @@ func (p *linesPart) read(ctx context.Context, tx pgx.Tx, runID string) error {
 	}
 	sortReasons(p.errors)
 	return nil
+}
+
+// labelCounts counts the run's lines per non-null value of t's column, as the output shows them:
+// from the counts its chunks kept when chunks and they cover the run's lines, from a scan
+// otherwise.
+func labelCounts(ctx context.Context, tx pgx.Tx, runID string, run runKeys, t resultTable, chunks bool) ([]LabelCount, error) {
+	if chunks {
+		var maxSeq int64
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1", runID).Scan(&maxSeq); err != nil {
+			return nil, fmt.Errorf("last line: %w", err)
+		}
+		counts, ok, err := chunkLabelCounts(ctx, tx, runID, run.num, maxSeq, t.name)
+		if err != nil {
+			return nil, fmt.Errorf("chunk counts of %s: %w", t.name, err)
+		}
+		if ok {
+			return counts, nil
+		}
+	}
+	return reportResults(ctx, tx, runID, run, t.name, t.column, t.outputFilter())
 }
 
 // reportResults counts the run's lines per non-null value of column of table (tags.tag,

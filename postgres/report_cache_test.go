@@ -106,3 +106,54 @@ func TestRunReportLinesThenTheRest(t *testing.T) {
 	require.ErrorIs(t, err, postgres.ErrRunNotFound)
 	require.ErrorIs(t, db.SaveRunReportLines(ctx, postgres.RunReport{RunID: "nope"}), postgres.ErrRunNotFound)
 }
+
+// Each Tag and Annotate chunk keeps the counts of its lines' results; the report computed beside
+// the dump adds them up when they cover the run's lines, for a run of new transactions as for one
+// with transactions stored before, and scans the results when they do not.
+func TestChunksKeepTheirResultCounts(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	big := rec(6, "E", "-2000000.00", "TOTO loan")
+	big.Error = txn.ReasonAmountTooHigh
+	first := []txn.Record{rec(2, "A", "0.50", "TAXI tip"), rec(3, "B", "-350.00", "rent TOTO"), rec(4, "C", "1200.00", "TATA"),
+		rec(5, "D", "-10.00", "TAXI"), big}
+	for _, run := range []struct {
+		id   string
+		recs []txn.Record
+	}{
+		{"fresh", first},
+		// Two lines stored by the first run, whose results it computed, and a new one.
+		{"mixed", []txn.Record{rec(2, "A", "0.50", "TAXI tip"), rec(3, "B", "-350.00", "rent TOTO"), rec(4, "Z", "5.00", "TUTU")}},
+	} {
+		c := ingestAccount(t, db, accountRun{id: run.id, account: "acme", recs: run.recs})
+		for from := int64(1); from <= c.MaxSeq; from += 2 { // chunks of 2 lines
+			_, err := db.TagChunk(ctx, run.id, from, from+2, tagWord)
+			require.NoError(t, err)
+			_, err = db.AnnotateChunk(ctx, run.id, from, from+2, annotate)
+			require.NoError(t, err)
+		}
+		require.Equal(t, (c.MaxSeq+1)/2*2, queryValue[int64](t, dbURL, "SELECT count(*) FROM run_report_chunks WHERE run_id = $1", run.id), run.id)
+
+		lines, err := db.RunReportLines(ctx, run.id)
+		require.NoError(t, err)
+		whole, err := db.RunReport(ctx, run.id, postgres.ReportOptions{})
+		require.NoError(t, err)
+		with, err := db.RunReportWith(ctx, run.id, postgres.ReportOptions{}, lines)
+		require.NoError(t, err)
+		require.Equal(t, whole, with, run.id)
+	}
+
+	// The kept counts are what RunReportWith shows (marked here)...
+	execSQL(t, dbURL, `UPDATE run_report_chunks SET counts = '{"KEPT": 1}' WHERE run_id = 'fresh' AND result = 'tags' AND from_seq = 1`)
+	lines, err := db.RunReportLines(ctx, "fresh")
+	require.NoError(t, err)
+	with, err := db.RunReportWith(ctx, "fresh", postgres.ReportOptions{}, lines)
+	require.NoError(t, err)
+	require.Contains(t, with.Tags, postgres.LabelCount{Label: "KEPT", Count: 1})
+	// ... unless a chunk is missing: the results are scanned.
+	execSQL(t, dbURL, `DELETE FROM run_report_chunks WHERE run_id = 'fresh' AND result = 'tags' AND from_seq = 3`)
+	with, err = db.RunReportWith(ctx, "fresh", postgres.ReportOptions{}, lines)
+	require.NoError(t, err)
+	require.NotContains(t, with.Tags, postgres.LabelCount{Label: "KEPT", Count: 1})
+	require.Contains(t, with.Tags, postgres.LabelCount{Label: "TAXI", Count: 2})
+}
