@@ -70,14 +70,15 @@ func (o *queueOutbound) ExecuteActivity(ctx workflow.Context, activityType strin
 }
 
 // A run of more than BigRunLines lines sends its activities after Ingest to BulkTaskQueue (its
-// Publish to PublishTaskQueue); a smaller run's stay on the workflow's task queue.
+// Publish to PublishTaskQueue) but its error report, a single short activity alongside Tag and
+// Annotate; a smaller run's stay on the workflow's task queue.
 func TestBigRunUsesTheBulkTaskQueue(t *testing.T) {
 	got := queues(t, BigRunLines+1, 0)
 	require.Equal(t, BulkTaskQueue, got["Tag"])
 	const own = "default-test-taskqueue" // the workflow's, in the test environment
 	require.Equal(t, map[string]string{"Ingest": own, "Tag": BulkTaskQueue, "Annotate": BulkTaskQueue,
-		"ReportErrors": BulkTaskQueue, "Dump": BulkTaskQueue, "WriteSummary": BulkTaskQueue, "Event": own},
-		got, "the run's notice stays: it is one small activity")
+		"ReportErrors": own, "Dump": BulkTaskQueue, "WriteSummary": BulkTaskQueue, "Event": own},
+		got, "the run's notice and its error report stay: each is one small activity")
 	for name, q := range queues(t, BigRunLines, 0) {
 		require.Equal(t, own, q, name)
 	}

@@ -220,10 +220,12 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	reporting := workflow.NewWaitGroup(ctx)
 	reportAlongside := workflow.GetVersion(ctx, reportAlongsideChange, workflow.DefaultVersion, 1) == 1
 	if reportAlongside {
+		// On TaskQueue even for a big run: a single activity of a second or two, which would
+		// otherwise hold one of the few slots of its Tag and Annotate.
 		reporting.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer reporting.Done()
-			report, reportErr = r.errorReport(withOptions(ctx, yield(reportOptions), hb), true)
+			report, reportErr = r.errorReport(withOptions(ctx, reportOptions, hb), true)
 		})
 	}
 
