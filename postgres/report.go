@@ -254,7 +254,9 @@ func (db *DB) RunReport(ctx context.Context, runID string, opts ReportOptions) (
 // handed to RunReportWith. Errors as RunReport's.
 func (db *DB) RunReportLines(ctx context.Context, runID string) (RunReport, error) {
 	r := RunReport{RunID: runID}
-	err := db.inReportTx(ctx, func(tx pgx.Tx) error {
+	// One connection only: no need to wait for the report slot (a big run's report would hold
+	// up a small run's error report).
+	err := db.inReportTx(ctx, false, func(tx pgx.Tx) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = $1)", runID).Scan(&exists); err != nil {
 			return fmt.Errorf("read run: %w", err)
@@ -276,14 +278,16 @@ func (db *DB) RunReportWith(ctx context.Context, runID string, opts ReportOption
 	return db.runReport(ctx, runID, opts, &lines)
 }
 
-// inReportTx runs fn in a report transaction (reportTx, sqlReportSettings), one report at a time
-// taking connections (see reportSlot).
-func (db *DB) inReportTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	select {
-	case reportSlot <- struct{}{}:
-		defer func() { <-reportSlot }()
-	case <-ctx.Done():
-		return ctx.Err()
+// inReportTx runs fn in a report transaction (reportTx, sqlReportSettings); with slot, for a
+// report whose parts take more connections, one such report at a time (see reportSlot).
+func (db *DB) inReportTx(ctx context.Context, slot bool, fn func(tx pgx.Tx) error) error {
+	if slot {
+		select {
+		case reportSlot <- struct{}{}:
+			defer func() { <-reportSlot }()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return pgx.BeginTxFunc(ctx, db.pool, reportTx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, sqlReportSettings); err != nil {
@@ -342,7 +346,8 @@ func (db *DB) runReport(ctx context.Context, runID string, opts ReportOptions, k
 		r = *known
 		r.RunID = runID
 	}
-	err := db.inReportTx(ctx, func(tx pgx.Tx) error {
+	// Its parts take connections of their own when it scans the lines too (known is nil).
+	err := db.inReportTx(ctx, known == nil, func(tx pgx.Tx) error {
 		var run runKeys
 		err := tx.QueryRow(ctx, sqlReportRun, runID).Scan(&r.File, &r.Account, &r.RulesVersion, &r.RowsRead, &r.New,
 			&run.num, &run.allNew)
@@ -351,10 +356,6 @@ func (db *DB) runReport(ctx context.Context, runID string, opts ReportOptions, k
 		}
 		if err != nil {
 			return fmt.Errorf("read run: %w", err)
-		}
-		var snapshot string
-		if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
-			return fmt.Errorf("export snapshot: %w", err)
 		}
 		var (
 			lines             linesPart
@@ -382,7 +383,7 @@ func (db *DB) runReport(ctx context.Context, runID string, opts ReportOptions, k
 			}
 			return err
 		})
-		if err := db.inSnapshot(ctx, tx, snapshot, parts); err != nil {
+		if err := db.inSnapshot(ctx, tx, parts); err != nil {
 			return err
 		}
 		if known == nil {
@@ -427,17 +428,21 @@ var snapshotID = regexp.MustCompile(`^[0-9A-Fa-f-]+$`)
 var reportSlot = make(chan struct{}, 1)
 
 // inSnapshot runs each part at the same time, each in a read-only transaction of its own on a
-// connection of the pool, seeing the snapshot tx exported; it returns the parts' errors joined,
-// cancelling the others at the first. With a pool of a single connection, the parts run one
-// after the other in tx itself.
-func (db *DB) inSnapshot(ctx context.Context, tx pgx.Tx, snapshot string, parts []func(context.Context, pgx.Tx) error) error {
-	if db.pool.Config().MaxConns < 2 {
+// connection of the pool, seeing the snapshot of tx (exported); it returns the parts' errors
+// joined, cancelling the others at the first. A single part, or all of them with a pool of a
+// single connection, run one after the other in tx itself.
+func (db *DB) inSnapshot(ctx context.Context, tx pgx.Tx, parts []func(context.Context, pgx.Tx) error) error {
+	if len(parts) < 2 || db.pool.Config().MaxConns < 2 {
 		for _, part := range parts {
 			if err := part(ctx, tx); err != nil {
 				return err
 			}
 		}
 		return nil
+	}
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
+		return fmt.Errorf("export snapshot: %w", err)
 	}
 	if !snapshotID.MatchString(snapshot) {
 		return fmt.Errorf("unexpected snapshot id %q", snapshot)

@@ -1,9 +1,15 @@
 package postgres
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
+
+	"github.com/txflow/txflow/internal/testdb"
+	"github.com/txflow/txflow/txn"
 )
 
 // The bounds of the largest amounts keep the fewest outermost buckets of each sign that hold
@@ -33,4 +39,37 @@ func TestLargestBounds(t *testing.T) {
 			require.Equal(t, tc.credit, credit, "credit bound")
 		})
 	}
+}
+
+// A run's error report and dump compute their figures on one connection each, without waiting
+// for the report slot a big run's full report holds: a small run is not held up by a big one.
+func TestReportPartsDoNotWaitForTheSlot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	_, err = db.BeginIngest(ctx, Run{ID: "small", File: "small.csv", SHA256: "00", Account: "acme"}, false)
+	require.NoError(t, err)
+	require.NoError(t, db.LoadBatch(ctx, "small", 1, []txn.Record{{Line: 2, ID: "A", Amount: decimal.RequireFromString("-12.50"),
+		RawAmount: "-12.50", Wording: "TAXI"}}, nil))
+	_, err = db.FinishIngestFile(ctx, "small", FileFacts{RowsRead: 1})
+	require.NoError(t, err)
+
+	reportSlot <- struct{}{} // a big run's report is being computed
+	defer func() { <-reportSlot }()
+	lines, err := db.RunReportLines(ctx, "small")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, lines.Accepted)
+	r, err := db.RunReportWith(ctx, "small", ReportOptions{}, lines)
+	require.NoError(t, err)
+	require.Equal(t, "acme", r.Account)
+	require.Equal(t, []LabelCount{{Count: 1}}, r.Tags, "not tagged yet: no tag")
+
+	// The full report waits for the slot.
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	_, err = db.RunReport(short, "small", ReportOptions{})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
