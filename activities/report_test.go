@@ -130,26 +130,14 @@ func TestWriteReportOfAPurgedRun(t *testing.T) {
 // run ends reads what was kept, and `starter report` (RewriteReport) computes them afresh.
 func TestDumpKeepsTheReportFigures(t *testing.T) {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
-	input, output := t.TempDir(), t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\n"), 0o644))
-	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
 	const id = "txflow-00000000000000cc"
-	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
-	require.NoError(t, err)
-	var ing IngestResult
-	require.NoError(t, v.Get(&ing))
+	db, a, env, ing := ingestForReport(t, id, "id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\n")
+	output := a.OutputRoot
 	for _, fn := range []any{a.Tag, a.Annotate} {
 		_, err := env.ExecuteActivity(fn, ChunkInput{RunID: id, From: 1, To: ing.MaxSeq + 1, RulesVersion: ing.RulesVersion})
 		require.NoError(t, err)
 	}
-	_, err = env.ExecuteActivity(a.Dump, DumpInput{RunID: id})
+	_, err := env.ExecuteActivity(a.Dump, DumpInput{RunID: id})
 	require.NoError(t, err)
 	kept, ok, err := db.CachedRunReport(ctx, id, postgres.ReportOptions{})
 	require.NoError(t, err)
@@ -178,23 +166,10 @@ func TestDumpKeepsTheReportFigures(t *testing.T) {
 // report; Dump then computes only the rest and keeps the whole.
 func TestReportErrorsKeepsTheLinesFigures(t *testing.T) {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
-	input, output := t.TempDir(), t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\nA3,x,bad\n"), 0o644))
-	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
 	const id = "txflow-00000000000000cd"
-	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
-	require.NoError(t, err)
-	var ing IngestResult
-	require.NoError(t, v.Get(&ing))
+	db, a, env, ing := ingestForReport(t, id, "id,amount,wording\nA1,350.00,TAXI NIGHT\nA2,-45.90,TOTO\nA3,x,bad\n")
 
-	_, err = env.ExecuteActivity(a.ReportErrors, ReportInput{RunID: id})
+	_, err := env.ExecuteActivity(a.ReportErrors, ReportInput{RunID: id})
 	require.NoError(t, err)
 	_, ok, err := db.CachedRunReportLines(ctx, id)
 	require.NoError(t, err)
@@ -223,4 +198,25 @@ func TestReportErrorsKeepsTheLinesFigures(t *testing.T) {
 	require.Equal(t, "KEPT", kept.LargestCredits[0].Wording)
 	require.Equal(t, []postgres.LabelCount{{Label: "TAXI", Count: 1}, {Label: "TOTO", Count: 1}}, kept.Tags)
 	require.EqualValues(t, 1, kept.Rejected)
+}
+
+// ingestForReport ingests csv as run id, with a report store, on a real database.
+func ingestForReport(t *testing.T, id, csv string) (*postgres.DB, *Activities, *testsuite.TestActivityEnvironment, IngestResult) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	input, output := t.TempDir(), t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte(csv), 0o644))
+	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	v, err := env.ExecuteActivity(a.Ingest, IngestInput{RunID: id, File: "f.csv"})
+	require.NoError(t, err)
+	var ing IngestResult
+	require.NoError(t, v.Get(&ing))
+	return db, a, env, ing
 }

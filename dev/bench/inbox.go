@@ -92,28 +92,12 @@ func runInbox(ctx context.Context, o options) error {
 		return err
 	}
 	defer stack.Stop()
-	dbURL := stack.DatabaseURL
-	if stack.Postgres != nil {
-		dbName := fmt.Sprintf("bench_%d", time.Now().Unix())
-		if err := stack.Postgres.CreateDatabase(ctx, dbName); err != nil {
-			return err
-		}
-		if !o.keepDB {
-			// Deferred before the workers' stops, so it runs after them.
-			defer func() {
-				if err := stack.Postgres.DropDatabase(context.WithoutCancel(ctx), dbName); err != nil {
-					fmt.Fprintln(os.Stderr, "bench:", err)
-				}
-			}()
-		}
-		dbURL = stack.Postgres.URL(dbName)
+	dbURL, drop, err := benchDatabase(ctx, stack, o.keepDB)
+	if err != nil {
+		return err
 	}
-	env := stack.Env(input, output)
-	env["DATABASE_URL"] = dbURL
-	env["TXFLOW_LOG_LEVEL"] = "warn"
-	if os.Getenv("TXFLOW_LOG_LEVEL") != "" {
-		env["TXFLOW_LOG_LEVEL"] = os.Getenv("TXFLOW_LOG_LEVEL")
-	}
+	defer drop() // deferred before the workers' stops, so it runs after them
+	env := workerEnv(stack, input, output, dbURL)
 
 	for i := 0; i < o.workers; i++ {
 		p, err := devstack.StartProcess(bins["worker"], devstack.Environ(env), os.Stderr)

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/internal/config"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/workflows"
 )
@@ -104,28 +105,12 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer stack.Stop()
-	dbURL := stack.DatabaseURL
-	if stack.Postgres != nil {
-		dbName := fmt.Sprintf("bench_%d", time.Now().Unix())
-		if err := stack.Postgres.CreateDatabase(ctx, dbName); err != nil {
-			return err
-		}
-		if !o.keepDB {
-			// Deferred before the workers' stops, so it runs after them.
-			defer func() {
-				if err := stack.Postgres.DropDatabase(context.WithoutCancel(ctx), dbName); err != nil {
-					fmt.Fprintln(os.Stderr, "bench:", err)
-				}
-			}()
-		}
-		dbURL = stack.Postgres.URL(dbName)
+	dbURL, drop, err := benchDatabase(ctx, stack, o.keepDB)
+	if err != nil {
+		return err
 	}
-	env := stack.Env(input, output)
-	env["DATABASE_URL"] = dbURL
-	env["TXFLOW_LOG_LEVEL"] = "warn"
-	if os.Getenv("TXFLOW_LOG_LEVEL") != "" {
-		env["TXFLOW_LOG_LEVEL"] = os.Getenv("TXFLOW_LOG_LEVEL")
-	}
+	defer drop() // deferred before the workers' stops, so it runs after them
+	env := workerEnv(stack, input, output, dbURL)
 
 	// The floor, on the same database while it is quiet: COPY the file in, COPY it out. It is
 	// measured again after the pipeline, and the faster of the two counts.
@@ -343,4 +328,38 @@ func underLoad(ctx context.Context, c client.Client, id string, small func() (ti
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// benchDatabase creates a database of its own for the run on the stack's PostgreSQL cluster and
+// returns its URL and what drops it (nothing with keep, or when the stack uses DATABASE_URL's
+// server: the run then uses that database).
+func benchDatabase(ctx context.Context, stack *devstack.Stack, keep bool) (string, func(), error) {
+	if stack.Postgres == nil {
+		return stack.DatabaseURL, func() {}, nil
+	}
+	dbName := fmt.Sprintf("bench_%d", time.Now().Unix())
+	if err := stack.Postgres.CreateDatabase(ctx, dbName); err != nil {
+		return "", nil, err
+	}
+	drop := func() {
+		if err := stack.Postgres.DropDatabase(context.WithoutCancel(ctx), dbName); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+	}
+	if keep {
+		drop = func() {}
+	}
+	return stack.Postgres.URL(dbName), drop, nil
+}
+
+// workerEnv is the environment of the benchmark's workers: the stack's, the run's database, and
+// warnings only in the log unless TXFLOW_LOG_LEVEL says otherwise.
+func workerEnv(stack *devstack.Stack, input, output, dbURL string) config.Map {
+	env := stack.Env(input, output)
+	env["DATABASE_URL"] = dbURL
+	env["TXFLOW_LOG_LEVEL"] = "warn"
+	if os.Getenv("TXFLOW_LOG_LEVEL") != "" {
+		env["TXFLOW_LOG_LEVEL"] = os.Getenv("TXFLOW_LOG_LEVEL")
+	}
+	return env
 }
