@@ -55,10 +55,13 @@ func TestChaosWorkerKilled(t *testing.T) {
 			w = startWorker(t, c, bin, env, nil)
 		}
 
-		// Ingest: once some batches are committed.
+		// Ingest: once some batches are committed. The report, which runs alongside Tag and
+		// Annotate, keeps the figures of the run's lines in run_report_lines, which nothing else
+		// writes: while it is locked, the report stays running.
 		eventually(t, time.Minute, "ingest to commit a batch", func() bool {
 			return ingestedRecords(startedActivity(c, run, actIngest)) > 0
 		})
+		releaseReport := testdb.LockTable(t, db, "run_report_lines")
 		restart("during ingest")
 
 		// Tag and annotate: with chunks done and chunks left.
@@ -68,19 +71,26 @@ func TestChaosWorkerKilled(t *testing.T) {
 			return err == nil && tag.Status == workflows.StatusRunning && tag.Done > 0 && tag.Done < tag.Total &&
 				startedActivity(c, run, actTag, actAnnotate) != nil
 		})
-		// The report reads rejected_rows: while it is locked, the report stays running.
-		releaseReport := testdb.LockTable(t, db, "rejected_rows")
 		restart("during tag and annotate")
 
 		// Report.
-		eventually(t, 2*time.Minute, "the report to wait for rejected_rows", func() bool {
+		reportWaits := func() bool {
 			s, err := progress(c, run)
 			return err == nil && stageOf(s, workflows.StageReport).Status == workflows.StatusRunning &&
-				startedActivity(c, run, actReport) != nil && waitersOn(t, db, "rejected_rows") > 0
-		})
-		// The dump reads tags, which the finished tag stage no longer writes.
-		releaseDump := testdb.LockTable(t, db, "tags")
+				startedActivity(c, run, actReport) != nil && waitersOn(t, db, "run_report_lines") > 0
+		}
+		eventually(t, 2*time.Minute, "the report to wait for run_report_lines", reportWaits)
 		restart("during the report")
+
+		// The dump reads tags, which the finished tag stage no longer writes: locked once Tag and
+		// Annotate are over, while the report (run again after the kill) still waits, so that the
+		// dump starts only then.
+		eventually(t, 2*time.Minute, "tag and annotate to complete, the report waiting", func() bool {
+			s, err := progress(c, run)
+			return err == nil && stageOf(s, workflows.StageTag).Status == workflows.StatusCompleted &&
+				stageOf(s, workflows.StageAnnotate).Status == workflows.StatusCompleted && reportWaits()
+		})
+		releaseDump := testdb.LockTable(t, db, "tags")
 		releaseReport()
 
 		// Dump.
