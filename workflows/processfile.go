@@ -1,13 +1,15 @@
 // Package workflows orchestrates the txflow pipeline on Temporal. ProcessFile is the whole
 // pipeline of one file:
 //
-//	Ingest ──┬── Tag (chunk 1..n) ──────┬── ReportErrors ── Dump ──┬── WriteSummary
-//	         ├── Annotate (chunk 1..n) ─┘                          │
+//	Ingest ──┬── Tag (chunk 1..n) ──────┬── Dump ──┬── WriteSummary
+//	         ├── Annotate (chunk 1..n) ─┤          │
+//	         ├── ReportErrors ──────────┘          │
 //	         └── [Publish (chunk i once Tagged and Annotated)] ────┘
 //
 // Ingest streams the file into PostgreSQL and settles duplicates and conflicts. Tag and Annotate
 // then run side by side, each as one activity per chunk of the run's lines with a bounded number
-// in flight, so any worker can take any chunk. ReportErrors and Dump always run once ingestion
+// in flight, so any worker can take any chunk; ReportErrors, which needs only the run's lines,
+// writes the error report beside them. ReportErrors and Dump always run once ingestion
 // succeeded, even when Tag or Annotate failed: the failed column is left empty, the summary says
 // why, and the run then fails. When delivery is on and Ingest stored new transactions, Publish
 // delivers their results to NATS JetStream, a chunk as soon as its Tag and its Annotate completed,
