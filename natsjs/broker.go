@@ -96,8 +96,11 @@ func (b *Broker) ensureLoop() {
 		wait := time.Second
 		for b.nc.IsConnected() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, err := EnsureStream(ctx, b.js, b.stream)
+			s, err := EnsureStream(ctx, b.js, b.stream)
 			cancel()
+			if err == nil {
+				b.UseBatches(s.CachedInfo().Config.AllowBatchPublish)
+			}
 			b.mu.Lock()
 			b.ensured, b.lastErr = err == nil, err
 			b.mu.Unlock()

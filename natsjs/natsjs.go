@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -97,12 +98,17 @@ func StreamConfig(name string) jetstream.StreamConfig {
 		MaxAge:      MaxAge,
 		Duplicates:  DuplicateWindow,
 		Replicas:    1,
+		// Fast batch publishing (nats-server 2.14+; an older server ignores it, and messages are
+		// then published one acknowledgement each).
+		AllowBatchPublish: true,
 	}
 }
 
 // EnsureStream creates the stream name with StreamConfig when it does not exist. An existing
 // stream is used as it is, once checked to cover SubjectAll (an error says which subjects it has
-// otherwise).
+// otherwise), except that a stream txflow created (its description is StreamConfig's) without
+// fast batch publishing gets it: created by an earlier version. When that update fails the stream
+// is used as it is.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -113,6 +119,12 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, name string) (jet
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if cfg := s.CachedInfo().Config; !cfg.AllowBatchPublish && cfg.Description == StreamConfig(name).Description {
+		cfg.AllowBatchPublish = true
+		if updated, err := js.UpdateStream(ctx, cfg); err == nil {
+			s = updated
+		}
 	}
 	subjects := s.CachedInfo().Config.Subjects
 	for _, sub := range subjects {
@@ -143,13 +155,17 @@ func covers(filter, subject string) bool {
 }
 
 // Publisher publishes batches of messages to a stream without waiting for each acknowledgement
-// in turn: at most its window of messages are in flight at once, over all the batches it is
-// publishing.
+// in turn. With fast batch publishing (UseBatches: the stream allows it), each batch is one batch
+// of the stream, acknowledged every few hundred messages and at its end (see batch.go); otherwise
+// each message is acknowledged on its own, and at most the publisher's window of messages are in
+// flight at once, over all the batches it is publishing.
 type Publisher struct {
 	nc         *nats.Conn
 	js         jetstream.JetStream
 	stream     string
 	ackTimeout time.Duration
+	batches    *batches
+	batched    atomic.Bool
 }
 
 // NewPublisher returns a Publisher to stream over nc: window messages in flight at most
@@ -165,8 +181,13 @@ func NewPublisher(nc *nats.Conn, stream string, window int, ackTimeout time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Publisher{nc: nc, js: js, stream: stream, ackTimeout: ackTimeout}, nil
+	return &Publisher{nc: nc, js: js, stream: stream, ackTimeout: ackTimeout, batches: newBatches(nc, stream, ackTimeout)}, nil
 }
+
+// UseBatches says whether to publish with fast batch publishing: the stream must allow it
+// (jetstream.StreamConfig.AllowBatchPublish, which EnsureStream sets on the streams it creates).
+// A new Publisher does not.
+func (p *Publisher) UseBatches(on bool) { p.batched.Store(on) }
 
 // JetStream returns the publisher's JetStream context.
 func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
@@ -191,6 +212,9 @@ func (p *Publisher) Send(ctx context.Context, msgs []Msg) (wait func(context.Con
 	if !p.nc.IsConnected() {
 		err := fmt.Errorf("%w (connection %s)", ErrUnavailable, strings.ToLower(p.nc.Status().String()))
 		return func(context.Context) ([]int, error) { return nil, err }
+	}
+	if p.batched.Load() {
+		return p.batches.send(ctx, msgs)
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var sendErr error

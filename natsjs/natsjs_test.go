@@ -45,14 +45,21 @@ func msg(id, subject, body string) natsjs.Msg {
 }
 
 func TestPublishAcknowledgesAndDropsDuplicates(t *testing.T) {
+	t.Run("one acknowledgement a message", func(t *testing.T) { testPublish(t, false) })
+	t.Run("fast batches", func(t *testing.T) { testPublish(t, true) })
+}
+
+func testPublish(t *testing.T, batched bool) {
 	srv := natstest.Start(t)
 	nc := connect(t, srv.URL())
 	p, err := natsjs.NewPublisher(nc, natsjs.DefaultStream, 2, 0) // a window smaller than a batch
 	require.NoError(t, err)
+	p.UseBatches(batched)
 	ctx := context.Background()
 	s, err := natsjs.EnsureStream(ctx, p.JetStream(), natsjs.DefaultStream)
 	require.NoError(t, err)
 	cfg := s.CachedInfo().Config
+	require.True(t, cfg.AllowBatchPublish)
 	require.Equal(t, []string{"txflow.>"}, cfg.Subjects)
 	require.Equal(t, jetstream.FileStorage, cfg.Storage)
 	require.Equal(t, 10*time.Minute, cfg.Duplicates)
@@ -147,4 +154,108 @@ func TestBrokerDownAndBack(t *testing.T) {
 	require.Equal(t, []int{0, 1}, acked)
 	require.Equal(t, []string{"1 txflow.transactions.acme {}", "2 txflow.transactions.acme {}"},
 		stored(t, b.JetStream(), natsjs.DefaultStream), "the store survived the restart, and 1 was not stored twice")
+}
+
+// A stream created without fast batch publishing by an earlier version gets it; a stream of
+// someone else's is left as it is, and publishing to it works one acknowledgement a message.
+func TestEnsureStreamAllowsBatchesOnItsOwnStream(t *testing.T) {
+	srv := natstest.Start(t)
+	js, err := jetstream.New(connect(t, srv.URL()))
+	require.NoError(t, err)
+	ctx := context.Background()
+	old := natsjs.StreamConfig(natsjs.DefaultStream)
+	old.AllowBatchPublish = false
+	_, err = js.CreateStream(ctx, old)
+	require.NoError(t, err)
+	s, err := natsjs.EnsureStream(ctx, js, natsjs.DefaultStream)
+	require.NoError(t, err)
+	require.True(t, s.CachedInfo().Config.AllowBatchPublish)
+
+	require.NoError(t, js.DeleteStream(ctx, natsjs.DefaultStream))
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "MINE", Subjects: []string{"txflow.>"}})
+	require.NoError(t, err)
+	s, err = natsjs.EnsureStream(ctx, js, "MINE")
+	require.NoError(t, err)
+	require.False(t, s.CachedInfo().Config.AllowBatchPublish)
+
+	b, err := natsjs.Open(srv.URL(), "", "MINE", nil)
+	require.NoError(t, err)
+	t.Cleanup(b.Close)
+	require.Eventually(t, func() bool { return b.Ready(ctx) == nil }, 20*time.Second, 50*time.Millisecond)
+	acked, err := b.Publish(ctx, []natsjs.Msg{msg("1", "txflow.transactions.acme", "{}"), msg("2", "txflow.transactions.acme", "{}")})
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 1}, acked)
+	require.Len(t, stored(t, js, "MINE"), 2)
+}
+
+// Batches far larger than the stream's flow of acknowledgements, several at once; the server
+// stopped while a batch is sent: what was acknowledged is a prefix of the batch and was stored,
+// and publishing everything again once it is back stores each message once.
+func TestFastBatches(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := connect(t, srv.URL())
+	p, err := natsjs.NewPublisher(nc, natsjs.DefaultStream, 0, 5*time.Second)
+	require.NoError(t, err)
+	p.UseBatches(true)
+	ctx := context.Background()
+	_, err = natsjs.EnsureStream(ctx, p.JetStream(), natsjs.DefaultStream)
+	require.NoError(t, err)
+
+	batch := func(prefix string, n int) []natsjs.Msg {
+		var out []natsjs.Msg
+		for i := range n {
+			out = append(out, msg(fmt.Sprintf("%s-%d", prefix, i), "txflow.transactions."+prefix, fmt.Sprintf(`{"n":%d}`, i)))
+		}
+		return out
+	}
+	waits := make([]func(context.Context) ([]int, error), 4)
+	for i := range waits {
+		waits[i] = p.Send(ctx, batch(fmt.Sprint("b", i), 3000))
+	}
+	for _, wait := range waits {
+		acked, err := wait(ctx)
+		require.NoError(t, err)
+		require.Len(t, acked, 3000)
+		require.Equal(t, 2999, acked[2999])
+	}
+	require.EqualValues(t, 12000, count(t, p.JetStream()))
+
+	// Again: every message acknowledged, none stored twice.
+	acked, err := p.Publish(ctx, batch("b2", 3000))
+	require.NoError(t, err)
+	require.Len(t, acked, 3000)
+	require.EqualValues(t, 12000, count(t, p.JetStream()))
+
+	big := batch("big", 200_000)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		time.Sleep(300 * time.Millisecond)
+		srv.Stop()
+	}()
+	acked, err = p.Publish(ctx, big)
+	<-stopped
+	require.ErrorIs(t, err, natsjs.ErrUnavailable)
+	require.Less(t, len(acked), len(big), "the server stopped before the end")
+	for i, a := range acked {
+		require.Equal(t, i, a, "a prefix")
+	}
+	srv.Restart()
+	require.Eventually(t, nc.IsConnected, 20*time.Second, 50*time.Millisecond)
+	require.GreaterOrEqual(t, count(t, p.JetStream()), uint64(12000+len(acked)), "every message acknowledged was stored")
+
+	acked, err = p.Publish(ctx, big)
+	require.NoError(t, err)
+	require.Len(t, acked, len(big))
+	require.EqualValues(t, 12000+len(big), count(t, p.JetStream()), "each message stored once")
+}
+
+// count returns the number of messages in the default stream.
+func count(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), natsjs.DefaultStream)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	return info.State.Msgs
 }
