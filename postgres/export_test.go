@@ -52,10 +52,14 @@ func (db *DB) ExplainMarkDelivered(ctx context.Context, keys []OutboxKey) (strin
 func (db *DB) ExplainRunMessages(ctx context.Context, runID string, from, to int64) (string, error) {
 	var plan []string
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlOutboxPlan); err != nil {
+		settings, query, args, err := runMessagesQuery(ctx, tx, runID, from, to)
+		if err != nil || args == nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, "EXPLAIN "+sqlRunMessages, runID, from, to)
+		if _, err := tx.Exec(ctx, settings); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "EXPLAIN "+query, args...)
 		if err != nil {
 			return err
 		}

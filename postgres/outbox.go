@@ -55,16 +55,34 @@ SELECT (SELECT count(*) FROM outbox WHERE run_id = $1)
 	// line, its tag and its annotation, as for sqlOutboxMessages, but no outbox row is probed. The
 	// run's row is read once (uncorrelated subqueries), not once per line; none when it has none.
 	sqlRunMessages = `
-SELECT rl.txn_key, 1, rl.run_id, (SELECT created_at FROM outbox_runs WHERE run_id = $1),
+SELECT rl.txn_key, 1, rl.run_id, $6::timestamptz,
+       rl.account, coalesce(rl.id_as_read, rl.id), to_char(rl.date, 'YYYY-MM-DD'),
+       rl.amount::text, rl.wording, rl.error, t.tag, a.annotation
+FROM run_lines rl
+LEFT JOIN (SELECT txn_key, tag FROM tags WHERE txn_key >= $4 AND txn_key < $5) t ON t.txn_key = rl.txn_key
+LEFT JOIN (SELECT txn_key, annotation FROM annotations WHERE txn_key >= $4 AND txn_key < $5) a ON a.txn_key = rl.txn_key
+WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.txn_key >= $4 AND rl.txn_key < $5
+ORDER BY rl.txn_key`
+
+	// The messages of the run's lines in [$2, $3) whose keys its outbox_runs row names, when that
+	// row is of an earlier ingestion of the run (started over since): their keys are not the keys
+	// of the lines (their seq may have changed), so the lines are read by range of seq and the
+	// result tables probed by key for each line, as OutboxMessages does and for the same reasons.
+	sqlRunMessagesOfEarlierIngestion = `
+SELECT rl.txn_key, 1, rl.run_id, $5::timestamptz,
        rl.account, coalesce(rl.id_as_read, rl.id), to_char(rl.date, 'YYYY-MM-DD'),
        rl.amount::text, rl.wording, rl.error, t.tag, a.annotation
 FROM run_lines rl
 LEFT JOIN tags t ON t.txn_key = rl.txn_key
 LEFT JOIN annotations a ON a.txn_key = rl.txn_key
-WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3
-  AND rl.seq <= (SELECT max_seq FROM outbox_runs WHERE run_id = $1)
-  AND (rl.txn_key >> 32) = (SELECT num FROM outbox_runs WHERE run_id = $1)
+WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND (rl.txn_key >> 32) = $4
 ORDER BY rl.seq`
+
+	// The plan of sqlRunMessages: the run's lines by range of seq, sorted by key (the lines of a
+	// slice), merged with the result tables read by range of key. Probing the result tables line by
+	// line cost PostgreSQL twice as much (7.4 s against 3.2 s of one core for 1,000,000 lines).
+	sqlRunMessagesPlan = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_nestloop = off;
+SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off`
 
 	// Where a run's chunk starting at line $2 stands: whether the run has an outbox_runs row, and
 	// the chunk's acknowledged line (NULL when none). $1 is the run id.
@@ -163,13 +181,54 @@ func (db *DB) RunChunkStart(ctx context.Context, runID string, from int64) (star
 // its outbox_runs row says are to publish (the run's new transactions), in the order of the
 // lines; none when the run has no such row. It returns the wrapped connection or SQL error.
 func (db *DB) RunMessages(ctx context.Context, runID string, from, to int64) ([]OutboxMessage, error) {
-	// The run's lines by range, then the result tables probed by key for each line, as
-	// OutboxMessages does and for the same reasons.
-	out, err := db.readMessages(ctx, sqlOutboxPlan, sqlRunMessages, runID, from, to)
+	var out []OutboxMessage
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		plan, query, args, err := runMessagesQuery(ctx, tx, runID, from, to)
+		if err != nil || args == nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, plan); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
+		rows, err := tx.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanMessages(rows)
+		return err
+	})
 	if err != nil {
 		return nil, db.wrap(fmt.Sprintf("read messages [%d,%d) of run %s", from, to, runID), err)
 	}
 	return out, nil
+}
+
+// runMessagesQuery returns the statement that reads the messages of the run's lines in
+// [from, to), its plan settings and its arguments; no arguments when there is nothing to read (no
+// outbox_runs row, or no line in the range). The run's new transactions are the lines whose keys
+// carry the number of the ingestion the outbox_runs row names. When that is the run's current
+// ingestion, the key of line seq is lineKey(num, seq): those lines' keys, and their results', are
+// the keys in [lineKey(num, from), lineKey(num, to)) (sqlRunMessages); otherwise they are found
+// line by line (sqlRunMessagesOfEarlierIngestion).
+func runMessagesQuery(ctx context.Context, tx pgx.Tx, runID string, from, to int64) (plan, query string, args []any, err error) {
+	var num, current, maxSeq int64
+	var created time.Time
+	err = tx.QueryRow(ctx, `SELECT o.num, r.num, o.max_seq, o.created_at FROM outbox_runs o JOIN runs r USING (run_id)
+		WHERE o.run_id = $1`, runID).Scan(&num, &current, &maxSeq, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", nil, nil
+	}
+	if err != nil {
+		return "", "", nil, fmt.Errorf("read outbox_runs: %w", err)
+	}
+	from, to = max(from, 1), min(to, maxSeq+1)
+	if from >= to {
+		return "", "", nil, nil
+	}
+	if num != current {
+		return sqlOutboxPlan, sqlRunMessagesOfEarlierIngestion, []any{runID, from, to, num, created}, nil
+	}
+	return sqlRunMessagesPlan, sqlRunMessages, []any{runID, from, to, num<<32 + from, num<<32 + to, created}, nil
 }
 
 // AckRunLines records that the broker acknowledged every message of the run's lines from the
@@ -247,16 +306,23 @@ func (db *DB) readMessages(ctx context.Context, plan, query string, args ...any)
 		if err != nil {
 			return err
 		}
-		var m OutboxMessage
-		var date pgtype.Text
-		_, err = pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
-			&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
-			m.Date = date.String
-			out = append(out, m)
-			m.Error, m.Tag, m.Annotation = nil, nil, nil
-			return nil
-		})
+		out, err = scanMessages(rows)
 		return err
+	})
+	return out, err
+}
+
+// scanMessages reads the messages of rows (the columns of sqlOutboxMessages and sqlRunMessages).
+func scanMessages(rows pgx.Rows) ([]OutboxMessage, error) {
+	var out []OutboxMessage
+	var m OutboxMessage
+	var date pgtype.Text
+	_, err := pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
+		&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
+		m.Date = date.String
+		out = append(out, m)
+		m.Error, m.Tag, m.Annotation = nil, nil, nil
+		return nil
 	})
 	return out, err
 }
