@@ -32,6 +32,10 @@ const (
 	batchOpPing      = 4 // no message: asks for the last flow acknowledgement again
 )
 
+// errBatchPublishDisabled is the JetStream error code of a batch sent to a stream without
+// allow_batched.
+const errBatchPublishDisabled = 10205
+
 // batchFlow is the flow a batch asks for: a flow acknowledgement every batchFlow messages at most
 // (the stream asks for fewer when several batches are in flight), and batchFlow ×
 // batchOutstanding messages sent and not acknowledged at most.
@@ -47,6 +51,9 @@ type batches struct {
 	stream     string
 	ackTimeout time.Duration
 	inbox      string // the replies' prefix
+	// disabled is called when the stream refuses batches (they were turned off since its
+	// configuration was read): the publisher then acknowledges messages one by one.
+	disabled func()
 
 	mu      sync.Mutex
 	sub     *nats.Subscription
@@ -149,6 +156,9 @@ func (bs *batches) reply(m *nats.Msg) {
 		}
 	case "":
 		if r.Error != nil {
+			if r.Error.ErrCode == errBatchPublishDisabled && bs.disabled != nil {
+				bs.disabled()
+			}
 			b.end(r.Error)
 			return
 		}

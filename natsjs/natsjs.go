@@ -181,12 +181,15 @@ func NewPublisher(nc *nats.Conn, stream string, window int, ackTimeout time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &Publisher{nc: nc, js: js, stream: stream, ackTimeout: ackTimeout, batches: newBatches(nc, stream, ackTimeout)}, nil
+	p := &Publisher{nc: nc, js: js, stream: stream, ackTimeout: ackTimeout, batches: newBatches(nc, stream, ackTimeout)}
+	p.batches.disabled = func() { p.batched.Store(false) }
+	return p, nil
 }
 
 // UseBatches says whether to publish with fast batch publishing: the stream must allow it
 // (jetstream.StreamConfig.AllowBatchPublish, which EnsureStream sets on the streams it creates).
-// A new Publisher does not.
+// A new Publisher does not; one whose batch the stream refuses stops (that Publish fails, the next
+// acknowledges each message).
 func (p *Publisher) UseBatches(on bool) { p.batched.Store(on) }
 
 // JetStream returns the publisher's JetStream context.

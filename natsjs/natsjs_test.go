@@ -178,14 +178,24 @@ func TestEnsureStreamAllowsBatchesOnItsOwnStream(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, s.CachedInfo().Config.AllowBatchPublish)
 
+	// A publisher told to use batches on it stops once the stream refuses one.
+	p, err := natsjs.NewPublisher(connect(t, srv.URL()), "MINE", 0, 0)
+	require.NoError(t, err)
+	p.UseBatches(true)
+	_, err = p.Publish(ctx, []natsjs.Msg{msg("0", "txflow.transactions.acme", "{}")})
+	require.ErrorContains(t, err, "batch publish is disabled")
+	acked, err := p.Publish(ctx, []natsjs.Msg{msg("0", "txflow.transactions.acme", "{}")})
+	require.NoError(t, err)
+	require.Equal(t, []int{0}, acked)
+
 	b, err := natsjs.Open(srv.URL(), "", "MINE", nil)
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	require.Eventually(t, func() bool { return b.Ready(ctx) == nil }, 20*time.Second, 50*time.Millisecond)
-	acked, err := b.Publish(ctx, []natsjs.Msg{msg("1", "txflow.transactions.acme", "{}"), msg("2", "txflow.transactions.acme", "{}")})
+	acked, err = b.Publish(ctx, []natsjs.Msg{msg("1", "txflow.transactions.acme", "{}"), msg("2", "txflow.transactions.acme", "{}")})
 	require.NoError(t, err)
 	require.Equal(t, []int{0, 1}, acked)
-	require.Len(t, stored(t, js, "MINE"), 2)
+	require.Len(t, stored(t, js, "MINE"), 3)
 }
 
 // Batches far larger than the stream's flow of acknowledgements, several at once; the server
