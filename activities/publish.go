@@ -491,8 +491,14 @@ func TransactionSubject(account string) string {
 // sha256(account, 0x1F, id)>-v<version>. It is the same whenever the same result is published
 // again, so the stream drops a re-send within its duplicate window.
 func TransactionMsgID(account, id string, version int32) string {
-	h := sha256.Sum256([]byte(account + "\x1f" + id))
-	return fmt.Sprintf("tx-%s-v%d", hex.EncodeToString(h[:8]), version)
+	key := make([]byte, 0, 64)
+	key = append(append(append(key, account...), 0x1f), id...)
+	h := sha256.Sum256(key)
+	b := make([]byte, 0, 32)
+	b = append(b, "tx-"...)
+	b = hex.AppendEncode(b, h[:8])
+	b = append(b, "-v"...)
+	return string(strconv.AppendInt(b, int64(version), 10))
 }
 
 // NoticeMsg returns the message of a run's notice: on txflow.runs.failed or

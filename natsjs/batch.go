@@ -217,6 +217,9 @@ func (bs *batches) send(ctx context.Context, msgs []Msg) func(context.Context) (
 		bs.mu.Unlock()
 	}
 	var sendErr error
+	// One header for all the messages: PublishMsg encodes it before it returns.
+	id1 := []string{""}
+	hdr := nats.Header{nats.MsgIdHdr: id1, nats.ExpectedStreamHdr: []string{bs.stream}}
 	for i, m := range msgs {
 		seq := uint64(i + 1)
 		if err := bs.waitFor(ctx, id, b, func() bool { return b.done || b.err != nil || seq <= b.acked+b.window }); err != nil {
@@ -236,8 +239,8 @@ func (bs *batches) send(ctx context.Context, msgs []Msg) func(context.Context) (
 		case i == 0:
 			op = batchOpStart
 		}
-		err := bs.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: bs.replySubject(id, seq, op), Data: m.Data,
-			Header: nats.Header{nats.MsgIdHdr: []string{m.ID}, nats.ExpectedStreamHdr: []string{bs.stream}}})
+		id1[0] = m.ID
+		err := bs.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Reply: bs.replySubject(id, seq, op), Data: m.Data, Header: hdr})
 		if err != nil {
 			sendErr = fmt.Errorf("publish to %s: %w", m.Subject, unavailable(err))
 			break
