@@ -188,7 +188,7 @@ func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs 
 					id := cleanText(r.ID)
 					key, asRead := nfcKey(id)
 					seq := firstSeq + int64(i)
-					return []any{runID, seq, lineKey(num, seq), r.Line, lineAccount(r.Account, account), key, asRead, date, scale2(r.Amount),
+					return []any{runID, seq, lineKey(num, seq), r.Line, lineAccount(r.Account, account), key, asRead, date, copyAmount(r.Amount),
 						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
 				}))
 			if err != nil {
