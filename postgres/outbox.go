@@ -187,14 +187,7 @@ func (db *DB) RunMessages(ctx context.Context, runID string, from, to int64) ([]
 		if err != nil || args == nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, plan); err != nil {
-			return fmt.Errorf("set plan options: %w", err)
-		}
-		rows, err := tx.Query(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		out, err = scanMessages(rows)
+		out, err = queryMessages(ctx, tx, plan, query, args...)
 		return err
 	})
 	if err != nil {
@@ -299,25 +292,27 @@ func (db *DB) FinishRunChunk(ctx context.Context, runID string, from, to int64) 
 func (db *DB) readMessages(ctx context.Context, plan, query string, args ...any) ([]OutboxMessage, error) {
 	var out []OutboxMessage
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, plan); err != nil {
-			return fmt.Errorf("set plan options: %w", err)
-		}
-		rows, err := tx.Query(ctx, query, args...)
-		if err != nil {
-			return err
-		}
-		out, err = scanMessages(rows)
+		var err error
+		out, err = queryMessages(ctx, tx, plan, query, args...)
 		return err
 	})
 	return out, err
 }
 
-// scanMessages reads the messages of rows (the columns of sqlOutboxMessages and sqlRunMessages).
-func scanMessages(rows pgx.Rows) ([]OutboxMessage, error) {
+// queryMessages runs query, which selects messages (the columns of OutboxMessage, in its order),
+// in tx with the plan settings plan, and reads them.
+func queryMessages(ctx context.Context, tx pgx.Tx, plan, query string, args ...any) ([]OutboxMessage, error) {
+	if _, err := tx.Exec(ctx, plan); err != nil {
+		return nil, fmt.Errorf("set plan options: %w", err)
+	}
+	rows, err := tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	var out []OutboxMessage
 	var m OutboxMessage
 	var date pgtype.Text
-	_, err := pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
+	_, err = pgx.ForEachRow(rows, []any{&m.Key, &m.Version, &m.RunID, &m.CreatedAt, &m.Account, &m.ID, &date,
 		&m.Amount, &m.Wording, &m.Error, &m.Tag, &m.Annotation}, func() error {
 		m.Date = date.String
 		out = append(out, m)
