@@ -125,9 +125,9 @@ func (bs *batches) reply(m *nats.Msg) {
 	}
 	defer b.notify()
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		// No stream took the message (its subject is outside every stream): the stream saw a gap
-		// there, or will once the message after it comes. Ending the batch at that message makes
-		// the stream acknowledge what it stored before it.
+		// No stream took the message: JetStream is stopping (or the stream is gone, or the
+		// subject is outside it). The stream saw a gap there, or will once the message after it
+		// comes; ending the batch at that message makes it acknowledge what it stored before.
 		seq := replySeq(tail)
 		b.err = fmt.Errorf("message %d of the batch: no stream took it", seq)
 		if seq > 0 {
