@@ -98,8 +98,8 @@ func StreamConfig(name string) jetstream.StreamConfig {
 		MaxAge:      MaxAge,
 		Duplicates:  DuplicateWindow,
 		Replicas:    1,
-		// Fast batch publishing (nats-server 2.14+; an older server ignores it, and messages are
-		// then published one acknowledgement each).
+		// Fast batch publishing (nats-server 2.14+). The publisher uses it when the stream's
+		// configuration, as the server reports it, allows it (see Broker).
 		AllowBatchPublish: true,
 	}
 }
