@@ -17,8 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/txflow/txflow/internal/testdb"
-	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/txn"
 )
 
@@ -260,15 +258,7 @@ func (b bankTxn) stored(runAccount string) string {
 func TestBankExportsStored(t *testing.T) {
 	for _, tc := range bankCases {
 		t.Run(strings.TrimSuffix(tc.file, ".csv"), func(t *testing.T) {
-			ctx := context.Background()
-			url := testdb.URL(t)
-			db, err := postgres.Open(ctx, url)
-			require.NoError(t, err)
-			t.Cleanup(db.Close)
-			require.NoError(t, db.Migrate(ctx))
-			conn, err := pgx.Connect(ctx, url)
-			require.NoError(t, err)
-			t.Cleanup(func() { conn.Close(context.Background()) })
+			db, conn := openPostgres(t)
 			store := bankStore{t: t, conn: conn}
 
 			data, err := os.ReadFile(filepath.Join("..", "txn", "testdata", "banks", tc.file))

@@ -299,16 +299,22 @@ func (f *selectiveBroker) sent() []string {
 	return ids
 }
 
+// openStore returns a migrated store on the database url, closed at cleanup.
+func openStore(t *testing.T, url string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(context.Background()))
+	return db
+}
+
 // openPostgres returns a migrated store on a fresh database, and a connection to it.
 func openPostgres(t *testing.T) (*postgres.DB, *pgx.Conn) {
 	t.Helper()
-	ctx := context.Background()
 	url := testdb.URL(t)
-	db, err := postgres.Open(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
-	conn, err := pgx.Connect(ctx, url)
+	db := openStore(t, url)
+	conn, err := pgx.Connect(context.Background(), url)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return db, conn

@@ -23,11 +23,7 @@ import (
 // Ingest, Tag and Annotate on a real PostgreSQL, then WriteSummary: report.html is beside
 // summary.json with the store's figures, and RewriteReport writes it again from summary.json.
 func TestWriteSummaryWritesTheReport(t *testing.T) {
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
+	db := openStore(t, testdb.URL(t))
 
 	input, output := t.TempDir(), t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte("id,amount,wording\n"+
@@ -111,14 +107,11 @@ func TestWriteSummaryWritesTheReport(t *testing.T) {
 // counts and a note saying why the rest is missing.
 func TestWriteReportOfAPurgedRun(t *testing.T) {
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
+	db := openStore(t, testdb.URL(t))
 	output := t.TempDir()
 	a := &Activities{Reports: db, OutputRoot: output}
 	const id = "txflow-00000000000000cc"
-	_, err = a.WriteSummary(ctx, SummaryInput{RunID: id, Summary: json.RawMessage(`{"run_id":"` + id + `","status":"completed","rows_read":7,"rejected":2}`)})
+	_, err := a.WriteSummary(ctx, SummaryInput{RunID: id, Summary: json.RawMessage(`{"run_id":"` + id + `","status":"completed","rows_read":7,"rejected":2}`)})
 	require.NoError(t, err)
 	page := read(t, filepath.Join(output, id, ReportFile))
 	require.Contains(t, page, `data-count="rows_read" data-value="7"`)
@@ -203,11 +196,7 @@ func TestReportErrorsKeepsTheLinesFigures(t *testing.T) {
 // ingestForReport ingests csv as run id, with a report store, on a real database.
 func ingestForReport(t *testing.T, id, csv string) (*postgres.DB, *Activities, *testsuite.TestActivityEnvironment, IngestResult) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, testdb.URL(t))
-	require.NoError(t, err)
-	t.Cleanup(db.Close)
-	require.NoError(t, db.Migrate(ctx))
+	db := openStore(t, testdb.URL(t))
 	input, output := t.TempDir(), t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(input, "f.csv"), []byte(csv), 0o644))
 	a := &Activities{DB: db, Reports: db, Rules: txn.DefaultRules(), InputRoot: input, OutputRoot: output}
