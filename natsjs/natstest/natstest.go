@@ -20,14 +20,18 @@ type Server struct {
 	srv      *server.Server
 }
 
-// Start starts a server for the test, stopped at cleanup. With -short it skips the test: the
-// fast lane starts no server.
+// Start starts a server for the test on a StablePort, stopped at cleanup. With -short it skips
+// the test: the fast lane starts no server.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("natstest: starts a NATS server, skipped with -short")
 	}
-	s := &Server{t: t, storeDir: t.TempDir(), port: -1}
+	port, err := StablePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, storeDir: t.TempDir(), port: port}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -47,7 +51,7 @@ func (s *Server) Stop() {
 }
 
 // Restart starts the server (again), on the same port with the same store; it fails the test when
-// the server is not ready within 10 seconds.
+// the server is not ready within 30 seconds.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
@@ -64,9 +68,9 @@ func (s *Server) Restart() {
 		s.t.Fatalf("natstest: new server: %v", err)
 	}
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		s.t.Fatalf("natstest: server not ready within 10s")
+		s.t.Fatalf("natstest: server on port %d not ready within 30s", s.port)
 	}
 	s.srv = srv
 	s.port = srv.Addr().(*net.TCPAddr).Port

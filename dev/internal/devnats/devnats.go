@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/txflow/txflow/natsjs/natstest"
 )
 
 // DefaultPort is the port Start prefers when none is given and none was recorded.
@@ -39,7 +41,7 @@ type Server struct {
 
 // Start starts a NATS server with JetStream on 127.0.0.1, storing its streams under dir
 // (created if needed). A port above 0 is used as is; 0 takes the port recorded in dir by an
-// earlier start when it is free, else DefaultPort when free, else any free port.
+// earlier start when it is free, else DefaultPort when free, else a free port below the ephemeral range.
 func Start(dir string, port int) (*Server, error) {
 	if dir == "" {
 		return nil, errors.New("devnats: a store directory is needed")
@@ -62,7 +64,7 @@ func Start(dir string, port int) (*Server, error) {
 }
 
 // choosePort returns the port recorded in dir when it is free, else DefaultPort when it is
-// free, else 0 (the server then picks a free port).
+// free, else 0 (start then picks one).
 func choosePort(dir string) int {
 	if b, err := os.ReadFile(filepath.Join(dir, portFile)); err == nil {
 		if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p > 0 && free(p) {
@@ -85,12 +87,17 @@ func free(port int) bool {
 	return true
 }
 
-// start starts the server on s.port (0: a free one, then recorded in s.port) and s.dir.
+// start starts the server on s.port (0: a free one below the ephemeral range, which a restart
+// finds free again, then recorded in s.port) and s.dir.
 func (s *Server) start() error {
-	port := s.port
-	if port == 0 {
-		port = server.RANDOM_PORT
+	if s.port == 0 {
+		p, err := natstest.StablePort()
+		if err != nil {
+			return fmt.Errorf("devnats: %w", err)
+		}
+		s.port = p
 	}
+	port := s.port
 	opts := &server.Options{
 		ServerName: "txflow-dev",
 		Host:       "127.0.0.1",
