@@ -40,6 +40,9 @@ var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFil
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
 
+// firstBatchCap is the room for rows a run's first batch starts with.
+const firstBatchCap = 1024
+
 // Activities are the pipeline's steps, bound to their dependencies.
 type Activities struct {
 	DB Store // *postgres.DB in the worker
@@ -221,7 +224,12 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 	)
 	go func() {
 		defer close(batches)
-		cur := batch{recs: make([]txn.Record, 0, batchSize)}
+		// A batch starts small and grows as rows come, then the next ones take the size of
+		// the one before: a small file does not allocate (and clear) room for batchSize rows.
+		newBatch := func(size int) batch {
+			return batch{recs: make([]txn.Record, 0, min(batchSize, max(size, firstBatchCap)))}
+		}
+		cur := newBatch(0)
 		skip := cp.Records
 		send := func() error {
 			select {
@@ -229,7 +237,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 			case <-readCtx.Done():
 				return readCtx.Err()
 			}
-			cur = batch{recs: make([]txn.Record, 0, batchSize)}
+			cur = newBatch(len(cur.recs))
 			return nil
 		}
 		stats, readErr = txn.Read(counter, opts,
