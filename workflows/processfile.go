@@ -161,6 +161,9 @@ type run struct {
 	summary *Summary
 	metrics runMetrics
 	began   map[string]time.Time // when each stage started running, for the stage duration metric
+	// local runs the activities after Ingest (but Publish) as local activities: a small run
+	// (LocalRunLines).
+	local bool
 }
 
 func newRun(ctx workflow.Context, in ProcessFileInput) *run {
@@ -202,6 +205,12 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// started meanwhile is not stuck behind them.
 	// Its Publish activities go to a queue of their own, so that they neither starve its Tag and
 	// Annotate of bulk slots nor take the main queue's.
+	// A small run's next activities (but Publish, which may wait long for the broker) are local
+	// activities of the worker that runs its workflow: a small file costs Temporal one activity
+	// instead of six, and does not queue behind anything.
+	if ing.MaxSeq <= LocalRunLines && workflow.GetVersion(ctx, localChange, workflow.DefaultVersion, 1) == 1 {
+		r.local = true
+	}
 	yield, yieldPublish := func(o activityOptions) activityOptions { return o }, func(o activityOptions) activityOptions { return o }
 	if ing.MaxSeq > BigRunLines && workflow.GetVersion(ctx, yieldChange, workflow.DefaultVersion, 1) == 1 {
 		yield = func(o activityOptions) activityOptions {
@@ -275,7 +284,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	r.start(StageDump)
 	var dump activities.DumpResult
 	dumpIn := activities.DumpInput{RunID: s.RunID, OmitTags: tagErr != nil, OmitAnnotations: annotateErr != nil}
-	if err := workflow.ExecuteActivity(withOptions(ctx, yield(dumpOptions), hb), a.Dump, dumpIn).Get(ctx, &dump); err != nil {
+	if err := execute(withOptions(ctx, yield(dumpOptions), hb), r.local, a.Dump, dumpIn).Get(ctx, &dump); err != nil {
 		r.fail(StageDump, err)
 		r.finish()
 		return err
@@ -315,7 +324,7 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 	r.start(stage)
 	st := r.summary.stage(stage)
 	st.Total = r.summary.Ingested
-	sched := chunkScheduler{runID: r.summary.RunID, rulesVersion: r.summary.RulesVersion, stage: stage, fn: fn, parallel: r.in.MaxParallel,
+	sched := chunkScheduler{runID: r.summary.RunID, rulesVersion: r.summary.RulesVersion, stage: stage, fn: fn, parallel: r.in.MaxParallel, local: r.local,
 		done: func(chunk activities.ChunkInput, res activities.ChunkResult) {
 			st.Done += res.Lines
 			st.Computed += res.Computed
@@ -333,6 +342,22 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 // BigRunLines is the size above which a run's activities after Ingest go to BulkTaskQueue: a run
 // of more lines than one default chunk.
 const BigRunLines = DefaultChunkSize
+
+// LocalRunLines is the size up to which a run's activities after Ingest (but Publish) are local
+// activities: a file of a few thousand lines goes through each of them in tens of milliseconds,
+// less than Temporal spends scheduling, dispatching and recording an activity. An inbox of
+// hundreds of small files then keeps the Temporal server busy with one activity per file (and
+// its notice) instead of seven, and a small file started while big runs fill the task queues
+// waits behind none of their chunks.
+const LocalRunLines = 10_000
+
+// localRetryBudget bounds the time a local activity spends over its attempts, retries included:
+// beyond it the stage fails as an activity out of attempts would.
+const localRetryBudget = time.Hour
+
+// localChange marks, for workflow.GetVersion, the local activities of small runs: runs recorded
+// before it schedule every activity. Runs of more than LocalRunLines lines do not ask for it.
+const localChange = "small-run-local-activities"
 
 // BulkTaskQueue is the task queue of big runs' activities after Ingest (but Publish). Every
 // worker polls it beside TaskQueue, with half as many activity slots (TXFLOW_WORKER_CONCURRENCY
@@ -372,7 +397,7 @@ func (r *run) errorReport(ctx workflow.Context, figures bool) (activities.FileRe
 	r.start(StageReport)
 	var report activities.FileResult
 	in := activities.ReportInput{RunID: r.summary.RunID, Figures: figures}
-	if err := workflow.ExecuteActivity(ctx, a.ReportErrors, in).Get(ctx, &report); err != nil {
+	if err := execute(ctx, r.local, a.ReportErrors, in).Get(ctx, &report); err != nil {
 		r.fail(StageReport, err)
 		return report, err
 	}
@@ -494,7 +519,7 @@ func (r *run) writeSummary(ctx workflow.Context) error {
 		return fmt.Errorf("encode summary: %w", err)
 	}
 	var written string
-	if err := workflow.ExecuteActivity(ctx, a.WriteSummary, activities.SummaryInput{RunID: s.RunID, Summary: b}).Get(ctx, &written); err != nil {
+	if err := execute(ctx, r.local, a.WriteSummary, activities.SummaryInput{RunID: s.RunID, Summary: b}).Get(ctx, &written); err != nil {
 		r.fail(StageSummary, err)
 		return err
 	}
@@ -513,6 +538,7 @@ type chunkScheduler struct {
 	stage        string // names the activities in the Web UI
 	fn           any    // the activity: Activities.Tag or Activities.Annotate
 	parallel     int
+	local        bool                                                // local activities (a small run's Tag and Annotate)
 	done         func(activities.ChunkInput, activities.ChunkResult) // called as each chunk completes
 	started      func()                                              // when not nil, called as runAsReady schedules its first chunk
 }
@@ -591,7 +617,23 @@ func (c chunkScheduler) execute(ctx workflow.Context, chunk activities.ChunkInpu
 	chunk.RunID, chunk.RulesVersion = c.runID, c.rulesVersion
 	actCtx := workflow.WithActivityOptions(ctx, withSummary(workflow.GetActivityOptions(ctx),
 		fmt.Sprintf("%s lines %d to %d: %s", c.stage, chunk.From, chunk.To-1, stageDoc[c.stage])))
-	return workflow.ExecuteActivity(actCtx, c.fn, chunk)
+	return execute(actCtx, c.local, c.fn, chunk)
+}
+
+// execute schedules the activity fn with the options of ctx; when local, as a local activity:
+// the worker that runs the workflow task runs it at once, with the same start-to-close timeout
+// and retry policy, and its attempts within localRetryBudget in all.
+func execute(ctx workflow.Context, local bool, fn any, args ...any) workflow.Future {
+	if !local {
+		return workflow.ExecuteActivity(ctx, fn, args...)
+	}
+	o := workflow.GetActivityOptions(ctx)
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: localRetryBudget,
+		StartToCloseTimeout:    o.StartToCloseTimeout,
+		RetryPolicy:            o.RetryPolicy,
+		Summary:                o.Summary,
+	}), fn, args...)
 }
 
 // publish shows the summary in the workflow's current details (Web UI); it issues no command.

@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -352,4 +356,56 @@ func TestErrorReportAlongsideTagAndAnnotate(t *testing.T) {
 	require.Equal(t, StatusCompleted, s.Status)
 	require.Equal(t, "/out/r/error_report.csv", s.Outputs.ErrorReport)
 	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
+}
+
+// A small run's activities after Ingest (but Publish) are local activities of the worker that
+// runs its workflow; a run of more than LocalRunLines lines schedules them all.
+func TestSmallRunsUseLocalActivities(t *testing.T) {
+	for _, tc := range []struct {
+		lines int64
+		local []string
+	}{
+		{25, []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"}},
+		{LocalRunLines, []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"}},
+		{LocalRunLines + 1, nil},
+	} {
+		t.Run(fmt.Sprint(tc.lines), func(t *testing.T) {
+			env := newEnv(t)
+			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(tc.lines), nil).Once()
+			done := func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) { return chunkDone(c) }
+			env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(done)
+			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
+			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
+			outputsOK(env)
+			var mu sync.Mutex
+			local, scheduled := map[string]bool{}, map[string]bool{}
+			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+				mu.Lock()
+				defer mu.Unlock()
+				local[info.ActivityType.Name] = true
+			})
+			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+				mu.Lock()
+				defer mu.Unlock()
+				scheduled[info.ActivityType.Name] = true
+			})
+			env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: LocalRunLines + 1})
+			require.NoError(t, env.GetWorkflowError())
+			var s Summary
+			require.NoError(t, env.GetWorkflowResult(&s))
+			require.Equal(t, StatusCompleted, s.Status)
+			require.EqualValues(t, tc.lines, s.stage(StageTag).Done)
+			require.ElementsMatch(t, tc.local, slices.Collect(maps.Keys(local)))
+			require.True(t, scheduled["Ingest"])
+			for name := range local {
+				require.False(t, scheduled[name], "%s both local and scheduled", name)
+			}
+			if tc.local == nil {
+				for _, name := range []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"} {
+					require.True(t, scheduled[name], name)
+				}
+			}
+			env.AssertExpectations(t)
+		})
+	}
 }

@@ -43,6 +43,9 @@ var replayHistories = []string{
 	// A file with errors in chunks of 3 lines with the error report written alongside Tag and
 	// Annotate, computing the report page's figures of the lines (version report-alongside).
 	"processfile_report_alongside_history.json",
+	// The same file, a small run: its stages after Ingest are local activities (version
+	// small-run-local-activities).
+	"processfile_local_history.json",
 	// A reclassification of one account, approved by the starter after its diff, recorded by the
 	// end-to-end reclassification test.
 	"reclassify_history.json",

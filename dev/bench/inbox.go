@@ -247,11 +247,13 @@ func runInbox(ctx context.Context, o options) error {
 }
 
 // activityWait is how long the activities of one type waited in the task queue (scheduled to
-// started) and ran (started to completed), summed over runs.
+// started) and ran (started to completed), summed over runs. A local activity (a small run's
+// stages after Ingest) is counted only: its history does not say when it started.
 type activityWait struct {
 	name        string
 	queued, ran time.Duration
 	count       int
+	local       bool
 }
 
 // activityWaits reads the histories of the runs and sums, by activity type, how long their
@@ -271,6 +273,15 @@ func activityWaits(ctx context.Context, c client.Client, ids []string) ([]*activ
 			}
 			at := ev.GetEventTime().AsTime()
 			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_MARKER_RECORDED:
+				if la, ok := localActivity(ev); ok {
+					key := la.ActivityType + " (local)"
+					if byName[key] == nil {
+						byName[key] = &activityWait{name: la.ActivityType, local: true}
+						out = append(out, byName[key])
+					}
+					byName[key].count++
+				}
 			case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 				name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
 				scheduled[ev.GetEventId()], names[ev.GetEventId()] = at, name
@@ -297,6 +308,10 @@ func activityWaits(ctx context.Context, c client.Client, ids []string) ([]*activ
 func printWaits(w io.Writer, waits []*activityWait, n int) {
 	var queued, ran time.Duration
 	for _, a := range waits {
+		if a.local {
+			fmt.Fprintf(w, "  %-14s local, within the workflow's task  (%d local activities)\n", a.name, a.count)
+			continue
+		}
 		fmt.Fprintf(w, "  %-14s queued %9s  ran %9s  (%d activities)\n", a.name,
 			(a.queued / time.Duration(n)).Round(time.Millisecond), (a.ran / time.Duration(n)).Round(time.Millisecond), a.count)
 		queued += a.queued

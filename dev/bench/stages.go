@@ -8,14 +8,39 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 )
 
 // stageSpan is when the activities of one type ran: from the first scheduled to the last closed.
+// For local activities (a small run's stages after Ingest), whose history records only when each
+// completed, first is the run's start.
 type stageSpan struct {
 	name        string
 	first, last time.Time
 	count       int
+	local       bool
+}
+
+// localActivityMarker is what the SDK records of a local activity, in its marker's "data":
+// ReplayTime is when it completed.
+type localActivityMarker struct {
+	ActivityType string
+	ReplayTime   time.Time
+}
+
+// localActivity decodes the marker ev records when it is a local activity's.
+func localActivity(ev *historypb.HistoryEvent) (localActivityMarker, bool) {
+	m := ev.GetMarkerRecordedEventAttributes()
+	if m.GetMarkerName() != "LocalActivity" {
+		return localActivityMarker{}, false
+	}
+	var la localActivityMarker
+	if err := converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &la); err != nil {
+		return localActivityMarker{}, false
+	}
+	return la, true
 }
 
 // stageSpans reads the run's history and returns the span of each activity type, in order.
@@ -23,6 +48,7 @@ func stageSpans(ctx context.Context, c client.Client, workflowID string) ([]stag
 	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	types := map[int64]string{}
 	spans := map[string]*stageSpan{}
+	var began time.Time
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -30,6 +56,20 @@ func stageSpans(ctx context.Context, c client.Client, workflowID string) ([]stag
 		}
 		at := ev.GetEventTime().AsTime()
 		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			began = at
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			la, ok := localActivity(ev)
+			if !ok {
+				break
+			}
+			s := spans[la.ActivityType]
+			if s == nil {
+				s = &stageSpan{name: la.ActivityType, first: began, local: true}
+				spans[la.ActivityType] = s
+			}
+			s.count++
+			s.last = maxTime(s.last, la.ReplayTime)
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 			name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
 			types[ev.GetEventId()] = name
@@ -49,12 +89,32 @@ func stageSpans(ctx context.Context, c client.Client, workflowID string) ([]stag
 	for _, s := range spans {
 		out = append(out, *s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].first.Before(out[j].first) })
+	// Activities in the order they were first scheduled, then local activities as they completed.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].local != out[j].local {
+			return !out[i].local
+		}
+		if out[i].local {
+			return out[i].last.Before(out[j].last)
+		}
+		return out[i].first.Before(out[j].first)
+	})
 	return out, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func printSpans(w io.Writer, spans []stageSpan) {
 	for _, s := range spans {
+		if s.local {
+			fmt.Fprintf(w, "  %-14s %9s  (%d local activities, done that long after the run's start)\n", s.name, s.last.Sub(s.first).Round(time.Millisecond), s.count)
+			continue
+		}
 		fmt.Fprintf(w, "  %-14s %9s  (%d activities)\n", s.name, s.last.Sub(s.first).Round(time.Millisecond), s.count)
 	}
 }

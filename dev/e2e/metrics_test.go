@@ -154,16 +154,21 @@ func TestMetricsExposedByWorker(t *testing.T) {
 	}
 	require.Equal(t, "COUNTER", families["temporal_workflow_completed_total"].GetType().String())
 	require.Equal(t, "HISTOGRAM", families["temporal_activity_execution_latency_seconds"].GetType().String())
-	for _, activity := range []string{"Ingest", "Tag", "Annotate", "ReportErrors", "Dump"} {
-		n, series := metricValue(families, "temporal_activity_execution_latency_seconds",
+	n, series := metricValue(families, "temporal_activity_execution_latency_seconds",
+		map[string]string{"activity_type": "Ingest", "workflow_type": "ProcessFile", "task_queue": workflows.TaskQueue})
+	require.Equal(t, 1, series, "one latency series for Ingest")
+	require.Equal(t, 2.0, n, "one Ingest per run")
+	// Small runs: the other stages are local activities, with metrics of their own.
+	for _, activity := range []string{"Tag", "Annotate", "ReportErrors", "Dump", "WriteSummary"} {
+		n, series := metricValue(families, "temporal_local_activity_execution_latency_seconds",
 			map[string]string{"activity_type": activity, "workflow_type": "ProcessFile", "task_queue": workflows.TaskQueue})
-		require.Equal(t, 1, series, "one latency series for %s", activity)
+		require.Equal(t, 1, series, "one local latency series for %s", activity)
 		require.GreaterOrEqual(t, n, 2.0, "%s ran at least once per run", activity)
 	}
-	n, _ := metricValue(families, "temporal_activity_execution_latency_seconds", map[string]string{"activity_type": "Ingest"})
-	require.Equal(t, 2.0, n, "one Ingest per run")
 	v, _ := metricValue(families, "temporal_activity_execution_failed_total", nil)
 	require.Zero(t, v, "no activity failed")
+	v, _ = metricValue(families, "temporal_local_activity_execution_failed_total", nil)
+	require.Zero(t, v, "no local activity failed")
 
 	// txflow's own metrics, emitted by ProcessFile.
 	expect := map[string]int64{

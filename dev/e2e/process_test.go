@@ -286,8 +286,8 @@ func history(t *testing.T, c client.Client, run client.WorkflowRun) []*historypb
 	return evs
 }
 
-// maxAttempts returns, per activity type, the highest attempt that started it: above 1 means the
-// activity was retried.
+// maxAttempts returns, per activity type, the highest attempt that started it (activities and
+// local activities): above 1 means the activity was retried.
 func maxAttempts(t *testing.T, c client.Client, run client.WorkflowRun) map[string]int32 {
 	t.Helper()
 	evs := history(t, c, run)
@@ -301,6 +301,43 @@ func maxAttempts(t *testing.T, c client.Client, run client.WorkflowRun) map[stri
 			a := ev.GetActivityTaskStartedEventAttributes()
 			typ := types[a.GetScheduledEventId()]
 			out[typ] = max(out[typ], a.GetAttempt())
+		case enumspb.EVENT_TYPE_MARKER_RECORDED:
+			if la, ok := localActivity(t, ev); ok {
+				out[la.ActivityType] = max(out[la.ActivityType], la.Attempt)
+			}
+		}
+	}
+	return out
+}
+
+// localActivityMarker is what the SDK records of a local activity (its marker's "data").
+type localActivityMarker struct {
+	ActivityType string
+	Attempt      int32
+}
+
+// localActivity decodes the marker ev records when it is a local activity's.
+func localActivity(t *testing.T, ev *historypb.HistoryEvent) (localActivityMarker, bool) {
+	t.Helper()
+	m := ev.GetMarkerRecordedEventAttributes()
+	if m.GetMarkerName() != "LocalActivity" {
+		return localActivityMarker{}, false
+	}
+	var la localActivityMarker
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &la))
+	return la, true
+}
+
+// activityRuns counts, per activity type, the activities a run scheduled and the local
+// activities it ran.
+func activityRuns(t *testing.T, h *historypb.History) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, ev := range h.GetEvents() {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			out[a.GetActivityType().GetName()]++
+		} else if la, ok := localActivity(t, ev); ok {
+			out[la.ActivityType]++
 		}
 	}
 	return out

@@ -82,12 +82,16 @@ func TestWebUIShowsRun(t *testing.T) {
 	require.Contains(t, out, page, "the starter prints the run's Web UI link")
 
 	// The run's page: its id, its status, and its activities on the timeline, each with its
-	// one-line summary ("Ingest • Ingest: stream the CSV file…").
+	// one-line summary ("Ingest • Ingest: stream the CSV file…"). A small run's later stages are
+	// local activities: the timeline shows them by name.
 	dom := chromium(t, bin, page, "--dump-dom")
 	require.Contains(t, dom, ">"+id+"<", "the page shows the workflow id")
 	require.Contains(t, dom, "<span>Completed<", "the page shows the run completed")
-	for _, activity := range []string{"Ingest", "Tag", "Annotate", "ReportErrors", "Dump", "WriteSummary"} {
+	for _, activity := range []string{"Ingest", "Event"} {
 		require.Contains(t, dom, ">"+activity+" • ", "the timeline shows activity %s", activity)
+	}
+	for _, activity := range []string{"Tag", "Annotate", "ReportErrors", "Dump", "WriteSummary"} {
+		require.Contains(t, dom, ">"+activity+"<", "the timeline shows local activity %s", activity)
 	}
 
 	// Its User Metadata tab: the summary the starter gave the run, rendered in a frame whose

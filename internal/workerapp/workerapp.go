@@ -105,7 +105,10 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	w := worker.New(c, workflows.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
-		WorkerStopTimeout:                  30 * time.Second,
+		// Small runs' stages after Ingest, run by the worker that runs their workflow
+		// (workflows.LocalRunLines).
+		MaxConcurrentLocalActivityExecutionSize: cfg.Concurrency,
+		WorkerStopTimeout:                       30 * time.Second,
 	})
 	// Big runs' activities, with slots of their own (workflows.BulkTaskQueue and
 	// workflows.PublishTaskQueue).
