@@ -16,6 +16,10 @@
 // alongside the other stages, retrying for as long as the broker is down; the summary is written
 // once every chunk is delivered. Only references (run id, chunk bounds, paths) cross the workflow.
 //
+// A run of up to LocalRunLines lines runs its stages after Ingest (but Publish) as local
+// activities of the worker that runs its workflow: the Temporal server records one activity per
+// small file instead of six.
+//
 // In the code: run.pipeline issues the stages in that order; run records what each activity
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
 // it; chunkScheduler keeps at most MaxParallel chunk activities of a stage in flight, over a
@@ -538,7 +542,7 @@ type chunkScheduler struct {
 	stage        string // names the activities in the Web UI
 	fn           any    // the activity: Activities.Tag or Activities.Annotate
 	parallel     int
-	local        bool                                                // local activities (a small run's Tag and Annotate)
+	local        bool                                                // local activities (a small run's stages)
 	done         func(activities.ChunkInput, activities.ChunkResult) // called as each chunk completes
 	started      func()                                              // when not nil, called as runAsReady schedules its first chunk
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/testdb"
@@ -138,5 +140,46 @@ func TestChaosWorkerKilled(t *testing.T) {
 		requireSameCounts(t, ref, s)
 		requireSameOutputs(t, refDir, filepath.Join(out, s.RunID))
 		require.Equal(t, refCounts, requireNoDuplicates(t, db))
+	})
+
+	// A small run's steps after Ingest are local activities, run within its workflow's task by
+	// the worker that holds it: killed there, the task times out, another worker takes the
+	// workflow and runs again the local activities not recorded.
+	t.Run("sigkill during a small run's local activities", func(t *testing.T) {
+		small := generate(t, input, 5_000, 13)
+		refOut, refDB := t.TempDir(), testdb.URL(t)
+		w := startWorker(t, c, bin, workerEnv(srv, refDB, input, refOut), nil)
+		ref := waitRun(t, startRun(t, c, input, small, 2_000), 2*time.Minute)
+		require.NoError(t, w.Stop(45*time.Second))
+		refCounts := requireNoDuplicates(t, refDB)
+
+		out, db := t.TempDir(), testdb.URL(t)
+		env := workerEnv(srv, db, input, out)
+		// The report keeps the figures of the run's lines in run_report_lines (the worker
+		// migrated the database as it started): while it is locked, the local ReportErrors waits.
+		w = startWorker(t, c, bin, env, nil)
+		release := testdb.LockTable(t, db, "run_report_lines")
+		run := startRun(t, c, input, small, 2_000)
+		// (Only the database is watched: the run's local activities run within its workflow task.)
+		eventually(t, time.Minute, "the report to wait for run_report_lines", func() bool {
+			return waitersOn(t, db, "run_report_lines") > 0
+		})
+		w.Kill()
+		release()
+		startWorker(t, c, bin, env, nil)
+
+		s := waitRun(t, run, 2*time.Minute)
+		requireSameCounts(t, ref, s)
+		requireSameOutputs(t, filepath.Join(refOut, ref.RunID), filepath.Join(out, s.RunID))
+		require.Equal(t, refCounts, requireNoDuplicates(t, db))
+		h := &historypb.History{Events: history(t, c, run)}
+		runs := activityRuns(t, h)
+		require.Equal(t, 1, runs[actIngest], "%v", runs)
+		require.Equal(t, 1, runs[actReport], "the report is recorded once, as a local activity: %v", runs)
+		timedOut := false
+		for _, ev := range h.GetEvents() {
+			timedOut = timedOut || ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+		}
+		require.True(t, timedOut, "the killed worker's workflow task timed out")
 	})
 }
