@@ -109,8 +109,9 @@ const inlineNoticeChange = "notice-delivered-by-the-run"
 // when the alert went out but failure.json could not be written. A receiver that refused the
 // notice (a 4xx) is not tried again. The activity runs also when no webhook is configured: the
 // worker's configuration is not the workflow's to read, and failure.json is written all the
-// same. Nothing here changes the run's outcome.
-func notify(ctx workflow.Context, s *Summary, runErr error) {
+// same. Nothing here changes the run's outcome. A small run (local) runs the activity as a
+// local activity, as its stages.
+func notify(ctx workflow.Context, s *Summary, runErr error, local bool) {
 	info := workflow.GetInfo(ctx)
 	notice := s.notice()
 	notice.Attempt = info.WorkflowExecution.RunID
@@ -126,7 +127,7 @@ func notify(ctx workflow.Context, s *Summary, runErr error) {
 	opts := inlineNoticeOptions
 	opts.Summary = summary
 	var res activities.NotifyResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), fn, notice).Get(ctx, &res)
+	err := execute(workflow.WithActivityOptions(ctx, opts), local, fn, notice).Get(ctx, &res)
 	switch {
 	case err == nil && res.ReportError != "":
 		startNotify(ctx, NotifyInput{Notice: notice, Delivered: true})

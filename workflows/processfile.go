@@ -16,9 +16,9 @@
 // alongside the other stages, retrying for as long as the broker is down; the summary is written
 // once every chunk is delivered. Only references (run id, chunk bounds, paths) cross the workflow.
 //
-// A run of up to LocalRunLines lines runs its stages after Ingest (but Publish) as local
-// activities of the worker that runs its workflow: the Temporal server records one activity per
-// small file instead of six.
+// A run of up to LocalRunLines lines runs its stages after Ingest (but Publish), and its notice,
+// as local activities of the worker that runs its workflow: the Temporal server records one
+// activity per small file instead of seven.
 //
 // In the code: run.pipeline issues the stages in that order; run records what each activity
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
@@ -147,7 +147,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	r.metrics.finished(s.Status)
 	r.publish()
 	upsertSearchAttributes(ctx, s)
-	notify(ctx, s, err)
+	notify(ctx, s, err, r.local)
 	if err != nil {
 		return nil, err
 	}
@@ -209,9 +209,9 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// started meanwhile is not stuck behind them.
 	// Its Publish activities go to a queue of their own, so that they neither starve its Tag and
 	// Annotate of bulk slots nor take the main queue's.
-	// A small run's next activities (but Publish, which may wait long for the broker) are local
-	// activities of the worker that runs its workflow: a small file costs Temporal one activity
-	// instead of six, and does not queue behind anything.
+	// A small run's next activities (but Publish, which may wait long for the broker) and its
+	// notice are local activities of the worker that runs its workflow: a small file costs
+	// Temporal one activity instead of seven, and does not queue behind anything.
 	if ing.MaxSeq <= LocalRunLines && workflow.GetVersion(ctx, localChange, workflow.DefaultVersion, 1) == 1 {
 		r.local = true
 	}
@@ -347,12 +347,12 @@ func (r *run) chunked(ctx workflow.Context, stage string, fn any, chunks []activ
 // of more lines than one default chunk.
 const BigRunLines = DefaultChunkSize
 
-// LocalRunLines is the size up to which a run's activities after Ingest (but Publish) are local
-// activities: a file of a few thousand lines goes through each of them in tens of milliseconds,
-// less than Temporal spends scheduling, dispatching and recording an activity. An inbox of
-// hundreds of small files then keeps the Temporal server busy with one activity per file (and
-// its notice) instead of seven, and a small file started while big runs fill the task queues
-// waits behind none of their chunks.
+// LocalRunLines is the size up to which a run's activities after Ingest (but Publish) and its
+// notice are local activities: a file of a few thousand lines goes through each of them in tens
+// of milliseconds, less than Temporal spends scheduling, dispatching and recording an activity.
+// An inbox of hundreds of small files then keeps the Temporal server busy with one activity per
+// file instead of seven, and a small file started while big runs fill the task queues waits
+// behind none of their chunks.
 const LocalRunLines = 10_000
 
 // localRetryBudget bounds the time a local activity spends over its attempts, retries included:

@@ -358,15 +358,15 @@ func TestErrorReportAlongsideTagAndAnnotate(t *testing.T) {
 	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
 }
 
-// A small run's activities after Ingest (but Publish) are local activities of the worker that
-// runs its workflow; a run of more than LocalRunLines lines schedules them all.
+// A small run's activities after Ingest (but Publish) and its notice are local activities of the
+// worker that runs its workflow; a run of more than LocalRunLines lines schedules them all.
 func TestSmallRunsUseLocalActivities(t *testing.T) {
 	for _, tc := range []struct {
 		lines int64
 		local []string
 	}{
-		{25, []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"}},
-		{LocalRunLines, []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"}},
+		{25, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}},
+		{LocalRunLines, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}},
 		{LocalRunLines + 1, nil},
 	} {
 		t.Run(fmt.Sprint(tc.lines), func(t *testing.T) {
@@ -401,7 +401,7 @@ func TestSmallRunsUseLocalActivities(t *testing.T) {
 				require.False(t, scheduled[name], "%s both local and scheduled", name)
 			}
 			if tc.local == nil {
-				for _, name := range []string{"Annotate", "Dump", "ReportErrors", "Tag", "WriteSummary"} {
+				for _, name := range []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"} {
 					require.True(t, scheduled[name], name)
 				}
 			}
