@@ -165,8 +165,8 @@ type run struct {
 	summary *Summary
 	metrics runMetrics
 	began   map[string]time.Time // when each stage started running, for the stage duration metric
-	// local runs the activities after Ingest (but Publish) as local activities: a small run
-	// (LocalRunLines).
+	// local runs the activities after Ingest (but Publish) and the notice as local activities:
+	// a small run (LocalRunLines).
 	local bool
 }
 
