@@ -16,6 +16,7 @@ import (
 
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/dev/internal/devstack"
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/gen"
 	"github.com/txflow/txflow/workflows"
 )
@@ -274,7 +275,11 @@ func activityWaits(ctx context.Context, c client.Client, ids []string) ([]*activ
 			at := ev.GetEventTime().AsTime()
 			switch ev.GetEventType() {
 			case enumspb.EVENT_TYPE_MARKER_RECORDED:
-				if la, ok := localActivity(ev); ok {
+				la, ok, err := devtemporal.LocalActivityOf(ev)
+				if err != nil {
+					return nil, fmt.Errorf("history of %s: %w", id, err)
+				}
+				if ok {
 					key := la.ActivityType + " (local)"
 					if byName[key] == nil {
 						byName[key] = &activityWait{name: la.ActivityType, local: true}

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
+
+	"github.com/txflow/txflow/dev/internal/devtemporal"
 )
 
 // stageSpan is when the activities of one type ran: from the first scheduled to the last closed.
@@ -21,26 +21,6 @@ type stageSpan struct {
 	first, last time.Time
 	count       int
 	local       bool
-}
-
-// localActivityMarker is what the SDK records of a local activity, in its marker's "data":
-// ReplayTime is when it completed.
-type localActivityMarker struct {
-	ActivityType string
-	ReplayTime   time.Time
-}
-
-// localActivity decodes the marker ev records when it is a local activity's.
-func localActivity(ev *historypb.HistoryEvent) (localActivityMarker, bool) {
-	m := ev.GetMarkerRecordedEventAttributes()
-	if m.GetMarkerName() != "LocalActivity" {
-		return localActivityMarker{}, false
-	}
-	var la localActivityMarker
-	if err := converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &la); err != nil {
-		return localActivityMarker{}, false
-	}
-	return la, true
 }
 
 // stageSpans reads the run's history and returns the span of each activity type, in order.
@@ -59,7 +39,10 @@ func stageSpans(ctx context.Context, c client.Client, workflowID string) ([]stag
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
 			began = at
 		case enumspb.EVENT_TYPE_MARKER_RECORDED:
-			la, ok := localActivity(ev)
+			la, ok, err := devtemporal.LocalActivityOf(ev)
+			if err != nil {
+				return nil, err
+			}
 			if !ok {
 				break
 			}

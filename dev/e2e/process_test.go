@@ -310,22 +310,12 @@ func maxAttempts(t *testing.T, c client.Client, run client.WorkflowRun) map[stri
 	return out
 }
 
-// localActivityMarker is what the SDK records of a local activity (its marker's "data").
-type localActivityMarker struct {
-	ActivityType string
-	Attempt      int32
-}
-
-// localActivity decodes the marker ev records when it is a local activity's.
-func localActivity(t *testing.T, ev *historypb.HistoryEvent) (localActivityMarker, bool) {
+// localActivity decodes the local activity ev records, if it records one.
+func localActivity(t *testing.T, ev *historypb.HistoryEvent) (devtemporal.LocalActivity, bool) {
 	t.Helper()
-	m := ev.GetMarkerRecordedEventAttributes()
-	if m.GetMarkerName() != "LocalActivity" {
-		return localActivityMarker{}, false
-	}
-	var la localActivityMarker
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(m.GetDetails()["data"], &la))
-	return la, true
+	la, ok, err := devtemporal.LocalActivityOf(ev)
+	require.NoError(t, err)
+	return la, ok
 }
 
 // activityRuns counts, per activity type, the activities a run scheduled and the local
