@@ -43,7 +43,7 @@ func TestIngestRefusesAnInvalidAccount(t *testing.T) {
 	store := newFakeStore()
 	a := newFakeActivities(t, store)
 	for _, acc := range []string{"acme corp", "../x", " acme"} {
-		_, err := a.ingest(context.Background(), IngestInput{RunID: "r", File: "missing.csv", Account: acc}, false)
+		_, err := a.ingest(context.Background(), IngestInput{RunID: "r", File: "missing.csv", Account: acc}, "", false)
 		requireErrorType(t, err, ErrTypeBadAccount)
 		require.ErrorContains(t, err, "invalid account for the run")
 	}

@@ -138,12 +138,21 @@ type IngestResult struct {
 // longer matches the hash given, ErrTypeBadAccount when the run's account is not valid; the
 // file's outputs start with an account column when it had one. Database errors are returned as they are, for a retry.
 func (a *Activities) Ingest(ctx context.Context, in IngestInput) (IngestResult, error) {
-	// A retry resumes after the batches its predecessor committed.
-	resume := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
-	return a.ingest(ctx, in, resume)
+	// A retry resumes after the batches its predecessor committed. So does a local Ingest (a
+	// small file's): when the worker running it dies, its workflow task is retried and the
+	// activity starts again at attempt 1. Only an ingestion begun by the same workflow execution
+	// is resumed (postgres.DB.BeginIngest): the file run again under the same run id starts over.
+	var resume bool
+	var execution string
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		resume = info.Attempt > 1 || info.IsLocalActivity
+		execution = info.WorkflowExecution.RunID
+	}
+	return a.ingest(ctx, in, execution, resume)
 }
 
-func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (IngestResult, error) {
+func (a *Activities) ingest(ctx context.Context, in IngestInput, execution string, resume bool) (IngestResult, error) {
 	account, err := ValidAccount(in.Account)
 	if err != nil {
 		return IngestResult{}, err
@@ -167,7 +176,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, resume bool) (I
 		return IngestResult{}, err
 	}
 	cp, err := a.DB.BeginIngest(ctx, postgres.Run{ID: in.RunID, File: in.File, SHA256: in.SHA256, Account: account,
-		RulesVersion: current.Version}, resume)
+		RulesVersion: current.Version, Execution: execution}, resume)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("begin ingest: %w", err)
 	}

@@ -156,7 +156,7 @@ func TestIngestCountsLines(t *testing.T) {
 	require.EqualValues(t, 9, res.Lines)
 	require.EqualValues(t, 6, res.SkippedLines)
 
-	again, err := a.ingest(ctx, in, true)
+	again, err := a.ingest(ctx, in, "", true)
 	require.NoError(t, err)
 	require.Equal(t, res, again)
 }

@@ -68,14 +68,20 @@ type progressReporter struct {
 }
 
 // progressReporter returns the reporter of an Ingest that began at began; it reports nothing
-// outside an activity unless a.Progress is set.
+// outside an activity unless a.Progress is set, nor in a local activity.
 func (a *Activities) progressReporter(ctx context.Context, began time.Time) *progressReporter {
 	r := &progressReporter{sink: a.Progress, every: a.ProgressEvery, began: began}
 	if r.every <= 0 {
 		r.every = DefaultProgressEvery
 	}
 	if activity.IsActivity(ctx) {
-		we := activity.GetInfo(ctx).WorkflowExecution
+		info := activity.GetInfo(ctx)
+		if info.IsLocalActivity {
+			// A local Ingest (a small file's) runs within its workflow's task, which a signal
+			// would only follow with another: it reports nothing.
+			return &progressReporter{}
+		}
+		we := info.WorkflowExecution
 		r.workflowID, r.runID = we.ID, we.RunID
 		if r.sink == nil {
 			r.sink = signalSink{}

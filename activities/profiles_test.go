@@ -45,7 +45,7 @@ func TestIngestWithAProfile(t *testing.T) {
 	require.Equal(t, []string{"invalid_amount", "malformed_row", "invalid_amount"}, reasons)
 
 	// Without the profile the same file fails the run: no usable header.
-	_, err := a.ingest(context.Background(), IngestInput{RunID: "noprofile", File: "pret.csv"}, false)
+	_, err := a.ingest(context.Background(), IngestInput{RunID: "noprofile", File: "pret.csv"}, "", false)
 	requireErrorType(t, err, ErrTypeBadFile)
 	require.ErrorContains(t, err, "a positional export needs a column mapping")
 }
@@ -75,7 +75,7 @@ func TestIngestRefusesAnUnknownProfile(t *testing.T) {
 	store := newFakeStore()
 	a := newFakeActivities(t, store)
 	copyBankFile(t, "bnp_loan.csv", filepath.Join(a.InputRoot, "pret.csv"))
-	_, err := a.ingest(context.Background(), IngestInput{RunID: "r", File: "pret.csv", Profile: "bnp-pret"}, false)
+	_, err := a.ingest(context.Background(), IngestInput{RunID: "r", File: "pret.csv", Profile: "bnp-pret"}, "", false)
 	requireErrorType(t, err, ErrTypeUnknownProfile)
 	require.ErrorContains(t, err, `pret.csv: unknown profile "bnp-pret"; known profiles: bnp-loan`)
 	require.Empty(t, store.begins, "nothing stored")

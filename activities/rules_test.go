@@ -188,7 +188,7 @@ func ingestOnce(t *testing.T, a *Activities, in IngestInput, resume bool) (Inges
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivityWithOptions(func(ctx context.Context, in IngestInput) (IngestResult, error) {
-		return a.ingest(ctx, in, resume)
+		return a.ingest(ctx, in, "", resume)
 	}, activity.RegisterOptions{Name: "ingestOnce"})
 	v, err := env.ExecuteActivity("ingestOnce", in)
 	if err != nil {

@@ -25,6 +25,9 @@ type Run struct {
 	// RulesVersion is the version of the rules the run applies (runs.rules_version, see
 	// rules.go); 0 records none.
 	RulesVersion int
+	// Execution names the workflow execution ingesting the run (its Temporal run id), ""
+	// for none: BeginIngest resumes only an ingestion begun by the same execution.
+	Execution string
 }
 
 // IngestCounts are the totals of a run after FinishIngest.
@@ -55,8 +58,10 @@ type Checkpoint struct {
 }
 
 // BeginIngest starts or resumes ingestion of a run. With resume set and the run already known
-// with the same non-empty SHA-256, it keeps what earlier attempts committed and returns where
-// they stopped (or, when the run was already settled, its totals). Otherwise it upserts the runs
+// with the same non-empty SHA-256, begun by the same execution (run.Execution; an ingestion
+// that recorded none, begun before executions were recorded, counts as the same), it keeps what
+// earlier attempts committed and returns where they stopped (or, when the run was already
+// settled, its totals). Otherwise it upserts the runs
 // row and deletes any run_lines and rejected_rows of the run, so that nothing is ever loaded
 // twice. Transactions, tags and annotations already stored are kept. The run's rules version is
 // run.RulesVersion, except when resuming a run that recorded one: the checkpoint says which. It
@@ -81,10 +86,14 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 			var settled bool
 			var rowsRead, newCount *int64
 			var stored *int32
+			var execution *string
 			err := tx.QueryRow(ctx, `
-				SELECT sha256, ingested_at IS NOT NULL, records_loaded, next_seq, rows_read, new_count, rules_version
+				SELECT sha256, ingested_at IS NOT NULL, records_loaded, next_seq, rows_read, new_count, rules_version, execution
 				FROM runs WHERE run_id = $1 FOR UPDATE`, run.ID).
-				Scan(&sha, &settled, &cp.Records, &cp.NextSeq, &rowsRead, &newCount, &stored)
+				Scan(&sha, &settled, &cp.Records, &cp.NextSeq, &rowsRead, &newCount, &stored, &execution)
+			if err == nil && execution != nil && run.Execution != "" && *execution != run.Execution {
+				sha = "" // begun by another execution: started over below
+			}
 			if stored != nil {
 				cp.RulesVersion = int(*stored)
 			}
@@ -109,14 +118,14 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 		}
 		cp = Checkpoint{NextSeq: 1, RulesVersion: run.RulesVersion}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO runs (run_id, file, sha256, account, num, rules_version)
-			VALUES ($1, $2, $3, $4, nextval('runs_num_seq'), $5)
+			INSERT INTO runs (run_id, file, sha256, account, num, rules_version, execution)
+			VALUES ($1, $2, $3, $4, nextval('runs_num_seq'), $5, $6)
 			ON CONFLICT (run_id) DO UPDATE
 			SET file = excluded.file, sha256 = excluded.sha256, account = excluded.account, started_at = now(),
 			    ingested_at = NULL, records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL,
 			    has_account_column = false, has_date_column = false, num = excluded.num,
-			    rules_version = excluded.rules_version`,
-			run.ID, run.File, run.SHA256, account, version); err != nil {
+			    rules_version = excluded.rules_version, execution = excluded.execution`,
+			run.ID, run.File, run.SHA256, account, version, nullIfEmpty(run.Execution)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM run_lines WHERE run_id = $1", run.ID); err != nil {

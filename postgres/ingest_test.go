@@ -239,6 +239,59 @@ func TestBeginIngestResumesAfterTheLastCommittedBatch(t *testing.T) {
 	require.EqualValues(t, 2, cp.Totals.New)
 }
 
+// TestBeginIngestResumesOnlyItsOwnExecution: an ingestion is resumed by the workflow execution
+// that began it (a retried workflow task runs a local Ingest again from attempt 1), never by a
+// later execution of the same run id, which starts over; one begun without an execution
+// (before they were recorded) is resumed as before.
+func TestBeginIngestResumesOnlyItsOwnExecution(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	first := postgres.Run{ID: "ex", File: "ex.csv", SHA256: "abc", Execution: "exec-1"}
+	lines := func() int64 {
+		return queryValue[int64](t, dbURL, "SELECT count(*) FROM run_lines WHERE run_id = 'ex'")
+	}
+
+	_, err := db.BeginIngest(ctx, first, true)
+	require.NoError(t, err)
+	require.NoError(t, db.LoadBatch(ctx, "ex", 1, []txn.Record{rec(2, "A", "1", "a"), rec(3, "B", "2", "b")}, nil))
+	require.Equal(t, "exec-1", queryValue[string](t, dbURL, "SELECT execution FROM runs WHERE run_id = 'ex'"))
+
+	cp, err := db.BeginIngest(ctx, first, true)
+	require.NoError(t, err)
+	require.Equal(t, postgres.Checkpoint{Records: 2, NextSeq: 3}, cp, "the same execution resumes")
+	require.EqualValues(t, 2, lines())
+
+	second := first
+	second.Execution = "exec-2"
+	cp, err = db.BeginIngest(ctx, second, true)
+	require.NoError(t, err)
+	require.Equal(t, postgres.Checkpoint{NextSeq: 1}, cp, "another execution starts over")
+	require.EqualValues(t, 0, lines())
+	require.Equal(t, "exec-2", queryValue[string](t, dbURL, "SELECT execution FROM runs WHERE run_id = 'ex'"))
+
+	// Settled by the second execution: only it gets the stored totals back.
+	require.NoError(t, db.LoadBatch(ctx, "ex", 1, []txn.Record{rec(2, "A", "1", "a")}, nil))
+	c, err := db.FinishIngest(ctx, "ex", 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.New)
+	cp, err = db.BeginIngest(ctx, second, true)
+	require.NoError(t, err)
+	require.True(t, cp.Settled)
+	require.Equal(t, c, cp.Totals)
+	cp, err = db.BeginIngest(ctx, first, true)
+	require.NoError(t, err)
+	require.False(t, cp.Settled, "a settlement of another execution is not resumed")
+
+	// An ingestion begun before executions were recorded is resumed by whoever retries it.
+	legacy := postgres.Run{ID: "ex", File: "ex.csv", SHA256: "abc"}
+	_, err = db.BeginIngest(ctx, legacy, false)
+	require.NoError(t, err)
+	require.NoError(t, db.LoadBatch(ctx, "ex", 1, []txn.Record{rec(2, "A", "1", "a")}, nil))
+	cp, err = db.BeginIngest(ctx, first, true)
+	require.NoError(t, err)
+	require.Equal(t, postgres.Checkpoint{Records: 1, NextSeq: 2}, cp)
+}
+
 // TestChunksOfAnAllNewRun: a run whose transactions are all its own skips the search for
 // existing results; a chunk run again (a retry) still writes each result once and keeps the
 // first.
