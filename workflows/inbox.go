@@ -131,6 +131,9 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 	// Runs recorded before it took two files at once by default, and started the next file only
 	// once the last one was moved.
 	wide := workflow.GetVersion(ctx, inboxParallelChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	// Runs recorded before it neither told each file's run its size and search attributes nor
+	// moved files as local activities.
+	lean := workflow.GetVersion(ctx, inboxLeanChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	if in.MaxFiles <= 0 {
 		in.MaxFiles = DefaultInboxParallel
 		if !wide {
@@ -212,7 +215,7 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 				pending--
 				details()
 			}()
-			outcome, runErr := processInboxFile(ctx, in, f)
+			outcome, runErr := processInboxFile(ctx, in, f, lean)
 			if wide {
 				// The run is over: the next file's starts while this one is moved.
 				inFlight--
@@ -230,7 +233,7 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 			mctx := workflow.WithActivityOptions(actCtx, withSummary(workflow.GetActivityOptions(actCtx),
 				fmt.Sprintf("Move %s to %s/", f.File, to)))
 			var moved string
-			if err := workflow.ExecuteActivity(mctx, a.MoveInboxFile,
+			if err := execute(mctx, lean, a.MoveInboxFile,
 				activities.MoveInput{File: f.File, SHA256: f.SHA256, To: to, Account: f.Account}).Get(ctx, &moved); err != nil {
 				runErr = errors.Join(runErr, fmt.Errorf("move to %s: %w", to, err))
 			}
@@ -264,6 +267,12 @@ func ProcessInbox(ctx workflow.Context, in ProcessInboxInput) (*InboxResult, err
 // inboxBoundChange marks, for workflow.GetVersion, an inbox run that continues as new past
 // FilesPerRun files and fails when one of its files failed.
 const inboxBoundChange = "inbox-continues-as-new-and-fails"
+
+// inboxLeanChange marks, for workflow.GetVersion, an inbox run that gives each file's run its size
+// (a small file's run is then lean, see leanChange) and the search attributes it starts with
+// (StartSearchAttributes), and moves each file as a local activity: moving a file is a rename,
+// far cheaper than the activity Temporal would schedule, dispatch and record for it.
+const inboxLeanChange = "inbox-lean"
 
 // inboxParallelChange marks, for workflow.GetVersion, an inbox run that takes DefaultInboxParallel
 // files at once by default (legacyInboxParallel before) and starts the next file's run as soon
@@ -315,21 +324,27 @@ func (t *InboxTotals) failureText(dir string) string {
 }
 
 // processInboxFile runs ProcessFile on one inbox file and says whether the file is done with
-// (archived) or failed.
-func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.InboxFile) (string, error) {
+// (archived) or failed. When lean (inboxLeanChange), the run is told the file's size and started
+// with its search attributes.
+func processInboxFile(ctx workflow.Context, in ProcessInboxInput, f activities.InboxFile, lean bool) (string, error) {
 	summary, details := RunDescription(f.File, f.SHA256, in.ChunkSize)
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+	input := ProcessFileInput{
+		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
+		Account: f.Account, Profile: f.Profile,
+	}
+	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:            RunID(f.Account, f.SHA256),
 		TaskQueue:             TaskQueue,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		StaticSummary:         summary,
 		StaticDetails:         details,
-	})
-	child := workflow.ExecuteChildWorkflow(cctx, ProcessFile, ProcessFileInput{
-		File: f.File, SHA256: f.SHA256, ChunkSize: in.ChunkSize, MaxParallel: in.MaxParallel,
-		Account: f.Account, Profile: f.Profile,
-	})
+	}
+	if lean {
+		input.Size = f.Size
+		opts.TypedSearchAttributes = StartSearchAttributes(input)
+	}
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ProcessFile, input)
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		if alreadyStarted(err) {
 			// The reuse policy refuses an id only while its run is open or after it completed:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -331,4 +332,38 @@ func TestInboxStartsTheNextFileWhileMoving(t *testing.T) {
 		// One run at a time, each right after the one before: no move in between.
 		require.Less(t, d, time.Duration(i+1)*time.Minute+time.Minute, "run %d started after %s", i, d)
 	}
+}
+
+// An inbox run tells each file's run the file's size, so that a small file's run is lean, and
+// moves the files as local activities (version inbox-lean).
+func TestInboxRunsAreLean(t *testing.T) {
+	env := newInboxEnv(t)
+	env.OnActivity(a.ListInbox, mock.Anything, mock.Anything).Return([]activities.InboxFile{
+		{File: "inbox/acme/a.csv", SHA256: "aaaaaaaaaaaaaaaa0000", Size: 1234, Account: "acme"},
+		{File: "inbox/b.csv", SHA256: "bbbbbbbbbbbbbbbb0000", Size: LocalFileBytes + 1},
+	}, nil)
+	var mu sync.Mutex
+	sizes := map[string]int64{}
+	env.OnWorkflow(ProcessFile, mock.Anything, mock.Anything).Return(func(_ workflow.Context, in ProcessFileInput) (*Summary, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes[in.File] = in.Size
+		return &Summary{}, nil
+	})
+	m := &moves{to: map[string]string{}}
+	env.OnActivity(a.MoveInboxFile, mock.Anything, mock.Anything).Return(m.record)
+	local := 0
+	env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if info.ActivityType.Name == "MoveInboxFile" {
+			local++
+		}
+	})
+
+	env.ExecuteWorkflow(ProcessInbox, ProcessInboxInput{})
+	inboxResult(t, env, false)
+	require.Equal(t, map[string]int64{"inbox/acme/a.csv": 1234, "inbox/b.csv": LocalFileBytes + 1}, sizes)
+	require.Len(t, m.to, 2)
+	require.Equal(t, 2, local, "both files moved as local activities")
 }

@@ -80,6 +80,10 @@ type ProcessFileInput struct {
 	// name, or none. Only the name crosses Temporal. An unknown name fails the run at once with a
 	// non-retryable activities.ErrTypeUnknownProfile error.
 	Profile string `json:",omitempty"`
+	// Size is the file's size in bytes when the caller knows it (the starter and the inbox
+	// do), 0 otherwise. A file of at most LocalFileBytes makes a lean run (leanChange): Ingest
+	// too runs as a local activity.
+	Size int64 `json:",omitempty"`
 }
 
 // Stage names, in pipeline order.
@@ -135,7 +139,15 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 			r.publishWaiting(w)
 		}
 	})
-	upsertSearchAttributes(ctx, s)
+	// A small file's run is lean: its Ingest, and its next stages when it has at most
+	// LocalRunLines lines, are local activities, and it records no search attribute it was
+	// started with (StartSearchAttributes). Runs started without the size do not ask.
+	if in.Size > 0 && in.Size <= LocalFileBytes && workflow.GetVersion(ctx, leanChange, workflow.DefaultVersion, 1) == 1 {
+		r.lean = true
+	}
+	if !r.lean || !startedWithSearchAttributes(ctx, s) {
+		upsertSearchAttributes(ctx, s)
+	}
 	r.publish()
 
 	err := r.pipeline(ctx)
@@ -147,7 +159,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	r.metrics.finished(s.Status)
 	r.publish()
 	upsertSearchAttributes(ctx, s)
-	notify(ctx, s, err, r.local)
+	notify(ctx, s, err, r.local || r.lean)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +180,9 @@ type run struct {
 	// local runs the activities after Ingest (but Publish) and the notice as local activities:
 	// a small run (LocalRunLines).
 	local bool
+	// lean runs Ingest as a local activity too, and asks for none of the changes that
+	// leanChange follows: a small file (LocalFileBytes).
+	lean bool
 }
 
 func newRun(ctx workflow.Context, in ProcessFileInput) *run {
@@ -195,7 +210,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 		return err
 	}
 	var ing activities.IngestResult
-	err := workflow.ExecuteActivity(withOptions(ctx, ingestOptions, hb), a.Ingest,
+	err := execute(withOptions(ctx, ingestOptions, hb), r.lean, a.Ingest,
 		activities.IngestInput{RunID: s.RunID, File: r.in.File, SHA256: r.in.SHA256, Account: r.in.Account, Profile: r.in.Profile}).Get(ctx, &ing)
 	if err != nil {
 		r.fail(StageIngest, err)
@@ -203,7 +218,6 @@ func (r *run) pipeline(ctx workflow.Context) error {
 		return err
 	}
 	r.ingested(ing)
-	upsertSearchAttributes(ctx, s)
 	// A big run's next activities go to the bulk task queue, which every worker polls with slots
 	// of its own: the run's chunks cannot take the slots of the main queue, so a small file
 	// started meanwhile is not stuck behind them.
@@ -212,11 +226,18 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// A small run's next activities (but Publish, which may wait long for the broker) and its
 	// notice are local activities of the worker that runs its workflow: a small file costs
 	// Temporal one activity instead of seven, and does not queue behind anything.
-	if ing.MaxSeq <= LocalRunLines && workflow.GetVersion(ctx, localChange, workflow.DefaultVersion, 1) == 1 {
+	// A lean small run publishes its counts with its final search attributes, normally in the
+	// same workflow task.
+	if r.lean && ing.MaxSeq <= LocalRunLines {
 		r.local = true
+	} else {
+		upsertSearchAttributes(ctx, s)
+		if ing.MaxSeq <= LocalRunLines && workflow.GetVersion(ctx, localChange, workflow.DefaultVersion, 1) == 1 {
+			r.local = true
+		}
 	}
 	yield, yieldPublish := func(o activityOptions) activityOptions { return o }, func(o activityOptions) activityOptions { return o }
-	if ing.MaxSeq > BigRunLines && workflow.GetVersion(ctx, yieldChange, workflow.DefaultVersion, 1) == 1 {
+	if ing.MaxSeq > BigRunLines && r.since(ctx, yieldChange) {
 		yield = func(o activityOptions) activityOptions {
 			o.TaskQueue = BulkTaskQueue
 			return o
@@ -233,7 +254,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	var report activities.FileResult
 	var reportErr error
 	reporting := workflow.NewWaitGroup(ctx)
-	reportAlongside := workflow.GetVersion(ctx, reportAlongsideChange, workflow.DefaultVersion, 1) == 1
+	reportAlongside := r.since(ctx, reportAlongsideChange)
 	if reportAlongside {
 		// On TaskQueue even for a big run: a single activity of a second or two, which would
 		// otherwise hold one of the few slots of its Tag and Annotate.
@@ -251,7 +272,7 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	var ready *readyChunks
 	var publishErr error
 	publishing := workflow.NewWaitGroup(ctx)
-	if ing.Pending > 0 && workflow.GetVersion(ctx, publishAlongsideChange, workflow.DefaultVersion, 1) == 1 {
+	if ing.Pending > 0 && r.since(ctx, publishAlongsideChange) {
 		ready = &readyChunks{stages: map[int64]int{}, total: len(chunks)}
 		publishing.Add(1)
 		workflow.Go(ctx, func(ctx workflow.Context) {
@@ -360,8 +381,24 @@ const LocalRunLines = 10_000
 const localRetryBudget = time.Hour
 
 // localChange marks, for workflow.GetVersion, the local activities of small runs: runs recorded
-// before it schedule every activity. Runs of more than LocalRunLines lines do not ask for it.
+// before it schedule every activity. Runs of more than LocalRunLines lines do not ask for it,
+// nor do lean runs, which came after it.
 const localChange = "small-run-local-activities"
+
+// LocalFileBytes is the file size up to which a run is lean (leanChange), when the file's size
+// is known at its start: its Ingest runs as a local activity, well within a workflow task
+// (a megabyte is tens of thousands of lines, a fraction of a second to ingest). With
+// LocalRunLines, a small file's run is then one workflow task and no activity.
+const LocalFileBytes = 1 << 20
+
+// leanChange marks, for workflow.GetVersion, lean runs: the run of a file of at most
+// LocalFileBytes (ProcessFileInput.Size) ingests it as a local activity, and, when it has at most
+// LocalRunLines lines, runs its next stages as local activities without upserting its search
+// attributes after Ingest; it does not upsert the ones it was started with. Each GetVersion
+// costs the Temporal server a marker and a search attribute update, which a small run is
+// mostly made of: a lean run asks only this one, and follows every change recorded before it
+// without asking (run.since). Runs started without the size do not ask for it.
+const leanChange = "small-file-lean"
 
 // BulkTaskQueue is the task queue of big runs' activities after Ingest (but Publish). Every
 // worker polls it beside TaskQueue, with half as many activity slots (TXFLOW_WORKER_CONCURRENCY
@@ -393,6 +430,12 @@ const publishAlongsideChange = "publish-alongside"
 // and Annotate, computing the figures of the report page that the run's lines give: runs
 // recorded before it write it after them, and Dump computes every figure.
 const reportAlongsideChange = "report-alongside"
+
+// since says whether the run follows change, one of the changes recorded before leanChange: a
+// lean run does without asking.
+func (r *run) since(ctx workflow.Context, change string) bool {
+	return r.lean || workflow.GetVersion(ctx, change, workflow.DefaultVersion, 1) == 1
+}
 
 // errorReport runs the report stage: ReportErrors, with the figures of the run's lines when
 // figures.

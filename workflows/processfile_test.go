@@ -409,3 +409,64 @@ func TestSmallRunsUseLocalActivities(t *testing.T) {
 		})
 	}
 }
+
+// TestLeanRuns: a run told its file is small (ProcessFileInput.Size, leanChange) ingests it as a
+// local activity too, and upserts only the search attributes it was not started with: a small
+// file's run schedules no activity at all.
+func TestLeanRuns(t *testing.T) {
+	all := []string{"Annotate", "Dump", "Event", "Ingest", "ReportErrors", "Tag", "WriteSummary"}
+	for _, tc := range []struct {
+		name       string
+		size       int64
+		lines      int64
+		startAttrs bool
+		local      []string
+		upserts    int // of the run's own search attributes
+	}{
+		{"small file started with its attributes", 40_000, 1000, true, all, 1},
+		{"small file started without them", 40_000, 1000, false, all, 2},
+		{"small file of many lines", LocalFileBytes, LocalRunLines + 1, true, []string{"Event", "Ingest"}, 2},
+		{"big file", LocalFileBytes + 1, 1000, true, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}, 3},
+		{"size unknown", 0, 1000, true, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			in := ProcessFileInput{File: "in.csv", Account: "acme", Size: tc.size, ChunkSize: LocalRunLines + 1}
+			if tc.startAttrs {
+				require.NoError(t, env.SetTypedSearchAttributesOnStart(StartSearchAttributes(in)))
+			}
+			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(tc.lines), nil).Once()
+			done := func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) { return chunkDone(c) }
+			env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(done)
+			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
+			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
+			outputsOK(env)
+			upserts := 0
+			env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Run(func(mock.Arguments) { upserts++ })
+			var mu sync.Mutex
+			local, scheduled := map[string]bool{}, map[string]bool{}
+			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+				mu.Lock()
+				defer mu.Unlock()
+				local[info.ActivityType.Name] = true
+			})
+			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+				mu.Lock()
+				defer mu.Unlock()
+				scheduled[info.ActivityType.Name] = true
+			})
+			env.ExecuteWorkflow(ProcessFile, in)
+			require.NoError(t, env.GetWorkflowError())
+			var s Summary
+			require.NoError(t, env.GetWorkflowResult(&s))
+			require.Equal(t, StatusCompleted, s.Status)
+			require.EqualValues(t, tc.lines, s.stage(StageTag).Done)
+			require.ElementsMatch(t, tc.local, slices.Collect(maps.Keys(local)))
+			for _, name := range all {
+				require.NotEqual(t, local[name], scheduled[name], "%s: local %v, scheduled %v", name, local[name], scheduled[name])
+			}
+			require.Equal(t, tc.upserts, upserts)
+			env.AssertExpectations(t)
+		})
+	}
+}

@@ -61,3 +61,25 @@ func upsertSearchAttributes(ctx workflow.Context, s *Summary) {
 		workflow.GetLogger(ctx).Warn("upsert search attributes", "error", err)
 	}
 }
+
+// StartSearchAttributes are the search attributes a ProcessFile run of in is started with: its
+// file, account and the running status, which the run would otherwise upsert first. The
+// starter and the inbox give them; a lean run (leanChange) started with them does not record
+// them again.
+func StartSearchAttributes(in ProcessFileInput) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		SearchAttrFile.ValueSet(in.File),
+		SearchAttrStatus.ValueSet(StatusRunning),
+		SearchAttrAccount.ValueSet(in.account()),
+	)
+}
+
+// startedWithSearchAttributes says whether the run was started with the file, status and account
+// of s, its summary at the start.
+func startedWithSearchAttributes(ctx workflow.Context, s *Summary) bool {
+	sa := workflow.GetTypedSearchAttributes(ctx)
+	file, okFile := sa.GetKeyword(SearchAttrFile)
+	status, okStatus := sa.GetKeyword(SearchAttrStatus)
+	account, okAccount := sa.GetKeyword(SearchAttrAccount)
+	return okFile && okStatus && okAccount && file == s.File && status == s.Status && account == s.Account
+}

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/internal/config"
@@ -199,7 +201,7 @@ func (s *starter) run(ctx context.Context, args []string) int {
 			return ExitUsage
 		}
 	}
-	rel, sum, err := s.locate(fs.Arg(0))
+	rel, sum, size, err := s.locate(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(s.stderr, "starter:", err)
 		return ExitUsage
@@ -213,17 +215,26 @@ func (s *starter) run(ctx context.Context, args []string) int {
 
 	id := workflows.RunID(account, sum)
 	summary, details := workflows.RunDescription(rel, sum, *chunkSize)
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	input := workflows.ProcessFileInput{
+		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel, Account: account,
+		Profile: *profile, Size: size,
+	}
+	opts := client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		StaticSummary:            summary,
 		StaticDetails:            details,
-	}, workflows.ProcessFile, workflows.ProcessFileInput{
-		File: rel, SHA256: sum, ChunkSize: *chunkSize, MaxParallel: *parallel, Account: account,
-		Profile: *profile,
-	})
+		TypedSearchAttributes:    workflows.StartSearchAttributes(input),
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, workflows.ProcessFile, input)
+	if unknownSearchAttributes(err) {
+		// A namespace no worker has prepared yet (the workers register the attributes when
+		// they start): the run starts without them and records them itself.
+		opts.TypedSearchAttributes = temporal.SearchAttributes{}
+		run, err = c.ExecuteWorkflow(ctx, opts, workflows.ProcessFile, input)
+	}
 	if err != nil {
 		fmt.Fprintf(s.stderr, "starter: start run of %s: %v\n", rel, err)
 		return ExitRunFailed
@@ -316,9 +327,16 @@ func StatusExitCode(st enumspb.WorkflowExecutionStatus) int {
 	return ExitOK
 }
 
-// locate finds the file under the input root and hashes it. A relative path is taken relative
+// unknownSearchAttributes says whether err refused a start for search attributes the namespace
+// does not have.
+func unknownSearchAttributes(err error) bool {
+	var invalid *serviceerror.InvalidArgument
+	return errors.As(err, &invalid) && strings.Contains(strings.ToLower(invalid.Error()), "search attribute")
+}
+
+// locate finds the file under the input root, hashes it and gives its size. A relative path is taken relative
 // to the input root, or, when no such file is there, to the current directory.
-func (s *starter) locate(file string) (rel, sum string, err error) {
+func (s *starter) locate(file string) (rel, sum string, size int64, err error) {
 	root := s.cfg.InputDir
 	if !filepath.IsAbs(file) {
 		if _, err := os.Stat(filepath.Join(root, file)); err != nil {
@@ -331,16 +349,20 @@ func (s *starter) locate(file string) (rel, sum string, err error) {
 	}
 	rel, err = activities.RelativeInput(root, file)
 	if err != nil {
-		return "", "", fmt.Errorf("%w (TXFLOW_INPUT_DIR=%s)", err, root)
+		return "", "", 0, fmt.Errorf("%w (TXFLOW_INPUT_DIR=%s)", err, root)
 	}
 	abs, err := activities.ResolveInput(root, rel)
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	if sum, err = activities.HashFile(abs); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
-	return filepath.ToSlash(rel), sum, nil
+	// The size is a hint for the run (ProcessFileInput.Size); the hash is what the run checks.
+	if st, err := os.Stat(abs); err == nil {
+		size = st.Size()
+	}
+	return filepath.ToSlash(rel), sum, size, nil
 }
 
 // PrintSummary prints a run's summary for people.
