@@ -110,8 +110,9 @@ const inlineNoticeChange = "notice-delivered-by-the-run"
 // notice (a 4xx) is not tried again. The activity runs also when no webhook is configured: the
 // worker's configuration is not the workflow's to read, and failure.json is written all the
 // same. Nothing here changes the run's outcome. A small run (local) runs the activity as a
-// local activity, as its stages.
-func notify(ctx workflow.Context, s *Summary, runErr error, local bool) {
+// local activity, as its stages; a lean run (leanChange, which came after inlineNoticeChange)
+// delivers its notice itself without asking for the version.
+func notify(ctx workflow.Context, s *Summary, runErr error, local, lean bool) {
 	info := workflow.GetInfo(ctx)
 	notice := s.notice()
 	notice.Attempt = info.WorkflowExecution.RunID
@@ -119,7 +120,7 @@ func notify(ctx workflow.Context, s *Summary, runErr error, local bool) {
 	if notice.Kind == activities.NoticeRunFailed && errors.As(runErr, &appErr) {
 		notice.ErrorType = appErr.Type()
 	}
-	if workflow.GetVersion(ctx, inlineNoticeChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !lean && workflow.GetVersion(ctx, inlineNoticeChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		startNotify(ctx, NotifyInput{Notice: notice})
 		return
 	}

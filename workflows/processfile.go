@@ -159,7 +159,7 @@ func ProcessFile(ctx workflow.Context, in ProcessFileInput) (*Summary, error) {
 	r.metrics.finished(s.Status)
 	r.publish()
 	upsertSearchAttributes(ctx, s)
-	notify(ctx, s, err, r.local || r.lean)
+	notify(ctx, s, err, r.local || r.lean, r.lean)
 	if err != nil {
 		return nil, err
 	}

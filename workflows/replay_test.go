@@ -46,6 +46,15 @@ var replayHistories = []string{
 	// The same file, a small run: its stages after Ingest are local activities (version
 	// small-run-local-activities).
 	"processfile_local_history.json",
+	// Lean runs (version small-file-lean; the starter and the inbox give the file's size): the
+	// same file, Ingest a local activity too, one version asked; a bad file of an inbox, its
+	// alert receiver down.
+	"processfile_lean_history.json",
+	"processfile_lean_failed_history.json",
+	// An inbox as inbox_history.json, moving its files as local activities and giving each
+	// run its file's size (version inbox-lean).
+	"inbox_lean_history.json",
+	"inbox_lean_continued_history.json",
 	// A reclassification of one account, approved by the starter after its diff, recorded by the
 	// end-to-end reclassification test.
 	"reclassify_history.json",

@@ -182,4 +182,51 @@ func TestChaosWorkerKilled(t *testing.T) {
 		}
 		require.True(t, timedOut, "the killed worker's workflow task timed out")
 	})
+
+	// A lean run (started with its file's size, as the starter and the inbox do) ingests too
+	// as a local activity: killed in the middle of it, or after it settled, the workflow task
+	// is retried and Ingest runs again from attempt 1. It resumes what its execution committed,
+	// and a settlement already made gives its totals back: same counts, same outputs.
+	for _, kill := range []struct{ name, table string }{
+		{"its local Ingest, the batches committed, the settlement waiting", "transactions"},
+		{"its local report, Ingest settled", "run_report_lines"},
+	} {
+		t.Run("sigkill during a lean run: "+kill.name, func(t *testing.T) {
+			small := generate(t, input, 5_000, 17)
+			refOut, refDB := t.TempDir(), testdb.URL(t)
+			w := startWorker(t, c, bin, workerEnv(srv, refDB, input, refOut), nil)
+			ref := waitRun(t, startLeanRun(t, c, input, small, 2_000), 2*time.Minute)
+			require.NoError(t, w.Stop(45*time.Second))
+			refCounts := requireNoDuplicates(t, refDB)
+
+			out, db := t.TempDir(), testdb.URL(t)
+			env := workerEnv(srv, db, input, out)
+			w = startWorker(t, c, bin, env, nil)
+			release := testdb.LockTable(t, db, kill.table)
+			run := startLeanRun(t, c, input, small, 2_000)
+			eventually(t, time.Minute, "the run to wait for "+kill.table, func() bool {
+				return waitersOn(t, db, kill.table) > 0
+			})
+			if kill.table == "transactions" {
+				require.Positive(t, countRows(t, db, "run_lines"), "the batches are committed")
+			}
+			w.Kill()
+			release()
+			startWorker(t, c, bin, env, nil)
+
+			s := waitRun(t, run, 2*time.Minute)
+			requireSameCounts(t, ref, s)
+			require.Equal(t, ref.New, s.New, "the transactions the run stored are counted new once")
+			requireSameOutputs(t, filepath.Join(refOut, ref.RunID), filepath.Join(out, s.RunID))
+			require.Equal(t, refCounts, requireNoDuplicates(t, db))
+			h := &historypb.History{Events: history(t, c, run)}
+			require.Empty(t, scheduledActivities(h), "a lean run schedules no activity")
+			require.Equal(t, 1, activityRuns(t, h)[actIngest])
+			timedOut := false
+			for _, ev := range h.GetEvents() {
+				timedOut = timedOut || ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+			}
+			require.True(t, timedOut, "the killed worker's workflow task timed out")
+		})
+	}
 }

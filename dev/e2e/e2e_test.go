@@ -82,12 +82,18 @@ func (h *harness) summary(runID string) workflows.Summary {
 
 func (h *harness) count(table string) int64 {
 	h.t.Helper()
+	return countRows(h.t, h.dbURL, table)
+}
+
+// countRows returns the rows of table in the database at dbURL.
+func countRows(t *testing.T, dbURL, table string) int64 {
+	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, h.dbURL)
-	require.NoError(h.t, err)
+	conn, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
 	defer conn.Close(ctx)
 	var n int64
-	require.NoError(h.t, conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n))
+	require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n))
 	return n
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/txflow/txflow/activities"
 	"github.com/txflow/txflow/workflows"
@@ -83,20 +84,32 @@ func TestRecordHistories(t *testing.T) {
 	runs := activityRuns(t, chunks)
 	require.GreaterOrEqual(t, runs["Tag"], 3, "7 rows accepted, in chunks of 3 lines")
 	require.Equal(t, 1, runs["Ingest"])
+	// A lean run (version small-file-lean): the starter gave it the file's size and its search
+	// attributes, so it schedules no activity, asks one version and upserts its attributes once,
+	// at the end, beside the version's own upsert.
+	requireLean(t, chunks)
+	requireLean(t, failed)
+	// The inbox moved its files as local activities (version inbox-lean): it scheduled only
+	// the listings of its two runs.
+	require.Equal(t, map[string]int{"ListInbox": 1}, scheduledActivities(inbox))
+	require.Equal(t, map[string]int{"ListInbox": 1}, scheduledActivities(continued))
+	require.Equal(t, 1, activityRuns(t, inbox)["MoveInboxFile"])
 
 	for _, r := range []struct {
 		name string
 		id   string
 		hist *historypb.History
 	}{
-		{"processfile_failed_history.json", badID, failed},
 		{"notify_history.json", notifyID, notify},
 		// The run of many chunks was recorded as processfile_chunks_history.json, then as
-		// processfile_report_alongside_history.json (version report-alongside): both are kept
-		// for the runs of those versions.
-		{"processfile_local_history.json", chunksID, chunks},
-		{"inbox_history.json", "inbox-recorded", inbox},
-		{"inbox_continued_history.json", "inbox-recorded", continued},
+		// processfile_report_alongside_history.json (version report-alongside), then as
+		// processfile_local_history.json (version small-run-local-activities), the failed run
+		// as processfile_failed_history.json, the inbox as inbox_history.json and
+		// inbox_continued_history.json: all are kept for the runs of those versions.
+		{"processfile_lean_failed_history.json", badID, failed},
+		{"processfile_lean_history.json", chunksID, chunks},
+		{"inbox_lean_history.json", "inbox-recorded", inbox},
+		{"inbox_lean_continued_history.json", "inbox-recorded", continued},
 	} {
 		replayer := worker.NewWorkflowReplayer()
 		replayer.RegisterWorkflow(workflows.ProcessFile)
@@ -104,7 +117,10 @@ func TestRecordHistories(t *testing.T) {
 		replayer.RegisterWorkflow(workflows.Notify)
 		exec := workflow.Execution{ID: r.id,
 			RunID: r.hist.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetOriginalExecutionRunId()}
-		require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, r.hist,
+		// The replayer merges the run's search attribute updates into its start event: it
+		// replays a copy, and the history is saved as the server gave it.
+		replayed := proto.Clone(r.hist).(*historypb.History)
+		require.NoError(t, replayer.ReplayWorkflowHistoryWithOptions(nil, replayed,
 			worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec}), r.name)
 		if recordHistories {
 			saveHistory(t, r.hist, r.name)
@@ -116,6 +132,36 @@ func (h *opsHarness) runIDOf(content []byte) string {
 	h.t.Helper()
 	sum := sha256.Sum256(content)
 	return workflows.RunID("", hex.EncodeToString(sum[:]))
+}
+
+// requireLean checks that h is the history of a lean run (version small-file-lean): no activity
+// scheduled, one version asked, its own search attributes upserted once (the other upsert is the
+// version's).
+func requireLean(t *testing.T, h *historypb.History) {
+	t.Helper()
+	require.Empty(t, scheduledActivities(h))
+	versions, upserts := 0, 0
+	for _, ev := range h.GetEvents() {
+		switch {
+		case ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version":
+			versions++
+		case ev.GetEventType() == enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+			upserts++
+		}
+	}
+	require.Equal(t, 1, versions)
+	require.Equal(t, 2, upserts)
+}
+
+// scheduledActivities counts the activities of a history by type, local ones left out.
+func scheduledActivities(h *historypb.History) map[string]int {
+	out := map[string]int{}
+	for _, ev := range h.GetEvents() {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			out[a.GetActivityType().GetName()]++
+		}
+	}
+	return out
 }
 
 func last(h *historypb.History) *historypb.HistoryEvent { return h.GetEvents()[len(h.GetEvents())-1] }

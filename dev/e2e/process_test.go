@@ -197,6 +197,28 @@ func startRun(t *testing.T, c client.Client, input, name string, chunk int64) cl
 	return run
 }
 
+// startLeanRun starts a run of name as the starter does: with the file's size and the search
+// attributes it starts with, so that a small file's run is lean.
+func startLeanRun(t *testing.T, c client.Client, input, name string, chunk int64) client.WorkflowRun {
+	t.Helper()
+	path := filepath.Join(input, name)
+	sum, err := activities.HashFile(path)
+	require.NoError(t, err)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	in := workflows.ProcessFileInput{File: name, SHA256: sum, ChunkSize: chunk, MaxParallel: 2,
+		HeartbeatTimeout: testHeartbeat, Size: st.Size()}
+	run, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID:                       workflows.RunID("", sum),
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:    workflows.StartSearchAttributes(in),
+	}, workflows.ProcessFile, in)
+	require.NoError(t, err)
+	return run
+}
+
 // waitRun waits for run to end and returns its summary.
 func waitRun(t *testing.T, run client.WorkflowRun, timeout time.Duration) workflows.Summary {
 	t.Helper()
