@@ -358,6 +358,24 @@ func TestErrorReportAlongsideTagAndAnnotate(t *testing.T) {
 	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
 }
 
+// watchActivities records, by type, the activities env runs as local activities and those it
+// schedules; read the maps once the workflow ended.
+func watchActivities(env *testsuite.TestWorkflowEnvironment) (local, scheduled map[string]bool) {
+	var mu sync.Mutex
+	local, scheduled = map[string]bool{}, map[string]bool{}
+	env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		mu.Lock()
+		defer mu.Unlock()
+		local[info.ActivityType.Name] = true
+	})
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		defer mu.Unlock()
+		scheduled[info.ActivityType.Name] = true
+	})
+	return local, scheduled
+}
+
 // A small run's activities after Ingest (but Publish) and its notice are local activities of the
 // worker that runs its workflow; a run of more than LocalRunLines lines schedules them all.
 func TestSmallRunsUseLocalActivities(t *testing.T) {
@@ -377,18 +395,7 @@ func TestSmallRunsUseLocalActivities(t *testing.T) {
 			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
 			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
 			outputsOK(env)
-			var mu sync.Mutex
-			local, scheduled := map[string]bool{}, map[string]bool{}
-			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
-				mu.Lock()
-				defer mu.Unlock()
-				local[info.ActivityType.Name] = true
-			})
-			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-				mu.Lock()
-				defer mu.Unlock()
-				scheduled[info.ActivityType.Name] = true
-			})
+			local, scheduled := watchActivities(env)
 			env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: LocalRunLines + 1})
 			require.NoError(t, env.GetWorkflowError())
 			var s Summary
@@ -443,18 +450,7 @@ func TestLeanRuns(t *testing.T) {
 			outputsOK(env)
 			upserts := 0
 			env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Run(func(mock.Arguments) { upserts++ })
-			var mu sync.Mutex
-			local, scheduled := map[string]bool{}, map[string]bool{}
-			env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
-				mu.Lock()
-				defer mu.Unlock()
-				local[info.ActivityType.Name] = true
-			})
-			env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-				mu.Lock()
-				defer mu.Unlock()
-				scheduled[info.ActivityType.Name] = true
-			})
+			local, scheduled := watchActivities(env)
 			env.ExecuteWorkflow(ProcessFile, in)
 			require.NoError(t, env.GetWorkflowError())
 			var s Summary

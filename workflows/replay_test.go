@@ -14,7 +14,7 @@ import (
 )
 
 // replayHistories are the committed histories of real runs, recorded by the end-to-end test
-// TestRecordHistories (TXFLOW_RECORD_HISTORIES=1; docs/workflow-changes.md). The histories
+// TestRecordHistories (TXFLOW_RECORD_HISTORIES=1; docs/development.md, "Changing a workflow"). The histories
 // recorded before a change are kept: they prove that runs still open when a worker with the new
 // code starts replay with it.
 var replayHistories = []string{

@@ -25,7 +25,7 @@ import (
 // workflows.TestReplay replays: a failed run whose alert receiver is down (and so its Notify
 // child), a run of many chunks, and an inbox that continues as new and fails. It replays each
 // fresh history against the current code; with TXFLOW_RECORD_HISTORIES=1 it also writes them to
-// workflows/testdata (docs/workflow-changes.md says when).
+// workflows/testdata (docs/development.md, "Changing a workflow", says when).
 func TestRecordHistories(t *testing.T) {
 	// The alert receiver answers 503 to the run's own attempts, then takes the alert from Notify.
 	h := startOps(t, workflows.InlineNoticeAttempts, 0)
