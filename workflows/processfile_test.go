@@ -358,6 +358,16 @@ func TestErrorReportAlongsideTagAndAnnotate(t *testing.T) {
 	require.Equal(t, StatusCompleted, s.stage(StageReport).Status)
 }
 
+// runOK makes every activity of a run of lines succeed.
+func runOK(env *testsuite.TestWorkflowEnvironment, lines int64) {
+	env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(lines), nil).Once()
+	done := func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) { return chunkDone(c) }
+	env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(done)
+	env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
+	env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
+	outputsOK(env)
+}
+
 // watchActivities records, by type, the activities env runs as local activities and those it
 // schedules; read the maps once the workflow ended.
 func watchActivities(env *testsuite.TestWorkflowEnvironment) (local, scheduled map[string]bool) {
@@ -376,65 +386,29 @@ func watchActivities(env *testsuite.TestWorkflowEnvironment) (local, scheduled m
 	return local, scheduled
 }
 
-// A small run's activities after Ingest (but Publish) and its notice are local activities of the
-// worker that runs its workflow; a run of more than LocalRunLines lines schedules them all.
+// TestSmallRunsUseLocalActivities: a run of up to LocalRunLines lines runs its stages after
+// Ingest, and its notice, as local activities; a run told its file is small (ProcessFileInput.Size,
+// leanChange) ingests it as a local activity too, and upserts only the search attributes it was
+// not started with: a small file's run schedules no activity at all.
 func TestSmallRunsUseLocalActivities(t *testing.T) {
-	for _, tc := range []struct {
-		lines int64
-		local []string
-	}{
-		{25, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}},
-		{LocalRunLines, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}},
-		{LocalRunLines + 1, nil},
-	} {
-		t.Run(fmt.Sprint(tc.lines), func(t *testing.T) {
-			env := newEnv(t)
-			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(tc.lines), nil).Once()
-			done := func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) { return chunkDone(c) }
-			env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(done)
-			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
-			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
-			outputsOK(env)
-			local, scheduled := watchActivities(env)
-			env.ExecuteWorkflow(ProcessFile, ProcessFileInput{File: "in.csv", ChunkSize: LocalRunLines + 1})
-			require.NoError(t, env.GetWorkflowError())
-			var s Summary
-			require.NoError(t, env.GetWorkflowResult(&s))
-			require.Equal(t, StatusCompleted, s.Status)
-			require.EqualValues(t, tc.lines, s.stage(StageTag).Done)
-			require.ElementsMatch(t, tc.local, slices.Collect(maps.Keys(local)))
-			require.True(t, scheduled["Ingest"])
-			for name := range local {
-				require.False(t, scheduled[name], "%s both local and scheduled", name)
-			}
-			if tc.local == nil {
-				for _, name := range []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"} {
-					require.True(t, scheduled[name], name)
-				}
-			}
-			env.AssertExpectations(t)
-		})
-	}
-}
-
-// TestLeanRuns: a run told its file is small (ProcessFileInput.Size, leanChange) ingests it as a
-// local activity too, and upserts only the search attributes it was not started with: a small
-// file's run schedules no activity at all.
-func TestLeanRuns(t *testing.T) {
 	all := []string{"Annotate", "Dump", "Event", "Ingest", "ReportErrors", "Tag", "WriteSummary"}
+	afterIngest := []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}
 	for _, tc := range []struct {
 		name       string
-		size       int64
+		size       int64 // of the file, as the run is told
 		lines      int64
-		startAttrs bool
-		local      []string
-		upserts    int // of the run's own search attributes
+		startAttrs bool     // started with StartSearchAttributes
+		local      []string // the activities run locally; the others are scheduled
+		upserts    int      // of the run's own search attributes
 	}{
-		{"small file started with its attributes", 40_000, 1000, true, all, 1},
-		{"small file started without them", 40_000, 1000, false, all, 2},
-		{"small file of many lines", LocalFileBytes, LocalRunLines + 1, true, []string{"Event", "Ingest"}, 2},
-		{"big file", LocalFileBytes + 1, 1000, true, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}, 3},
-		{"size unknown", 0, 1000, true, []string{"Annotate", "Dump", "Event", "ReportErrors", "Tag", "WriteSummary"}, 3},
+		{"25 lines", 0, 25, false, afterIngest, 3},
+		{"LocalRunLines lines", 0, LocalRunLines, false, afterIngest, 3},
+		{"more lines", 0, LocalRunLines + 1, false, nil, 3},
+		{"lean: small file started with its attributes", 40_000, 1000, true, all, 1},
+		{"lean: small file started without them", 40_000, 1000, false, all, 2},
+		{"lean: small file of many lines", LocalFileBytes, LocalRunLines + 1, true, []string{"Event", "Ingest"}, 2},
+		{"big file", LocalFileBytes + 1, 1000, true, afterIngest, 3},
+		{"size unknown", 0, 1000, true, afterIngest, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t)
@@ -442,12 +416,7 @@ func TestLeanRuns(t *testing.T) {
 			if tc.startAttrs {
 				require.NoError(t, env.SetTypedSearchAttributesOnStart(StartSearchAttributes(in)))
 			}
-			env.OnActivity(a.Ingest, mock.Anything, mock.Anything).Return(ingestOK(tc.lines), nil).Once()
-			done := func(_ context.Context, c activities.ChunkInput) (activities.ChunkResult, error) { return chunkDone(c) }
-			env.OnActivity(a.Tag, mock.Anything, mock.Anything).Return(done)
-			env.OnActivity(a.Annotate, mock.Anything, mock.Anything).Return(done)
-			env.OnActivity(a.Dump, mock.Anything, mock.Anything).Return(activities.DumpResult{Path: "/out/r/output_transactions.csv"}, nil).Once()
-			outputsOK(env)
+			runOK(env, tc.lines)
 			upserts := 0
 			env.OnUpsertTypedSearchAttributes(mock.Anything).Return(nil).Run(func(mock.Arguments) { upserts++ })
 			local, scheduled := watchActivities(env)
