@@ -287,7 +287,7 @@ func syncDir(r *os.Root, name string) error {
 }
 
 // fileWriters are the buffers of writeFileAtomic, 1 MiB each: kept for the next file rather
-// than allocated and cleared for every one (a small run writes four).
+// than allocated and cleared for every one (a small run writes five or six files).
 var fileWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<20) }}
 
 // writeFileAtomic writes name in the directory dir through a temporary file in the same
