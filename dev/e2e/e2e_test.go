@@ -235,3 +235,41 @@ func saveHistory(t *testing.T, hist *historypb.History, name string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join("..", "..", "workflows", "testdata", name), append(b, '\n'), 0o644))
 }
+
+// TestStarterBeforeAnyWorker: on a namespace no worker has prepared yet (its search attributes
+// are not registered), `starter run` still starts the run, without the attributes it would give
+// it; the run waits for a worker, records them itself, and completes.
+func TestStarterBeforeAnyWorker(t *testing.T) {
+	srv := devtemporal.StartForTest(t, devtemporal.Options{}) // no custom search attributes
+	h := &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()}
+	h.env = config.Map{
+		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
+		"TEMPORAL_NAMESPACE":   srv.Namespace(),
+		"TEMPORAL_CONFIG_FILE": os.DevNull,
+		"DATABASE_URL":         h.dbURL,
+		"TXFLOW_INPUT_DIR":     h.input,
+		"TXFLOW_OUTPUT_DIR":    h.output,
+		"TXFLOW_UI_URL":        "http://ui.example",
+		"TXFLOW_HTTP_ADDR":     "off",
+	}
+	copySamples(t, h.input)
+	code, out, errOut := h.starter("run", "--no-wait", "transactions.csv")
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	id := h.runID("transactions.csv")
+	require.Contains(t, out, id)
+
+	runWorker(t, h.env) // registers the attributes, then runs the run
+	c := dial(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var s workflows.Summary
+	require.NoError(t, c.GetWorkflow(ctx, id, "").Get(ctx, &s))
+	require.Equal(t, workflows.StatusCompleted, s.Status)
+	require.EqualValues(t, 20, s.Ingested)
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	require.NoError(t, err)
+	sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+	for _, key := range []string{"TxflowFile", "TxflowStatus", "TxflowAccount", "TxflowRows"} {
+		require.Contains(t, sa, key, "the run recorded %s itself", key)
+	}
+}
