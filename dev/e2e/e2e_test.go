@@ -43,7 +43,15 @@ type harness struct {
 
 func start(t *testing.T) *harness {
 	t.Helper()
-	srv := devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()})
+	h := newHarness(t, devtemporal.StartForTest(t, devtemporal.Options{SearchAttributes: workflows.SearchAttributes()}))
+	runWorker(t, h.env)
+	return h
+}
+
+// newHarness prepares a database, input (the samples) and output directories for srv, and the
+// environment of the worker and the starter; no worker runs yet.
+func newHarness(t *testing.T, srv *devtemporal.Server) *harness {
+	t.Helper()
 	h := &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()}
 	h.env = config.Map{
 		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
@@ -56,7 +64,6 @@ func start(t *testing.T) *harness {
 		"TXFLOW_HTTP_ADDR":     "127.0.0.1:0",
 	}
 	copySamples(t, h.input)
-	runWorker(t, h.env)
 	return h
 }
 
@@ -241,18 +248,7 @@ func saveHistory(t *testing.T, hist *historypb.History, name string) {
 // it; the run waits for a worker, records them itself, and completes.
 func TestStarterBeforeAnyWorker(t *testing.T) {
 	srv := devtemporal.StartForTest(t, devtemporal.Options{}) // no custom search attributes
-	h := &harness{t: t, temporal: srv, dbURL: testdb.URL(t), input: t.TempDir(), output: t.TempDir()}
-	h.env = config.Map{
-		"TEMPORAL_ADDRESS":     srv.FrontendHostPort(),
-		"TEMPORAL_NAMESPACE":   srv.Namespace(),
-		"TEMPORAL_CONFIG_FILE": os.DevNull,
-		"DATABASE_URL":         h.dbURL,
-		"TXFLOW_INPUT_DIR":     h.input,
-		"TXFLOW_OUTPUT_DIR":    h.output,
-		"TXFLOW_UI_URL":        "http://ui.example",
-		"TXFLOW_HTTP_ADDR":     "off",
-	}
-	copySamples(t, h.input)
+	h := newHarness(t, srv)
 	code, out, errOut := h.starter("run", "--no-wait", "transactions.csv")
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	id := h.runID("transactions.csv")
