@@ -17,8 +17,9 @@
 // once every chunk is delivered. Only references (run id, chunk bounds, paths) cross the workflow.
 //
 // A run of up to LocalRunLines lines runs its stages after Ingest (but Publish), and its notice,
-// as local activities of the worker that runs its workflow: the Temporal server records one
-// activity per small file instead of seven.
+// as local activities of the worker that runs its workflow; a lean run (a file of at most
+// LocalFileBytes whose size the starter or the inbox gave) its Ingest too: a small file's run is
+// one workflow task and no activity for the Temporal server to schedule, instead of seven.
 //
 // In the code: run.pipeline issues the stages in that order; run records what each activity
 // returns into the Summary (summary.go, a plain value with the activities' Counts) and publishes
@@ -224,8 +225,8 @@ func (r *run) pipeline(ctx workflow.Context) error {
 	// Its Publish activities go to a queue of their own, so that they neither starve its Tag and
 	// Annotate of bulk slots nor take the main queue's.
 	// A small run's next activities (but Publish, which may wait long for the broker) and its
-	// notice are local activities of the worker that runs its workflow: a small file costs
-	// Temporal one activity instead of seven, and does not queue behind anything.
+	// notice are local activities of the worker that runs its workflow: they cost Temporal no
+	// activity, and do not queue behind anything.
 	// A lean small run publishes its counts with its final search attributes, normally in the
 	// same workflow task.
 	if r.lean && ing.MaxSeq <= LocalRunLines {
@@ -372,8 +373,8 @@ const BigRunLines = DefaultChunkSize
 // notice are local activities: a file of a few thousand lines goes through each of them in tens
 // of milliseconds, less than Temporal spends scheduling, dispatching and recording an activity.
 // An inbox of hundreds of small files then keeps the Temporal server busy with one activity per
-// file instead of seven, and a small file started while big runs fill the task queues waits
-// behind none of their chunks.
+// file instead of seven (none for a lean run, see LocalFileBytes), and a small file started while
+// big runs fill the task queues waits behind none of their chunks.
 const LocalRunLines = 10_000
 
 // localRetryBudget bounds the time a local activity spends over its attempts, retries included:

@@ -102,7 +102,7 @@ var Variables = []struct{ Name, Default, Meaning string }{
 	{"TXFLOW_MAX_FIELD_BYTES", strconv.Itoa(DefaultMaxFieldSize), "longest id, amount or wording accepted, in bytes (field_too_long)"},
 	{"TXFLOW_PROFILES_DIR", "", "folder of mapping profiles (*.yaml) added to the built-in ones, or overriding them by name (none when empty)"},
 	{"TXFLOW_BATCH_SIZE", strconv.Itoa(DefaultBatchSize), "rows per COPY batch during ingestion"},
-	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once on the task queue txflow, and as many local activities (the stages of runs of up to 10,000 lines); half as many more on txflow-bulk and as many more on txflow-publish, for runs of over 100,000 lines"},
+	{"TXFLOW_WORKER_CONCURRENCY", strconv.Itoa(DefaultConcurrency), "activities one worker process runs at once on the task queue txflow, and as many local activities (the stages of runs of up to 10,000 lines, and the Ingest of files of at most 1 MiB); half as many more on txflow-bulk and as many more on txflow-publish, for runs of over 100,000 lines"},
 	{"TXFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"TXFLOW_DB_STATEMENT_TIMEOUT", postgres.DefaultStatementTimeout.String(), "longest a database statement may run before the step fails and is retried (0: no limit)"},
 	{"TXFLOW_DB_LOCK_TIMEOUT", postgres.DefaultLockTimeout.String(), "longest a database statement may wait for a lock before the step fails and is retried (0: no limit)"},

@@ -105,8 +105,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	w := worker.New(c, workflows.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.Concurrency,
-		// Small runs' stages after Ingest, run by the worker that runs their workflow
-		// (workflows.LocalRunLines).
+		// Small runs' stages after Ingest, and small files' Ingest, run by the worker that runs
+		// their workflow (workflows.LocalRunLines, workflows.LocalFileBytes).
 		MaxConcurrentLocalActivityExecutionSize: cfg.Concurrency,
 		WorkerStopTimeout:                       30 * time.Second,
 	})
