@@ -40,6 +40,11 @@ var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFil
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
 
+// DistinctKeysLimit is the most lines of a run whose keys Ingest remembers (a hash of 8 bytes
+// each) to spare the settlement its search for duplicates in the file; a run of more lines is
+// searched, as one resumed after a failure is.
+const DistinctKeysLimit = 1 << 20
+
 // firstBatchCap is the room for rows a run's first batch starts with.
 const firstBatchCap = 1024
 
@@ -215,6 +220,13 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	reporter := a.progressReporter(ctx, began)
 	defer reporter.wait()
 
+	// An ingestion that loads every line of the run tells the settlement when they are all under
+	// distinct keys (postgres.KeyHashes): up to DistinctKeysLimit lines.
+	var keys *postgres.KeyHashes
+	if cp.Records == 0 && cp.NextSeq == 1 {
+		keys = postgres.NewKeyHashes(DistinctKeysLimit)
+	}
+
 	// The file is parsed in one goroutine while the previous batch is COPYed in this one.
 	batchSize := a.BatchSize
 	if batchSize <= 0 {
@@ -256,6 +268,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 					return nil
 				}
 				r.Error = rules.Check(r.Amount)
+				if keys != nil {
+					keys.Add(&r, account)
+				}
 				cur.recs = append(cur.recs, r)
 				if len(cur.recs)+len(cur.rejected) >= batchSize {
 					return send()
@@ -316,7 +331,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	phase.Store(IngestSettling)
 	reporter.report(ctx, progress(), true)
 	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn,
-		DateColumn: stats.DateColumn != "", Outbox: a.Outbox})
+		DateColumn: stats.DateColumn != "", Outbox: a.Outbox, Distinct: keys != nil && keys.Distinct()})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}

@@ -38,10 +38,11 @@ type fakeStore struct {
 	tagVersions map[string]int
 	annVersions map[string]int
 
-	begins []bool      // the resume argument of each BeginIngest call
-	loads  []fakeLoad  // every LoadBatch call that committed
-	calls  fakeCalls   // per method, the number of calls
-	fail   fakeFailure // errors to inject
+	begins []bool               // the resume argument of each BeginIngest call
+	facts  []postgres.FileFacts // the argument of each FinishIngestFile call
+	loads  []fakeLoad           // every LoadBatch call that committed
+	calls  fakeCalls            // per method, the number of calls
+	fail   fakeFailure          // errors to inject
 }
 
 type fakeRun struct {
@@ -142,6 +143,7 @@ func (s *fakeStore) FinishIngestFile(_ context.Context, runID string, f postgres
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls.finish++
+	s.facts = append(s.facts, f)
 	r, ok := s.runs[runID]
 	if !ok {
 		return postgres.IngestCounts{}, fmt.Errorf("finish ingest: %w", postgres.ErrRunNotFound)

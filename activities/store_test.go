@@ -148,6 +148,47 @@ func TestIngestRetryAfterSettlingReturnsTheSameResult(t *testing.T) {
 	}
 }
 
+// TestIngestTellsTheSettlementWhenKeysAreDistinct checks when Ingest spares the settlement its
+// search for duplicates (postgres.FileFacts.Distinct): only when it loaded every line of the run
+// itself and saw no key twice (postgres.KeyHashes; TestKeyHashesAgreeWithTheSettlement checks it
+// against PostgreSQL).
+func TestIngestTellsTheSettlementWhenKeysAreDistinct(t *testing.T) {
+	cases := []struct {
+		name     string
+		loadCall int    // the LoadBatch call that fails once, 0 for none
+		extra    string // a line added to the file
+		distinct []bool // per FinishIngestFile call
+	}{
+		{name: "distinct ids", distinct: []bool{true}},
+		{name: "an id twice", extra: "T0003;1,00;again;FR01\n", distinct: []bool{false}},
+		{name: "the same id in two accounts", extra: "T0003;1,00;again;FR02\n", distinct: []bool{true}},
+		{name: "resumed after a failed batch", loadCall: 2, distinct: []bool{false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store := newFakeStore()
+			store.fail.loadCall = c.loadCall
+			a := newFakeActivities(t, store)
+			var b strings.Builder
+			b.WriteString("id;montant;libellé;compte\n")
+			for i := 1; i <= 12; i++ {
+				fmt.Fprintf(&b, "T%04d;%d,00;CB %d;FR01\n", i, i, i)
+			}
+			b.WriteString(c.extra)
+			path := filepath.Join(a.InputRoot, "bank.csv")
+			require.NoError(t, os.WriteFile(path, []byte(b.String()), 0o644))
+			sum, err := HashFile(path)
+			require.NoError(t, err)
+			runIngest(t, a, IngestInput{RunID: "keys", File: "bank.csv", SHA256: sum})
+			var got []bool
+			for _, f := range store.facts {
+				got = append(got, f.Distinct)
+			}
+			require.Equal(t, c.distinct, got)
+		})
+	}
+}
+
 // TestIngestFirstAttemptStartsAfresh checks that a first attempt never resumes: a run id ingested
 // before (a file processed anew) is loaded again from its first record.
 func TestIngestFirstAttemptStartsAfresh(t *testing.T) {

@@ -496,6 +496,11 @@ type FileFacts struct {
 	// run's outbox_runs row in the same transaction as the transactions: delivery is on (see
 	// outbox.go).
 	Outbox bool
+	// Distinct says that no two of the run's lines are under the same key, as a KeyHashes that saw
+	// every line loaded found: the settlement does not look for in-file duplicates. It must be
+	// right: set wrongly, a line that repeats a key is not rejected as a duplicate (and a new key
+	// twice fails the settlement on the primary key of transactions).
+	Distinct bool
 }
 
 // FinishIngestFile is FinishIngest, also recording whether the file had an
@@ -539,11 +544,13 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 			return ErrRunNotFound
 		}
 		// Most files hold no duplicate: a hash aggregate finds that out for
-		// half the cost of the sort the move needs.
+		// half the cost of the sort the move needs, and the loader may know it already.
 		var dups bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (
-			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
-			return fmt.Errorf("find duplicates: %w", err)
+		if !f.Distinct {
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (
+				SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
+				return fmt.Errorf("find duplicates: %w", err)
+			}
 		}
 		if dups {
 			if _, err := tx.Exec(ctx, sqlMoveDuplicates, runID, string(txn.ReasonDuplicateID)); err != nil {
