@@ -221,10 +221,11 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	defer reporter.wait()
 
 	// An ingestion that loads every line of the run tells the settlement when they are all under
-	// distinct keys (postgres.KeyHashes): up to DistinctKeysLimit lines.
+	// distinct keys (postgres.KeyHashes): up to DistinctKeysLimit lines, room made for one line
+	// per 16 bytes of the file.
 	var keys *postgres.KeyHashes
 	if cp.Records == 0 && cp.NextSeq == 1 {
-		keys = postgres.NewKeyHashes(DistinctKeysLimit)
+		keys = postgres.NewKeyHashes(DistinctKeysLimit, int(min(size/16, DistinctKeysLimit)))
 	}
 
 	// The file is parsed in one goroutine while the previous batch is COPYed in this one.

@@ -24,9 +24,10 @@ type KeyHashes struct {
 	over   bool
 }
 
-// NewKeyHashes returns an empty KeyHashes for at most limit lines.
-func NewKeyHashes(limit int) *KeyHashes {
-	return &KeyHashes{seed: maphash.MakeSeed(), limit: limit}
+// NewKeyHashes returns an empty KeyHashes for at most limit lines, with room for expect of them
+// (at most limit): growing by copies would leave several times its size to collect.
+func NewKeyHashes(limit, expect int) *KeyHashes {
+	return &KeyHashes{seed: maphash.MakeSeed(), limit: limit, hashes: make([]uint64, 0, max(0, min(expect, limit)))}
 }
 
 // Add records the key of r, a line of a run whose account is runAccount (the account BeginIngest

@@ -50,7 +50,7 @@ func TestKeyHashesAgreeWithTheSettlement(t *testing.T) {
 			if limit == 0 {
 				limit = 100
 			}
-			keys := postgres.NewKeyHashes(limit)
+			keys := postgres.NewKeyHashes(limit, 2)
 			for j := range c.lines {
 				c.lines[j].ID = runID + "-" + c.lines[j].ID // new to the database
 				keys.Add(&c.lines[j], c.account)
