@@ -228,13 +228,16 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 		keys = postgres.NewKeyHashes(DistinctKeysLimit, int(min(size/16, DistinctKeysLimit)))
 	}
 
-	// The file is parsed in one goroutine while the batches before are COPYed (two at a time:
-	// postgres.DB.LoadBatches).
+	// The file is parsed in one goroutine while the previous batch is COPYed in this one.
 	batchSize := a.BatchSize
 	if batchSize <= 0 {
 		batchSize = DefaultBatchSize
 	}
-	batches := make(chan postgres.Batch, 1)
+	type batch struct {
+		recs     []txn.Record
+		rejected []txn.Rejected
+	}
+	batches := make(chan batch, 1)
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	var (
@@ -245,8 +248,8 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 		defer close(batches)
 		// A batch starts small and grows as rows come, then the next ones take the size of
 		// the one before: a small file does not allocate (and clear) room for batchSize rows.
-		newBatch := func(size int) postgres.Batch {
-			return postgres.Batch{Records: make([]txn.Record, 0, min(batchSize, max(size, firstBatchCap)))}
+		newBatch := func(size int) batch {
+			return batch{recs: make([]txn.Record, 0, min(batchSize, max(size, firstBatchCap)))}
 		}
 		cur := newBatch(0)
 		skip := cp.Records
@@ -256,7 +259,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 			case <-readCtx.Done():
 				return readCtx.Err()
 			}
-			cur = newBatch(len(cur.Records))
+			cur = newBatch(len(cur.recs))
 			return nil
 		}
 		stats, readErr = txn.Read(counter, opts,
@@ -269,8 +272,8 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 				if keys != nil {
 					keys.Add(&r, account)
 				}
-				cur.Records = append(cur.Records, r)
-				if len(cur.Records)+len(cur.Rejected) >= batchSize {
+				cur.recs = append(cur.recs, r)
+				if len(cur.recs)+len(cur.rejected) >= batchSize {
 					return send()
 				}
 				return nil
@@ -280,29 +283,37 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 					skip--
 					return nil
 				}
-				cur.Rejected = append(cur.Rejected, r)
-				if len(cur.Records)+len(cur.Rejected) >= batchSize {
+				cur.rejected = append(cur.rejected, r)
+				if len(cur.recs)+len(cur.rejected) >= batchSize {
 					return send()
 				}
 				return nil
 			})
-		if readErr == nil && len(cur.Records)+len(cur.Rejected) > 0 {
+		if readErr == nil && len(cur.recs)+len(cur.rejected) > 0 {
 			readErr = send()
 		}
 	}()
-	err = a.DB.LoadBatches(ctx, in.RunID, cp.NextSeq, batches, func(b postgres.Batch) {
-		committed.Add(int64(len(b.Records) + len(b.Rejected)))
+	nextSeq := cp.NextSeq
+	var loadErr error
+	for b := range batches {
+		if loadErr != nil {
+			continue // drain until the reader stops
+		}
+		if err := a.DB.LoadBatch(ctx, in.RunID, nextSeq, b.recs, b.rejected); err != nil {
+			loadErr = fmt.Errorf("load batch: %w", err)
+			stopReading()
+			continue
+		}
+		nextSeq += int64(len(b.recs))
+		committed.Add(int64(len(b.recs) + len(b.rejected)))
 		if activity.IsActivity(ctx) {
 			// Progress as soon as a batch is committed (the SDK throttles what it sends).
 			activity.RecordHeartbeat(ctx, progress())
 		}
 		reporter.report(ctx, progress(), false)
-	})
-	if err != nil {
-		stopReading()
-		for range batches { // until the reader stops
-		}
-		return IngestResult{}, fmt.Errorf("load batch: %w", err)
+	}
+	if loadErr != nil {
+		return IngestResult{}, loadErr
 	}
 	if readErr != nil {
 		var fe *txn.FileError

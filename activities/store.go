@@ -28,12 +28,11 @@ type RulesStore interface {
 
 // IngestStore loads a run's file in batches and settles it (Ingest). See the methods of
 // postgres.DB of the same names for the contract: BeginIngest with resume returns where a
-// previous attempt stopped, or its totals when it had settled the run; LoadBatches commits the
-// batches it receives in order, each with its checkpoint; FinishIngestFile settles the run and
-// records whether its file had an account column.
+// previous attempt stopped, or its totals when it had settled the run; FinishIngestFile settles
+// the run and records whether its file had an account column.
 type IngestStore interface {
 	BeginIngest(ctx context.Context, run postgres.Run, resume bool) (postgres.Checkpoint, error)
-	LoadBatches(ctx context.Context, runID string, firstSeq int64, batches <-chan postgres.Batch, loaded func(postgres.Batch)) error
+	LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error
 	FinishIngestFile(ctx context.Context, runID string, f postgres.FileFacts) (postgres.IngestCounts, error)
 }
 

@@ -111,18 +111,6 @@ func (s *fakeStore) BeginIngest(_ context.Context, run postgres.Run, resume bool
 	return postgres.Checkpoint{NextSeq: 1, RulesVersion: run.RulesVersion}, nil
 }
 
-// LoadBatches loads the batches one after the other (the PostgreSQL tests cover the overlap).
-func (s *fakeStore) LoadBatches(ctx context.Context, runID string, firstSeq int64, batches <-chan postgres.Batch, loaded func(postgres.Batch)) error {
-	for b := range batches {
-		if err := s.LoadBatch(ctx, runID, firstSeq, b.Records, b.Rejected); err != nil {
-			return err
-		}
-		firstSeq += int64(len(b.Records))
-		loaded(b)
-	}
-	return nil
-}
-
 func (s *fakeStore) LoadBatch(_ context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -152,214 +151,77 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 // a batch is either loaded and counted or not at all; firstSeq must be the
 // checkpoint's NextSeq. It returns ErrRunNotFound (wrapped) for a run
 // BeginIngest did not record, and an error for a run FinishIngest already
-// settled, a batch that does not follow the last one, or a run whose ingestion BeginIngest
-// started over while the batch was copied. Nothing of the batch is stored on error.
+// settled or a batch that does not follow the last one. Nothing of the batch
+// is stored on error.
 func (db *DB) LoadBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) error {
 	if len(recs) == 0 && len(rejected) == 0 {
 		return nil
 	}
-	b, err := db.copyBatch(ctx, runID, firstSeq, recs, rejected)
-	if err == nil {
-		err = b.commit(ctx)
-	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Lines may only be added while the run is being ingested: results
+		// are computed for settled runs on the assumption that all their ids
+		// are in transactions. FOR SHARE orders this against FinishIngest.
+		var loading bool
+		var nextSeq, num int64
+		var account string
+		err := tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq, account, num FROM runs WHERE run_id = $1 FOR UPDATE", runID).
+			Scan(&loading, &nextSeq, &account, &num)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return ErrRunNotFound
+		case err != nil:
+			return fmt.Errorf("lock run: %w", err)
+		case !loading:
+			return errors.New("run already finished; BeginIngest restarts it")
+		case nextSeq != firstSeq:
+			return fmt.Errorf("batch starts at seq %d but the run's next seq is %d", firstSeq, nextSeq)
+		case firstSeq+int64(len(recs)) > maxSeq+1:
+			return fmt.Errorf("a run holds at most %d lines", int64(maxSeq))
+		}
+		if _, err := tx.Exec(ctx, "UPDATE runs SET records_loaded = records_loaded + $2, next_seq = $3 WHERE run_id = $1",
+			runID, len(recs)+len(rejected), firstSeq+int64(len(recs))); err != nil {
+			return fmt.Errorf("advance checkpoint: %w", err)
+		}
+		if len(recs) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
+				[]string{"run_id", "seq", "txn_key", "line", "account", "id", "id_as_read", "date", "amount", "raw_amount", "wording", "error"},
+				pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
+					r := &recs[i]
+					var reason, date any
+					if r.Error != "" {
+						reason = string(r.Error)
+					}
+					if !r.Date.IsZero() {
+						date = r.Date
+					}
+					id := cleanText(r.ID)
+					key, asRead := nfcKey(id)
+					seq := firstSeq + int64(i)
+					return []any{runID, seq, lineKey(num, seq), r.Line, lineAccount(r.Account, account), key, asRead, date, copyAmount(r.Amount),
+						cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
+				}))
+			if err != nil {
+				return fmt.Errorf("copy run_lines: %w", err)
+			}
+		}
+		if len(rejected) > 0 {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"rejected_rows"},
+				[]string{"run_id", "line", "account", "id", "amount", "wording", "reason", "detail"},
+				pgx.CopyFromSlice(len(rejected), func(i int) ([]any, error) {
+					r := &rejected[i]
+					return []any{runID, r.Line, lineAccount(r.Account, account), cleanText(r.ID), cleanText(r.Amount), cleanText(r.Wording),
+						string(r.Reason), cleanText(r.Detail)}, nil
+				}))
+			if err != nil {
+				return fmt.Errorf("copy rejected_rows: %w", err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return db.wrap(fmt.Sprintf("load batch of run %s at seq %d", runID, firstSeq), err)
 	}
 	return nil
-}
-
-// Batch is a batch of a file's records for LoadBatches: the accepted records and the rejected
-// rows read since the batch before.
-type Batch struct {
-	Records  []txn.Record
-	Rejected []txn.Rejected
-}
-
-// LoadBatches loads the batches it receives, in order, as LoadBatch would one after the other
-// from firstSeq, until batches is closed, but COPYs a batch while the one before it is still
-// being COPYed: two COPYs at a time use two of PostgreSQL's processes instead of one. The
-// batches commit in order, each with its checkpoint, and loaded is called with each once it
-// committed, in order. At the first error it stops: the batches before it stay committed, the
-// one in flight with it is rolled back, and it returns the error (wrapped as LoadBatch's) without
-// receiving more; the caller stops sending.
-func (db *DB) LoadBatches(ctx context.Context, runID string, firstSeq int64, batches <-chan Batch, loaded func(Batch)) error {
-	// Each batch's goroutine COPYs it, waits for the batch before it to be committed, then
-	// commits it: commits stay in the file's order whatever the COPYs' pace.
-	type flight struct {
-		committed chan struct{} // closed once the batch is committed, or failed
-		err       error         // why it failed, or why one before it did
-	}
-	done := &flight{committed: make(chan struct{})}
-	close(done.committed) // what the first batch waits for
-	var last, prev *flight = done, nil
-	seq := firstSeq
-	for b := range batches {
-		if len(b.Records)+len(b.Rejected) == 0 {
-			continue
-		}
-		if prev != nil {
-			// At most two batches in flight: this one and the one before.
-			<-prev.committed
-			if prev.err != nil {
-				break
-			}
-		}
-		f, before, first := &flight{committed: make(chan struct{})}, last, seq
-		go func() {
-			defer close(f.committed)
-			p, err := db.copyBatch(ctx, runID, first, b.Records, b.Rejected)
-			<-before.committed
-			switch {
-			case before.err != nil:
-				f.err = before.err
-				if p != nil {
-					p.rollback()
-				}
-				return
-			case err == nil:
-				err = p.commit(ctx)
-			}
-			if err != nil {
-				f.err = db.wrap(fmt.Sprintf("load batch of run %s at seq %d", runID, first), err)
-				return
-			}
-			loaded(b)
-		}()
-		seq += int64(len(b.Records))
-		prev, last = last, f
-	}
-	<-last.committed
-	return last.err
-}
-
-// pendingBatch is a batch COPYed in a transaction not committed yet.
-type pendingBatch struct {
-	tx       pgx.Tx
-	runID    string
-	firstSeq int64
-	num      int64 // the run's number when the batch was copied
-	lines    int   // accepted records
-	records  int   // accepted and rejected
-}
-
-// copyBatch begins a transaction and COPYs the batch into it. It reads the run's number and
-// account without locking its row: commit checks, under the lock, that the run is still the one
-// copied for and that the batch follows the last one committed.
-func (db *DB) copyBatch(ctx context.Context, runID string, firstSeq int64, recs []txn.Record, rejected []txn.Rejected) (*pendingBatch, error) {
-	if firstSeq+int64(len(recs)) > maxSeq+1 {
-		return nil, fmt.Errorf("a run holds at most %d lines", int64(maxSeq))
-	}
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	b := &pendingBatch{tx: tx, runID: runID, firstSeq: firstSeq, lines: len(recs), records: len(recs) + len(rejected)}
-	if err := b.copy(ctx, recs, rejected); err != nil {
-		b.rollback()
-		return nil, err
-	}
-	return b, nil
-}
-
-func (b *pendingBatch) copy(ctx context.Context, recs []txn.Record, rejected []txn.Rejected) error {
-	// Lines may only be added while the run is being ingested: results are computed for settled
-	// runs on the assumption that all their ids are in transactions.
-	var loading bool
-	var account string
-	var nextSeq int64
-	err := b.tx.QueryRow(ctx, "SELECT ingested_at IS NULL, account, num, next_seq FROM runs WHERE run_id = $1", b.runID).
-		Scan(&loading, &account, &b.num, &nextSeq)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return ErrRunNotFound
-	case err != nil:
-		return fmt.Errorf("read run: %w", err)
-	case !loading:
-		return errNotLoading
-	case nextSeq > b.firstSeq:
-		// Lines already committed: the batch would load some twice. (One that starts after the
-		// run's next seq may follow a batch still in flight: commit checks it.)
-		return nextSeqError(b.firstSeq, nextSeq)
-	}
-	if len(recs) > 0 {
-		_, err := b.tx.CopyFrom(ctx, pgx.Identifier{"run_lines"},
-			[]string{"run_id", "seq", "txn_key", "line", "account", "id", "id_as_read", "date", "amount", "raw_amount", "wording", "error"},
-			pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
-				r := &recs[i]
-				var reason, date any
-				if r.Error != "" {
-					reason = string(r.Error)
-				}
-				if !r.Date.IsZero() {
-					date = r.Date
-				}
-				id := cleanText(r.ID)
-				key, asRead := nfcKey(id)
-				seq := b.firstSeq + int64(i)
-				return []any{b.runID, seq, lineKey(b.num, seq), r.Line, lineAccount(r.Account, account), key, asRead, date, copyAmount(r.Amount),
-					cleanText(r.RawAmount), cleanText(r.Wording), reason}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("copy run_lines: %w", err)
-		}
-	}
-	if len(rejected) > 0 {
-		_, err := b.tx.CopyFrom(ctx, pgx.Identifier{"rejected_rows"},
-			[]string{"run_id", "line", "account", "id", "amount", "wording", "reason", "detail"},
-			pgx.CopyFromSlice(len(rejected), func(i int) ([]any, error) {
-				r := &rejected[i]
-				return []any{b.runID, r.Line, lineAccount(r.Account, account), cleanText(r.ID), cleanText(r.Amount), cleanText(r.Wording),
-					string(r.Reason), cleanText(r.Detail)}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("copy rejected_rows: %w", err)
-		}
-	}
-	return nil
-}
-
-func nextSeqError(first, next int64) error {
-	return fmt.Errorf("batch starts at seq %d but the run's next seq is %d", first, next)
-}
-
-// errNotLoading is the error of a batch for a run FinishIngest settled.
-var errNotLoading = errors.New("run already finished; BeginIngest restarts it")
-
-// commit locks the run's row (which orders it against FinishIngest and BeginIngest), checks that
-// the run is still being ingested by the ingestion the batch was copied for and that the batch
-// follows the last one committed, advances the run's checkpoint and commits. On error nothing of
-// the batch is stored.
-func (b *pendingBatch) commit(ctx context.Context) error {
-	defer b.rollback() // nothing once committed
-	var loading bool
-	var nextSeq, num int64
-	err := b.tx.QueryRow(ctx, "SELECT ingested_at IS NULL, next_seq, num FROM runs WHERE run_id = $1 FOR UPDATE", b.runID).
-		Scan(&loading, &nextSeq, &num)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return ErrRunNotFound
-	case err != nil:
-		return fmt.Errorf("lock run: %w", err)
-	case !loading:
-		return errNotLoading
-	case num != b.num:
-		return errors.New("the run's ingestion started over while the batch was copied")
-	case nextSeq != b.firstSeq:
-		return nextSeqError(b.firstSeq, nextSeq)
-	}
-	if _, err := b.tx.Exec(ctx, "UPDATE runs SET records_loaded = records_loaded + $2, next_seq = $3 WHERE run_id = $1",
-		b.runID, b.records, b.firstSeq+int64(b.lines)); err != nil {
-		return fmt.Errorf("advance checkpoint: %w", err)
-	}
-	return b.tx.Commit(ctx)
-}
-
-// rollback ends the batch's transaction, if it is still open, storing nothing.
-func (b *pendingBatch) rollback() {
-	// A context of its own: the batch's may be what ended it.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = b.tx.Rollback(ctx)
 }
 
 // maxSeq is the highest seq of a run's lines: a line's key packs it into the low 32 bits.
