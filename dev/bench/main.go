@@ -260,7 +260,7 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Println("stages (first scheduled to last completed):")
 	printSpans(os.Stdout, spans)
-	return nil
+	return printIngestPhases(ctx, os.Stdout, dbURL, id, spans)
 }
 
 // publishActivity is the activity type of the pipeline's Publish stage.

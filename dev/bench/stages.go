@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
@@ -100,4 +101,33 @@ func printSpans(w io.Writer, spans []stageSpan) {
 		}
 		fmt.Fprintf(w, "  %-14s %9s  (%d activities)\n", s.name, s.last.Sub(s.first).Round(time.Millisecond), s.count)
 	}
+}
+
+// printIngestPhases prints how the run's Ingest stage divided between loading the file and
+// settling the run: from the runs row's started_at (BeginIngest) to its ingested_at (the start of
+// the settlement's transaction), then to the stage's end. It prints nothing for a run without an
+// Ingest activity or a settled row.
+func printIngestPhases(ctx context.Context, w io.Writer, dbURL, runID string, spans []stageSpan) error {
+	var ingest *stageSpan
+	for i := range spans {
+		if spans[i].name == "Ingest" && !spans[i].local {
+			ingest = &spans[i]
+		}
+	}
+	if ingest == nil {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("ingest phases: connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var began, settling *time.Time
+	err = conn.QueryRow(ctx, "SELECT started_at, ingested_at FROM runs WHERE run_id = $1", runID).Scan(&began, &settling)
+	if err != nil || began == nil || settling == nil {
+		return err
+	}
+	fmt.Fprintf(w, "  %-14s %9s  loading, then %s settling (the run's row: begun, settling; Ingest's end)\n", "of Ingest",
+		settling.Sub(*began).Round(time.Millisecond), ingest.last.Sub(*settling).Round(time.Millisecond))
+	return nil
 }
