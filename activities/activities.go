@@ -40,10 +40,14 @@ var NonRetryableErrorTypes = []string{ErrTypeBadFile, ErrTypeBadPath, ErrTypeFil
 // DefaultBatchSize is the number of rows Ingest loads per COPY batch.
 const DefaultBatchSize = 50_000
 
-// DistinctKeysLimit is the most lines of a run whose keys Ingest remembers (a hash of 8 bytes
-// each) to spare the settlement its search for duplicates in the file; a run of more lines is
-// searched, as one resumed after a failure is.
-const DistinctKeysLimit = 1 << 20
+// Ingest remembers a hash of 8 bytes of each line's key to spare the settlement its search for
+// duplicates in the file (postgres.KeyHashes): at most DistinctKeysInMemory of them in memory,
+// the others in a temporary file, sorted, for runs of up to DistinctKeysMax lines (1 GiB of
+// file at most). A run of more lines is searched, as one resumed after a failure is.
+const (
+	DistinctKeysInMemory = 1 << 20
+	DistinctKeysMax      = 1 << 27
+)
 
 // firstBatchCap is the room for rows a run's first batch starts with.
 const firstBatchCap = 1024
@@ -221,11 +225,11 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	defer reporter.wait()
 
 	// An ingestion that loads every line of the run tells the settlement when they are all under
-	// distinct keys (postgres.KeyHashes): up to DistinctKeysLimit lines, room made for one line
-	// per 16 bytes of the file.
+	// distinct keys (postgres.KeyHashes), room made for one line per 16 bytes of the file.
 	var keys *postgres.KeyHashes
 	if cp.Records == 0 && cp.NextSeq == 1 {
-		keys = postgres.NewKeyHashes(DistinctKeysLimit, int(min(size/16, DistinctKeysLimit)))
+		keys = postgres.NewKeyHashes(DistinctKeysInMemory, DistinctKeysMax, int(min(size/16, DistinctKeysInMemory)))
+		defer keys.Close()
 	}
 
 	// The file is parsed in one goroutine while the previous batch is COPYed in this one.

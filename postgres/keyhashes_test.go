@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -21,7 +22,8 @@ func TestKeyHashesAgreeWithTheSettlement(t *testing.T) {
 	cases := []struct {
 		name       string
 		account    string // the run's
-		limit      int
+		mem        int    // hashes held in memory (0: 100)
+		most       int64  // lines at most (0: 100)
 		lines      []txn.Record
 		distinct   bool
 		duplicates int64
@@ -40,17 +42,27 @@ func TestKeyHashesAgreeWithTheSettlement(t *testing.T) {
 			duplicates: 1},
 		{name: "a NUL byte stored as U+FFFD", lines: []txn.Record{rec(2, "a\x00", "1.00", "x"), rec(3, "a\uFFFD", "1.00", "x")},
 			duplicates: 1},
-		{name: "more lines than the limit", limit: 2,
+		{name: "more lines than memory holds", mem: 2,
+			lines:    []txn.Record{rec(2, "A", "1.00", "x"), rec(3, "B", "1.00", "x"), rec(4, "C", "1.00", "x"), rec(5, "D", "1.00", "x"), rec(6, "E", "1.00", "x")},
+			distinct: true},
+		{name: "a duplicate in two runs of hashes", mem: 2,
+			lines:      []txn.Record{rec(2, "A", "1.00", "x"), rec(3, "B", "1.00", "x"), rec(4, "C", "1.00", "x"), rec(5, "A", "1.00", "x")},
+			duplicates: 1},
+		{name: "more lines than the most", most: 2,
 			lines: []txn.Record{rec(2, "A", "1.00", "x"), rec(3, "B", "1.00", "x"), rec(4, "C", "1.00", "x")}},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			runID := fmt.Sprintf("keys%d", i)
-			limit := c.limit
-			if limit == 0 {
-				limit = 100
+			mem, most := c.mem, c.most
+			if mem == 0 {
+				mem = 100
 			}
-			keys := postgres.NewKeyHashes(limit, 2)
+			if most == 0 {
+				most = 100
+			}
+			keys := postgres.NewKeyHashes(mem, most, 2)
+			defer keys.Close()
 			for j := range c.lines {
 				c.lines[j].ID = runID + "-" + c.lines[j].ID // new to the database
 				keys.Add(&c.lines[j], c.account)
@@ -80,4 +92,46 @@ func TestKeyHashesAgreeWithTheSettlement(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, postgres.IngestCounts{Accepted: 1, New: 1, Rejected: 1, Duplicates: 1, MaxSeq: 1}, counts)
 	})
+}
+
+// TestKeyHashesSpill checks the hashes written to a temporary file once memory holds its most:
+// a duplicate is found wherever its two lines are (the same run of hashes, two runs, the one left
+// in memory), and Close removes the file.
+func TestKeyHashesSpill(t *testing.T) {
+	const lines, mem = 2000, 128
+	at := func(i int) *txn.Record { r := rec(int64(i+2), fmt.Sprintf("K%d", i), "1.00", "x"); return &r }
+	cases := []struct {
+		name         string
+		first, again int // the line whose id comes again, and where; -1: none
+	}{
+		{"none", -1, -1},
+		{"in one run", 10, 20},
+		{"in two runs", 10, 1500},
+		{"the first and the last", 0, lines - 1},
+		{"in the run left in memory", lines - 10, lines - 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Setenv("TMPDIR", dir)
+			keys := postgres.NewKeyHashes(mem, lines, 0)
+			for i := range lines {
+				r := at(i)
+				if i == c.again {
+					r.ID = at(c.first).ID
+				}
+				keys.Add(r, "")
+			}
+			require.Equal(t, c.first < 0, keys.Distinct())
+			if c.first < 0 || c.again >= mem*(lines/mem) {
+				files, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.Len(t, files, 1, "the runs of hashes written")
+			}
+			keys.Close()
+			files, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Empty(t, files, "the file removed")
+		})
+	}
 }
