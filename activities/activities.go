@@ -42,11 +42,11 @@ const DefaultBatchSize = 50_000
 
 // Ingest remembers a hash of 8 bytes of each line's key to spare the settlement its search for
 // duplicates in the file (postgres.KeyHashes): at most DistinctKeysInMemory of them in memory,
-// the others in a temporary file, sorted, for runs of up to DistinctKeysMax lines (1 GiB of
-// file at most). A run of more lines is searched, as one resumed after a failure is.
+// the others in a temporary file (os.TempDir), sorted, for runs of up to DistinctKeysMax lines
+// (128 MiB of file at most). A run of more lines is searched, as one resumed after a failure is.
 const (
 	DistinctKeysInMemory = 1 << 20
-	DistinctKeysMax      = 1 << 27
+	DistinctKeysMax      = 1 << 24
 )
 
 // firstBatchCap is the room for rows a run's first batch starts with.
