@@ -34,8 +34,9 @@ type KeyHashes struct {
 	spilled  []int64 // the length of each sorted run in the file, in order
 	file     *os.File
 	w        *bufio.Writer
-	unknown  bool // too many lines, a file error, or a duplicate already found in a run
-	dup      bool // a duplicate already found
+	// notDistinct: a duplicate already found, more than maxLines lines, or a file error; the
+	// hashes are let go.
+	notDistinct bool
 }
 
 // NewKeyHashes returns an empty KeyHashes that holds at most memLines hashes in memory, with room
@@ -49,7 +50,7 @@ func NewKeyHashes(memLines int, maxLines int64, expect int) *KeyHashes {
 // Add records the key of r, a line of a run whose account is runAccount (the account BeginIngest
 // recorded: "" is txn.DefaultAccount).
 func (k *KeyHashes) Add(r *txn.Record, runAccount string) {
-	if k.unknown || k.dup {
+	if k.notDistinct {
 		return
 	}
 	if k.lines++; k.lines > k.maxLines {
@@ -57,8 +58,7 @@ func (k *KeyHashes) Add(r *txn.Record, runAccount string) {
 		return
 	}
 	if len(k.hashes) == k.memLines {
-		k.spill()
-		if k.unknown || k.dup {
+		if k.spill(); k.notDistinct {
 			return
 		}
 	}
@@ -88,8 +88,8 @@ func (k *KeyHashes) sortRun() (dup bool) {
 
 // spill writes the hashes in memory, sorted, to the file as one more run.
 func (k *KeyHashes) spill() {
-	if k.dup = k.sortRun(); k.dup {
-		k.release()
+	if k.sortRun() {
+		k.giveUp()
 		return
 	}
 	if k.file == nil {
@@ -115,7 +115,7 @@ func (k *KeyHashes) spill() {
 // Distinct reports whether every line added has a key of its own: false when two hashes are
 // equal or when it gave up. It sorts the hashes; Add must not follow.
 func (k *KeyHashes) Distinct() bool {
-	if k.unknown || k.dup {
+	if k.notDistinct {
 		return false
 	}
 	if k.sortRun() {
@@ -157,7 +157,7 @@ func (k *KeyHashes) Distinct() bool {
 
 // Close removes the temporary file, if any, and lets go of the hashes.
 func (k *KeyHashes) Close() {
-	k.release()
+	k.hashes = nil
 	if k.file != nil {
 		_ = k.file.Close()
 		_ = os.Remove(k.file.Name())
@@ -166,11 +166,9 @@ func (k *KeyHashes) Close() {
 }
 
 func (k *KeyHashes) giveUp() {
-	k.unknown = true
-	k.release()
+	k.notDistinct = true
+	k.hashes = nil
 }
-
-func (k *KeyHashes) release() { k.hashes = nil }
 
 // A run of sorted hashes.
 type hashRun interface {
