@@ -225,7 +225,8 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	defer reporter.wait()
 
 	// An ingestion that loads every line of the run tells the settlement when they are all under
-	// distinct keys (postgres.KeyHashes), room made for one line per 16 bytes of the file.
+	// distinct keys (postgres.KeyHashes), room made for one line per 16 bytes of the file, and
+	// how many it loaded with an error.
 	var keys *postgres.KeyHashes
 	if cp.Records == 0 && cp.NextSeq == 1 {
 		keys = postgres.NewKeyHashes(DistinctKeysInMemory, DistinctKeysMax, int(min(size/16, DistinctKeysInMemory)))
@@ -245,8 +246,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	var (
-		stats   txn.Stats
-		readErr error
+		stats      txn.Stats
+		readErr    error
+		errorLines int64 // lines loaded with an error
 	)
 	go func() {
 		defer close(batches)
@@ -273,6 +275,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 					return nil
 				}
 				r.Error = rules.Check(r.Amount)
+				if r.Error != "" {
+					errorLines++
+				}
 				if keys != nil {
 					keys.Add(&r, account)
 				}
@@ -336,7 +341,8 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	phase.Store(IngestSettling)
 	reporter.report(ctx, progress(), true)
 	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn,
-		DateColumn: stats.DateColumn != "", Outbox: a.Outbox, Distinct: keys != nil && keys.Distinct()})
+		DateColumn: stats.DateColumn != "", Outbox: a.Outbox, Distinct: keys != nil && keys.Distinct(),
+		Loaded: keys != nil, ErrorLines: errorLines})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}

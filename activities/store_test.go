@@ -151,18 +151,28 @@ func TestIngestRetryAfterSettlingReturnsTheSameResult(t *testing.T) {
 // TestIngestTellsTheSettlementWhenKeysAreDistinct checks when Ingest spares the settlement its
 // search for duplicates (postgres.FileFacts.Distinct): only when it loaded every line of the run
 // itself and saw no key twice (postgres.KeyHashes; TestKeyHashesAgreeWithTheSettlement checks it
-// against PostgreSQL).
+// against PostgreSQL); and that it says whether it loaded every line, and how many with an
+// amount above the limit (FileFacts.Loaded and ErrorLines, which TestSettlementCountsFromTheLoader
+// checks against PostgreSQL's counts).
 func TestIngestTellsTheSettlementWhenKeysAreDistinct(t *testing.T) {
+	// What FinishIngestFile was told, per call: keys distinct, every line loaded by this
+	// ingestion, and how many of them with an error.
+	type told struct {
+		distinct, loaded bool
+		errorLines       int64
+	}
 	cases := []struct {
 		name     string
 		loadCall int    // the LoadBatch call that fails once, 0 for none
-		extra    string // a line added to the file
-		distinct []bool // per FinishIngestFile call
+		extra    string // lines added to the file
+		told     []told
 	}{
-		{name: "distinct ids", distinct: []bool{true}},
-		{name: "an id twice", extra: "T0003;1,00;again;FR01\n", distinct: []bool{false}},
-		{name: "the same id in two accounts", extra: "T0003;1,00;again;FR02\n", distinct: []bool{true}},
-		{name: "resumed after a failed batch", loadCall: 2, distinct: []bool{false}},
+		{name: "distinct ids", told: []told{{true, true, 0}}},
+		{name: "an id twice", extra: "T0003;1,00;again;FR01\n", told: []told{{false, true, 0}}},
+		{name: "the same id in two accounts", extra: "T0003;1,00;again;FR02\n", told: []told{{true, true, 0}}},
+		{name: "amounts too high", extra: "T0100;2000000,00;big;FR01\nT0101;-1000000,01;big;FR01\nT0102;1000000,00;limit;FR01\n",
+			told: []told{{true, true, 2}}},
+		{name: "resumed after a failed batch", loadCall: 2, extra: "T0100;2000000,00;big;FR01\n", told: []told{{false, false, 1}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -180,11 +190,11 @@ func TestIngestTellsTheSettlementWhenKeysAreDistinct(t *testing.T) {
 			sum, err := HashFile(path)
 			require.NoError(t, err)
 			runIngest(t, a, IngestInput{RunID: "keys", File: "bank.csv", SHA256: sum})
-			var got []bool
+			var got []told
 			for _, f := range store.facts {
-				got = append(got, f.Distinct)
+				got = append(got, told{f.Distinct, f.Loaded, f.ErrorLines})
 			}
-			require.Equal(t, c.distinct, got)
+			require.Equal(t, c.told, got)
 		})
 	}
 }

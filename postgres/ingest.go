@@ -424,18 +424,23 @@ func runTotals(ctx context.Context, tx pgx.Tx, runID string) (IngestCounts, erro
 		runID).Scan(&c.Accepted, &c.Errors, &c.MaxSeq); err != nil {
 		return c, fmt.Errorf("count lines: %w", err)
 	}
+	return c, rejectedTotals(ctx, tx, runID, &c)
+}
+
+// rejectedTotals counts the run's rejected rows and its messages not delivered yet into c.
+func rejectedTotals(ctx context.Context, tx pgx.Tx, runID string, c *IngestCounts) error {
 	if err := tx.QueryRow(ctx, `
 		SELECT count(*),
 		       count(*) FILTER (WHERE reason = $2),
 		       count(*) FILTER (WHERE reason = $3)
 		FROM rejected_rows WHERE run_id = $1`,
 		runID, string(txn.ReasonDuplicateID), string(txn.ReasonIDConflict)).Scan(&c.Rejected, &c.Duplicates, &c.Conflicts); err != nil {
-		return c, fmt.Errorf("count rejected: %w", err)
+		return fmt.Errorf("count rejected: %w", err)
 	}
 	if err := tx.QueryRow(ctx, sqlCountPending, runID).Scan(&c.Pending); err != nil {
-		return c, fmt.Errorf("count pending messages: %w", err)
+		return fmt.Errorf("count pending messages: %w", err)
 	}
-	return c, nil
+	return nil
 }
 
 // lockSettlement takes the lock that serialises settlements (and account
@@ -465,12 +470,13 @@ func lockSettlement(ctx context.Context, tx pgx.Tx) error {
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
 //     of the same run in the same account moves to rejected_rows as duplicate_id (the first is
 //     kept);
-//  2. id conflicts: a run_line whose id exists in transactions of its
-//     account with a different amount or wording moves to rejected_rows as id_conflict
-//     (detail names the stored values);
-//  3. new transactions: run_lines whose (account, id) is not in
+//  2. new transactions: run_lines whose (account, id) is not in
 //     transactions are inserted; identical existing ones are untouched and keep their tags
-//     and annotations.
+//     and annotations;
+//  3. id conflicts: a run_line whose id exists in transactions of its
+//     account with a different amount or wording moves to rejected_rows as id_conflict
+//     (detail names the stored values). The insert leaves such lines out, and when it
+//     stored every line of the run, none is looked for.
 //
 // FinishIngest calls are serialised across runs (advisory lock). Calling it
 // twice for the same run is harmless: the second call moves and inserts
@@ -501,6 +507,13 @@ type FileFacts struct {
 	// right: set wrongly, a line that repeats a key is not rejected as a duplicate (and a new key
 	// twice fails the settlement on the primary key of transactions).
 	Distinct bool
+	// Loaded says that this ingestion loaded every line of the run itself (BeginIngest found no
+	// batch committed), and ErrorLines how many of them it loaded with an error
+	// (txn.Record.Error). A settlement that stores every line as a new transaction takes the
+	// run's counts from them instead of counting its lines. They must be right: set wrongly, the
+	// counts are wrong.
+	Loaded     bool
+	ErrorLines int64
 }
 
 // FinishIngestFile is FinishIngest, also recording whether the file had an
@@ -557,9 +570,6 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 				return fmt.Errorf("move duplicates: %w", err)
 			}
 		}
-		if _, err := tx.Exec(ctx, sqlMoveConflicts, runID, string(txn.ReasonIDConflict)); err != nil {
-			return fmt.Errorf("move conflicts: %w", err)
-		}
 		// The anti-join must not scan transactions sequentially from a nested
 		// loop: the statement grows the table it scans, which is quadratic
 		// (and the planner picks it when transactions looked empty at the
@@ -579,12 +589,32 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		if perRow {
 			insert = sqlInsertNewWithOutbox
 		}
+		// A line in conflict is under a stored key: the insert leaves it out, and it is moved
+		// below, when some line of the run stored no new transaction.
 		tag, err = tx.Exec(ctx, insert, runID)
 		if err != nil {
 			return fmt.Errorf("insert transactions: %w", err)
 		}
 		n := tag.RowsAffected()
-		if c, err = runTotals(ctx, tx, runID); err != nil {
+		if _, err := tx.Exec(ctx, "RESET enable_seqscan"); err != nil {
+			return fmt.Errorf("reset plan options: %w", err)
+		}
+		// Every line 1..lines stored a new transaction (a new account's file, its history
+		// often, the biggest of all): none is under a key stored before, so none conflicts, and
+		// when this ingestion loaded them all its loader counted them already.
+		allNew := n == lines
+		if !allNew {
+			if _, err := tx.Exec(ctx, sqlMoveConflicts, runID, string(txn.ReasonIDConflict)); err != nil {
+				return fmt.Errorf("move conflicts: %w", err)
+			}
+		}
+		if allNew && f.Loaded {
+			c = IngestCounts{Accepted: n, Errors: f.ErrorLines, MaxSeq: lines}
+			err = rejectedTotals(ctx, tx, runID, &c)
+		} else {
+			c, err = runTotals(ctx, tx, runID)
+		}
+		if err != nil {
 			return err
 		}
 		c.New = n
@@ -592,15 +622,15 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		// the lines of stored transactions take their keys, probing the primary key of
 		// transactions line by line: hashing the whole store would cost its size, not the run's.
 		if c.New < c.Accepted {
-			if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
 				return fmt.Errorf("set plan options: %w", err)
 			}
 			if _, err := tx.Exec(ctx, sqlKeyExisting, runID); err != nil {
 				return fmt.Errorf("key lines of stored transactions: %w", err)
 			}
-		}
-		if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
-			return fmt.Errorf("reset plan options: %w", err)
+			if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
+				return fmt.Errorf("reset plan options: %w", err)
+			}
 		}
 		if !perRow {
 			if err := settleOutboxRun(ctx, tx, runID, f.Outbox, &c); err != nil {

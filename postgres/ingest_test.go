@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/shopspring/decimal"
@@ -380,4 +381,71 @@ func TestFinishIngestComparesIdsAndWordingsInNFC(t *testing.T) {
 	counts, err := db.RunCounts(ctx, "nfc2")
 	require.NoError(t, err)
 	require.Equal(t, postgres.RunCounts{Accepted: 4, Rejected: 1, Tagged: 3, Annotated: 4}, counts)
+}
+
+// TestSettlementCountsFromTheLoader checks the settlement of a run whose every line stores a new
+// transaction: it looks for no conflict, and it takes its counts from what the loader says
+// (FileFacts.Loaded and ErrorLines) instead of counting the run's lines. In each case the counts
+// are PostgreSQL's own (a second settlement counts the lines, and must agree), and the loader's
+// are taken exactly when every line is new and the loader loaded them all: it is told 10 errors
+// too many, to show which counts the settlement gave.
+func TestSettlementCountsFromTheLoader(t *testing.T) {
+	db, dbURL := openDB(t)
+	ctx := context.Background()
+	tooHigh := func(r txn.Record) txn.Record { r.Error = txn.ReasonAmountTooHigh; return r }
+	ingest(t, db, "stored", []txn.Record{rec(2, "S1", "10.00", "kept"), rec(3, "S2", "20.00", "kept")}, nil)
+
+	cases := []struct {
+		name    string
+		lines   []txn.Record // ids but S1 and S2 are made the case's own
+		loaded  bool
+		want    postgres.IngestCounts
+		trusted bool
+	}{
+		{name: "every line new", loaded: true, trusted: true,
+			lines: []txn.Record{rec(2, "N1", "1.00", "x"), tooHigh(rec(3, "N2", "2000000.00", "x")), rec(4, "N3", "-1.00", "x")},
+			want:  postgres.IngestCounts{Accepted: 3, New: 3, Errors: 1, MaxSeq: 3}},
+		{name: "every line new, some loaded by an earlier attempt",
+			lines: []txn.Record{rec(2, "N1", "1.00", "x"), tooHigh(rec(3, "N2", "2000000.00", "x")), rec(4, "N3", "-1.00", "x")},
+			want:  postgres.IngestCounts{Accepted: 3, New: 3, Errors: 1, MaxSeq: 3}},
+		{name: "a line of a stored transaction", loaded: true,
+			lines: []txn.Record{rec(2, "N1", "1.00", "x"), rec(3, "S1", "10.00", "kept"), tooHigh(rec(4, "N2", "2000000.00", "x"))},
+			want:  postgres.IngestCounts{Accepted: 3, New: 2, Errors: 1, MaxSeq: 3}},
+		{name: "a line in conflict", loaded: true,
+			lines: []txn.Record{rec(2, "N1", "1.00", "x"), tooHigh(rec(3, "S2", "2000000.00", "kept"))},
+			want:  postgres.IngestCounts{Accepted: 1, New: 1, Rejected: 1, Conflicts: 1, MaxSeq: 1}},
+		{name: "an id twice", loaded: true,
+			lines: []txn.Record{rec(2, "N1", "1.00", "x"), rec(3, "N2", "1.00", "x"), tooHigh(rec(4, "N1", "2000000.00", "x"))},
+			want:  postgres.IngestCounts{Accepted: 2, New: 2, Rejected: 1, Duplicates: 1, MaxSeq: 2}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			runID := fmt.Sprintf("counts%d", i)
+			var errorLines int64
+			for j := range c.lines {
+				if id := c.lines[j].ID; id != "S1" && id != "S2" {
+					c.lines[j].ID = runID + "-" + id
+				}
+				if c.lines[j].Error != "" {
+					errorLines++
+				}
+			}
+			mustBegin(t, db, postgres.Run{ID: runID, File: runID + ".csv", SHA256: "00"})
+			require.NoError(t, db.LoadBatch(ctx, runID, 1, c.lines, nil))
+			got, err := db.FinishIngestFile(ctx, runID, postgres.FileFacts{RowsRead: int64(len(c.lines)), Loaded: c.loaded, ErrorLines: errorLines + 10})
+			require.NoError(t, err)
+			counted, err := db.FinishIngestFile(ctx, runID, postgres.FileFacts{RowsRead: int64(len(c.lines))})
+			require.NoError(t, err)
+
+			want := c.want
+			if c.trusted {
+				want.Errors += 10
+			}
+			require.Equal(t, want, got, "the first settlement")
+			c.want.New = 0
+			require.Equal(t, c.want, counted, "PostgreSQL's counts")
+		})
+	}
+	require.Equal(t, "20.00", queryValue[string](t, dbURL, "SELECT amount::text FROM transactions WHERE id = 'S2'"), "the conflict stored nothing")
+	require.Equal(t, int64(2), queryValue[int64](t, dbURL, "SELECT count(*) FROM transactions WHERE id IN ('S1', 'S2')"))
 }
