@@ -2,6 +2,9 @@ package postgres
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
 
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
@@ -83,4 +86,48 @@ func (centsPlan) SetNext(pgtype.EncodePlan) {}
 
 func (centsPlan) Encode(value any, buf []byte) ([]byte, error) {
 	return value.(cents).appendNumeric(buf), nil
+}
+
+// readAmount decodes a numeric column as read (src, in format, a column of pgx.Rows.RawValues):
+// the binary format by hand, as appendNumeric writes it, the text format with parseAmount.
+// Through pgx's numeric codec each value went through a big.Int; computing cents in the query
+// instead cost PostgreSQL twice the time of reading the column.
+func readAmount(src []byte, format int16) (decimal.Decimal, error) {
+	switch {
+	case src == nil:
+		return decimal.Decimal{}, errors.New("amount is NULL")
+	case format == pgtype.TextFormatCode:
+		return parseAmount(src)
+	case len(src) < 8:
+		return decimal.Decimal{}, fmt.Errorf("numeric of %d bytes", len(src))
+	}
+	n := int(binary.BigEndian.Uint16(src))
+	weight := int(int16(binary.BigEndian.Uint16(src[2:])))
+	sign := binary.BigEndian.Uint16(src[4:])
+	if sign != 0 && sign != 0x4000 {
+		return decimal.Decimal{}, fmt.Errorf("numeric is not a number (sign %#x)", sign)
+	}
+	if len(src) != 8+2*n {
+		return decimal.Decimal{}, fmt.Errorf("numeric of %d bytes for %d digits", len(src), n)
+	}
+	// The value is the digits, base 10,000, as one integer, times 10,000^(weight - n + 1).
+	exp := int32(4 * (weight - n + 1))
+	if n <= 4 { // below 10,000^4 = 10^16: an int64
+		var c int64
+		for i := range n {
+			c = c*10000 + int64(binary.BigEndian.Uint16(src[8+2*i:]))
+		}
+		if sign != 0 {
+			c = -c
+		}
+		return decimal.New(c, exp), nil
+	}
+	c, base := new(big.Int), big.NewInt(10000)
+	for i := range n {
+		c.Mul(c, base).Add(c, big.NewInt(int64(binary.BigEndian.Uint16(src[8+2*i:]))))
+	}
+	if sign != 0 {
+		c.Neg(c)
+	}
+	return decimal.NewFromBigInt(c, exp), nil
 }

@@ -76,3 +76,40 @@ func TestCentsAreCopiedAsTheirNumeric(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Equal(t, len(cases), i)
 }
+
+// readAmount decodes what PostgreSQL sends for a numeric, in binary and in text, as the same
+// value: amounts of any size and scale, zero, negative zero; NaN is an error.
+func TestReadAmountDecodesWhatPostgreSQLSends(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testdb.URL(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	values := []string{"0", "-0.00", "0.00", "0.01", "-0.01", "0.5", "1", "12.50", "-3.00", "9999.99", "10000", "10000.01",
+		"100000000.00", "-12345678.90", "1000000.01", "999999999999.99", "1000000000000.01", "1234567890123456.78",
+		"-9999999999999999.99", "99999999999999999.99", "100000000000000000", "9" + strings.Repeat("0", 199) + ".05",
+		"0.0001", "-123.456", "0.00000000000000000001", "1e20"}
+	for _, format := range []int16{pgx.BinaryFormatCode, pgx.TextFormatCode} {
+		rows, err := conn.Query(ctx, "SELECT v, v::numeric FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n) ORDER BY n",
+			pgx.QueryResultFormats{pgx.TextFormatCode, format}, values)
+		require.NoError(t, err)
+		n := 0
+		for rows.Next() {
+			require.Equal(t, format, rows.FieldDescriptions()[1].Format)
+			var v string
+			require.NoError(t, rows.Scan(&v, nil))
+			got, err := readAmount(rows.RawValues()[1], format)
+			require.NoError(t, err, v)
+			require.True(t, decimal.RequireFromString(v).Equal(got), "%s read as %s (format %d)", v, got, format)
+			n++
+		}
+		require.NoError(t, rows.Err())
+		require.Equal(t, len(values), n)
+
+		var raw []byte
+		require.NoError(t, conn.QueryRow(ctx, "SELECT 'NaN'::numeric", pgx.QueryResultFormats{format}).Scan(&raw))
+		_, err = readAmount(raw, format)
+		require.Error(t, err, "NaN")
+	}
+	_, err = readAmount(nil, pgx.BinaryFormatCode)
+	require.Error(t, err, "NULL")
+}

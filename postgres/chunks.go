@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/shopspring/decimal"
 )
 
@@ -29,13 +28,6 @@ type resultTable struct {
 	fresh string
 }
 
-// sqlCents selects a line's amount in cents as a bigint, which is much
-// cheaper to decode than numeric, and the amount as text when it has too many
-// digits for that (only when the amount limit is set that high: amounts
-// above it are in error and not annotated).
-const sqlCents = `CASE WHEN abs(rl.amount) < 10000000000000000 THEN (rl.amount * 100)::bigint END,
-       CASE WHEN abs(rl.amount) >= 10000000000000000 THEN rl.amount::text END`
-
 var (
 	tagsTable = resultTable{
 		name:   "tags",
@@ -54,12 +46,12 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3`,
 		name:   "annotations",
 		column: "annotation",
 		pending: `
-SELECT rl.txn_key, ` + sqlCents + `
+SELECT rl.txn_key, rl.amount
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL
   AND NOT EXISTS (SELECT 1 FROM annotations a WHERE a.txn_key = rl.txn_key)`,
 		fresh: `
-SELECT rl.txn_key, ` + sqlCents + `
+SELECT rl.txn_key, rl.amount
 FROM run_lines rl
 WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}
@@ -109,22 +101,12 @@ func (db *DB) AnnotateChunk(ctx context.Context, runID string, from, to int64, a
 func (db *DB) AnnotateChunkVersion(ctx context.Context, runID string, from, to int64, rulesVersion int, annotate func(amount decimal.Decimal) string) (ChunkCounts, error) {
 	c, err := computeChunk(ctx, db, annotationsTable, runID, from, to, rulesVersion, func(rows pgx.Rows) (int64, string, error) {
 		var key int64
-		var cents pgtype.Int8
-		var big pgtype.Text
-		if err := rows.Scan(&key, &cents, &big); err != nil {
+		if err := rows.Scan(&key, nil); err != nil {
 			return 0, "", err
 		}
-		var amount decimal.Decimal
-		switch {
-		case cents.Valid:
-			amount = decimal.New(cents.Int64, -2)
-		case big.Valid:
-			var err error
-			if amount, err = decimal.NewFromString(big.String); err != nil {
-				return 0, "", fmt.Errorf("amount %q: %w", big.String, err)
-			}
-		default:
-			return 0, "", fmt.Errorf("transaction of key %d has no amount", key)
+		amount, err := readAmount(rows.RawValues()[1], rows.FieldDescriptions()[1].Format)
+		if err != nil {
+			return 0, "", fmt.Errorf("amount of the transaction of key %d: %w", key, err)
 		}
 		return key, annotate(amount), nil
 	})
