@@ -116,7 +116,7 @@ func TestChunksKeepTheirResultCounts(t *testing.T) {
 	big := rec(6, "E", "-2000000.00", "TOTO loan")
 	big.Error = txn.ReasonAmountTooHigh
 	first := []txn.Record{rec(2, "A", "0.50", "TAXI tip"), rec(3, "B", "-350.00", "rent TOTO"), rec(4, "C", "1200.00", "TATA"),
-		rec(5, "D", "-10.00", "TAXI"), big}
+		rec(5, "D", "-10.00", "TAXI"), big, rec(7, "F", "0.00", "no tag word, no annotation")}
 	for _, run := range []struct {
 		id   string
 		recs []txn.Record
@@ -156,4 +156,34 @@ func TestChunksKeepTheirResultCounts(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, with.Tags, postgres.LabelCount{Label: "KEPT", Count: 1})
 	require.Contains(t, with.Tags, postgres.LabelCount{Label: "TAXI", Count: 2})
+}
+
+// A chunk of a run of new transactions keeps the counts of the results it wrote, except when a
+// result was there before: another run, with a line of one of its transactions, stored one first.
+// The counts kept are then those of the stored results, as scanning them finds.
+func TestChunkCountsWhenAnotherRunStoredAResultFirst(t *testing.T) {
+	db, _ := openDB(t)
+	ctx := context.Background()
+	first := ingestAccount(t, db, accountRun{id: "first", account: "acme",
+		recs: []txn.Record{rec(2, "A", "0.50", "TAXI tip"), rec(3, "B", "-350.00", "rent TOTO")}})
+	later := ingestAccount(t, db, accountRun{id: "later", account: "acme", recs: []txn.Record{rec(2, "A", "0.50", "TAXI tip")}})
+	require.Zero(t, later.New)
+	other := func(string) string { return "OTHER" }
+	_, err := db.TagChunk(ctx, "later", 1, later.MaxSeq+1, other)
+	require.NoError(t, err)
+
+	tags, err := db.TagChunk(ctx, "first", 1, first.MaxSeq+1, tagWord)
+	require.NoError(t, err)
+	require.Equal(t, postgres.ChunkCounts{Lines: 2, Computed: 1}, tags, "A's tag was stored by the later run")
+	_, err = db.AnnotateChunk(ctx, "first", 1, first.MaxSeq+1, annotate)
+	require.NoError(t, err)
+
+	lines, err := db.RunReportLines(ctx, "first")
+	require.NoError(t, err)
+	whole, err := db.RunReport(ctx, "first", postgres.ReportOptions{})
+	require.NoError(t, err)
+	with, err := db.RunReportWith(ctx, "first", postgres.ReportOptions{}, lines)
+	require.NoError(t, err)
+	require.Equal(t, whole, with)
+	require.ElementsMatch(t, []postgres.LabelCount{{Label: "OTHER", Count: 1}, {Label: "TOTO", Count: 1}}, with.Tags)
 }

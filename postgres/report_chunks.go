@@ -58,6 +58,25 @@ func countChunkResults(ctx context.Context, db *DB, t resultTable, runID string,
 	})
 }
 
+// keepChunkCounts keeps the counts of the results of t of the run's lines [from, to) that the
+// caller counted as it wrote them: the results written under the keys of a chunk of a run whose
+// every line stored its transaction, when no result was there before (see computeChunk).
+func keepChunkCounts(ctx context.Context, db *DB, t resultTable, runID string, run runKeys, from, to int64, results []chunkResult) error {
+	counts := map[string]int64{}
+	for _, r := range results {
+		if r.result != "" { // stored as NULL, not counted
+			counts[r.result]++
+		}
+	}
+	raw, err := json.Marshal(counts)
+	if err != nil {
+		return fmt.Errorf("encode chunk counts: %w", err)
+	}
+	_, err = db.pool.Exec(ctx, fmt.Sprintf(sqlSaveChunkCounts, "SELECT key, value::bigint FROM jsonb_each_text($6::jsonb)"),
+		runID, run.num, t.name, from, to, raw)
+	return err
+}
+
 // chunkLabelCounts adds up the counts of table (tags, annotations) its chunks kept for the run's
 // ingestion num, and says whether they cover the run's lines 1..maxSeq; when they do not, the
 // caller scans the results instead.
