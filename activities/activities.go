@@ -227,8 +227,9 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	// An ingestion that loads every line of the run tells the settlement when they are all under
 	// distinct keys (postgres.KeyHashes), room made for one line per 16 bytes of the file, and
 	// how many it loaded with an error.
+	loadsAll := cp.Records == 0 && cp.NextSeq == 1
 	var keys *postgres.KeyHashes
-	if cp.Records == 0 && cp.NextSeq == 1 {
+	if loadsAll {
 		keys = postgres.NewKeyHashes(DistinctKeysInMemory, DistinctKeysMax, int(min(size/16, DistinctKeysInMemory)))
 		defer keys.Close()
 	}
@@ -342,7 +343,7 @@ func (a *Activities) ingest(ctx context.Context, in IngestInput, execution strin
 	reporter.report(ctx, progress(), true)
 	counts, err := a.DB.FinishIngestFile(ctx, in.RunID, postgres.FileFacts{RowsRead: stats.Records, AccountColumn: stats.AccountColumn,
 		DateColumn: stats.DateColumn != "", Outbox: a.Outbox, Distinct: keys != nil && keys.Distinct(),
-		Loaded: keys != nil, ErrorLines: errorLines})
+		Loaded: loadsAll, ErrorLines: errorLines})
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("finish ingest: %w", err)
 	}

@@ -252,7 +252,8 @@ func readPlan(ctx context.Context, q interface {
 
 // reclassifyReadSQL reads the transactions of plan p on the pages of r (a TID range scan) with
 // what their result depends on and their error. The amount is read as text, which costs the
-// server less than computing cents (sqlCents), and parsed by parseAmount. The page numbers are written into the statement, so that the planner sees
+// server less than computing cents in the query, and parsed by parseAmount (Annotate reads the
+// binary numeric instead: readAmount). The page numbers are written into the statement, so that the planner sees
 // how few pages it reads: an account's few transactions are read through the primary key
 // instead.
 func reclassifyReadSQL(p ReclassifyPlan, r PageRange) (string, []any) {
