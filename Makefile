@@ -3,7 +3,7 @@ GO ?= go
 ROWS ?= 1000000
 WORKERS ?= 1
 
-.PHONY: demo test test-short check build bench bench-delivery bench-inbox clean-state
+.PHONY: demo test test-short check build bench bench-delivery bench-broker bench-inbox clean-state
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
@@ -29,6 +29,11 @@ bench:
 ## bench-delivery: the same, delivering every result to an embedded NATS server; adds messages published and messages/s
 bench-delivery:
 	$(GO) run ./dev/bench -rows $(ROWS) -workers $(WORKERS) -delivery
+
+## bench-broker: the broker alone: MSGS messages as Publish makes them to an embedded NATS server, nothing else running
+bench-broker: MSGS ?= 1000000
+bench-broker:
+	$(GO) test -run '^$$' -bench PublishToJetStream -benchtime $(MSGS)x ./activities/
 
 ## bench-inbox: FILES files of ROWS rows each (default 200 of 1000) through the inbox, against one file of them all
 bench-inbox: FILES ?= 200
