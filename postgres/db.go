@@ -52,6 +52,14 @@ var migrationFiles embed.FS
 type DB struct {
 	pool     *pgxpool.Pool
 	password string
+	// A run of more than settleInPartsAbove lines inserts its new transactions on settleParts
+	// connections at once, in parts of at least settleMinPart lines (settle.go);
+	// afterSettlePart, for tests, is called after each part commits, and its error fails the
+	// settlement.
+	settleParts        int
+	settleInPartsAbove int64
+	settleMinPart      int64
+	afterSettlePart    func(part int64) error
 }
 
 // Default bounds on one statement, so that a database that stops answering
@@ -114,7 +122,8 @@ func OpenWith(ctx context.Context, databaseURL string, opts Options) (*DB, error
 		// the URL was too malformed to find it.
 		return nil, fmt.Errorf("parse database url: %w", scrubURL(err, databaseURL))
 	}
-	db := &DB{password: cfg.ConnConfig.Password}
+	db := &DB{password: cfg.ConnConfig.Password, settleParts: DefaultSettleParts,
+		settleInPartsAbove: DefaultSettleInPartsAbove, settleMinPart: minSettlePart}
 	params := cfg.ConnConfig.RuntimeParams
 	setDefault := func(name, value string) {
 		if _, set := params[name]; !set {

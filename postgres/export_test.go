@@ -68,3 +68,10 @@ func (db *DB) ExplainRunMessages(ctx context.Context, runID string, from, to int
 	})
 	return strings.Join(plan, "\n"), err
 }
+
+// SettleInParts makes db insert the new transactions of a run of more than above lines in parts
+// of at least minPart lines, on parts connections at once, calling after (when not nil) once each
+// part has committed: its error fails the settlement.
+func (db *DB) SettleInParts(parts int, above, minPart int64, after func(part int64) error) {
+	db.settleParts, db.settleInPartsAbove, db.settleMinPart, db.afterSettlePart = parts, above, minPart, after
+}

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"golang.org/x/text/unicode/norm"
 
@@ -123,7 +124,7 @@ func (db *DB) BeginIngest(ctx context.Context, run Run, resume bool) (Checkpoint
 			ON CONFLICT (run_id) DO UPDATE
 			SET file = excluded.file, sha256 = excluded.sha256, account = excluded.account, started_at = now(),
 			    ingested_at = NULL, records_loaded = 0, next_seq = 1, rows_read = NULL, new_count = NULL,
-			    has_account_column = false, has_date_column = false, num = excluded.num,
+			    has_account_column = false, has_date_column = false, num = excluded.num, settling_new = 0,
 			    rules_version = excluded.rules_version, execution = excluded.execution`,
 			run.ID, run.File, run.SHA256, account, version, nullIfEmpty(run.Execution)); err != nil {
 			return err
@@ -361,12 +362,26 @@ WHERE rl.run_id = $1 AND t.account = rl.account AND t.id = rl.id AND rl.txn_key 
 // transactions too (some were deleted since, with their account), the messages of both become
 // outbox rows. c.Pending is then counted again.
 func settleOutboxRun(ctx context.Context, tx pgx.Tx, runID string, outbox bool, c *IngestCounts) error {
-	var num, prev int64
+	var num, prev, maxSeq int64
 	if err := tx.QueryRow(ctx, "SELECT num FROM runs WHERE run_id = $1", runID).Scan(&num); err != nil {
 		return fmt.Errorf("read run number: %w", err)
 	}
-	err := tx.QueryRow(ctx, "SELECT num FROM outbox_runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&prev)
+	err := tx.QueryRow(ctx, "SELECT num, max_seq FROM outbox_runs WHERE run_id = $1 FOR UPDATE", runID).Scan(&prev, &maxSeq)
 	switch {
+	case err == nil && prev == num && maxSeq == 0:
+		// The placeholder a settlement in parts wrote before inserting (settle.go): it becomes
+		// the row written below when none is there.
+		if !outbox || c.New == 0 {
+			if _, err := tx.Exec(ctx, "DELETE FROM outbox_runs WHERE run_id = $1", runID); err != nil {
+				return fmt.Errorf("delete outbox_runs: %w", err)
+			}
+			return nil
+		}
+		if _, err := tx.Exec(ctx, "UPDATE outbox_runs SET max_seq = $2 WHERE run_id = $1", runID, c.MaxSeq); err != nil {
+			return fmt.Errorf("write outbox_runs: %w", err)
+		}
+		c.Pending += c.New
+		return nil
 	case errors.Is(err, pgx.ErrNoRows):
 		if !outbox || c.New == 0 {
 			return nil
@@ -465,8 +480,9 @@ func lockSettlement(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// FinishIngest settles the run, in one transaction, set-based (ids and
-// wordings compared in NFC):
+// FinishIngest settles the run, set-based (ids and wordings compared in NFC), in one
+// transaction, or for a run of more than DefaultSettleInPartsAbove lines with its new
+// transactions inserted in parts on several connections (settle.go):
 //  1. in-file duplicates: every run_line whose id appeared at a smaller seq
 //     of the same run in the same account moves to rejected_rows as duplicate_id (the first is
 //     kept);
@@ -481,10 +497,12 @@ func lockSettlement(ctx context.Context, tx pgx.Tx) error {
 // FinishIngest calls are serialised across runs (advisory lock). Calling it
 // twice for the same run is harmless: the second call moves and inserts
 // nothing and returns the same totals, except New, which counts only the
-// transactions inserted by that call and is then 0. It records rowsRead (the
-// data records of the file) and New on the run, for a resumed BeginIngest. It
-// returns ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or
-// SQL error otherwise; on error nothing is changed.
+// transactions inserted by that call and is then 0 (after a call that failed once some of its
+// parts had committed, the next call counts their transactions too). It records rowsRead
+// (the data records of the file) and New on the run, for a resumed BeginIngest. It returns
+// ErrRunNotFound (wrapped) for an unknown run and the wrapped connection or SQL error otherwise;
+// on error nothing is changed, but for the transactions of the parts that committed and the
+// duplicates moved out before them, which the next call finds where they are.
 func (db *DB) FinishIngest(ctx context.Context, runID string, rowsRead int64) (IngestCounts, error) {
 	return db.FinishIngestFile(ctx, runID, FileFacts{RowsRead: rowsRead})
 }
@@ -526,28 +544,40 @@ type FileFacts struct {
 // in the same transaction (see settleOutboxRun); the counts' Pending is the
 // run's messages not delivered yet, whatever f.Outbox.
 func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (IngestCounts, error) {
-	rowsRead := f.RowsRead
 	var c IngestCounts
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err := db.withConn(ctx, func(conn *pgxpool.Conn) error {
+		var lines int64
+		if err := conn.QueryRow(ctx, sqlRunLastSeq, runID).Scan(&lines); err != nil {
+			return fmt.Errorf("count lines: %w", err)
+		}
+		var err error
+		if db.settleParts > 1 && lines > db.settleInPartsAbove {
+			c, err = db.settleInParts(ctx, conn, runID, f)
+		} else {
+			c, err = settleInOne(ctx, conn, runID, f)
+		}
+		return err
+	})
+	if err != nil {
+		return IngestCounts{}, db.wrap("finish ingest "+runID, err)
+	}
+	return c, nil
+}
+
+// sqlRunLastSeq is the last seq of a run's lines (0 for none): the number of lines it loaded,
+// less none (a line is only ever moved out by the settlement).
+const sqlRunLastSeq = "SELECT coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1"
+
+// settleInOne is the settlement in one transaction on conn.
+func settleInOne(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFacts) (IngestCounts, error) {
+	var c IngestCounts
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if err := lockSettlement(ctx, tx); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
-			return fmt.Errorf("set work_mem: %w", err)
-		}
-		// Fresh statistics: the run's lines were just loaded and the previous
-		// run may have grown transactions a lot; stale estimates give plans
-		// that are orders of magnitude off. Not for a small run: its
-		// statements cost little whatever their plans, while sampling the big
-		// tables costs it seconds when other runs keep the database busy.
-		var lines int64
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1", runID).Scan(&lines); err != nil {
-			return fmt.Errorf("count lines: %w", err)
-		}
-		if lines > analyzeAbove {
-			if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
-				return fmt.Errorf("analyze: %w", err)
-			}
+		lines, _, err := settleBefore(ctx, tx, runID, f)
+		if err != nil {
+			return err
 		}
 		tag, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = now() WHERE run_id = $1", runID)
 		if err != nil {
@@ -555,27 +585,6 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		}
 		if tag.RowsAffected() == 0 {
 			return ErrRunNotFound
-		}
-		// Most files hold no duplicate: a hash aggregate finds that out for
-		// half the cost of the sort the move needs, and the loader may know it already.
-		var dups bool
-		if !f.Distinct {
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (
-				SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
-				return fmt.Errorf("find duplicates: %w", err)
-			}
-		}
-		if dups {
-			if _, err := tx.Exec(ctx, sqlMoveDuplicates, runID, string(txn.ReasonDuplicateID)); err != nil {
-				return fmt.Errorf("move duplicates: %w", err)
-			}
-		}
-		// The anti-join must not scan transactions sequentially from a nested
-		// loop: the statement grows the table it scans, which is quadratic
-		// (and the planner picks it when transactions looked empty at the
-		// last ANALYZE). Index probes or a hash join are both fine.
-		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
-			return fmt.Errorf("set plan options: %w", err)
 		}
 		// A run settled before outbox_runs existed, with outbox rows still there, keeps writing
 		// them: a run's messages are of one kind.
@@ -589,63 +598,122 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		if perRow {
 			insert = sqlInsertNewWithOutbox
 		}
+		// The anti-join must not scan transactions sequentially from a nested
+		// loop: the statement grows the table it scans, which is quadratic
+		// (and the planner picks it when transactions looked empty at the
+		// last ANALYZE). Index probes or a hash join are both fine.
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			return fmt.Errorf("set plan options: %w", err)
+		}
 		// A line in conflict is under a stored key: the insert leaves it out, and it is moved
 		// below, when some line of the run stored no new transaction.
 		tag, err = tx.Exec(ctx, insert, runID)
 		if err != nil {
 			return fmt.Errorf("insert transactions: %w", err)
 		}
-		n := tag.RowsAffected()
 		if _, err := tx.Exec(ctx, "RESET enable_seqscan"); err != nil {
 			return fmt.Errorf("reset plan options: %w", err)
 		}
-		// Every line 1..lines stored a new transaction (a new account's file, its history
-		// often, the biggest of all): none is under a key stored before, so none conflicts, and
-		// when this ingestion loaded them all its loader counted them already.
-		allNew := n == lines
-		if !allNew {
-			if _, err := tx.Exec(ctx, sqlMoveConflicts, runID, string(txn.ReasonIDConflict)); err != nil {
-				return fmt.Errorf("move conflicts: %w", err)
-			}
-		}
-		if allNew && f.Loaded {
-			c = IngestCounts{Accepted: n, Errors: f.ErrorLines, MaxSeq: lines}
-			err = rejectedTotals(ctx, tx, runID, &c)
-		} else {
-			c, err = runTotals(ctx, tx, runID)
-		}
-		if err != nil {
-			return err
-		}
-		c.New = n
-		// When every line stored its transaction, every line has its key already. Otherwise
-		// the lines of stored transactions take their keys, probing the primary key of
-		// transactions line by line: hashing the whole store would cost its size, not the run's.
-		if c.New < c.Accepted {
-			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
-				return fmt.Errorf("set plan options: %w", err)
-			}
-			if _, err := tx.Exec(ctx, sqlKeyExisting, runID); err != nil {
-				return fmt.Errorf("key lines of stored transactions: %w", err)
-			}
-			if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
-				return fmt.Errorf("reset plan options: %w", err)
-			}
-		}
-		if !perRow {
-			if err := settleOutboxRun(ctx, tx, runID, f.Outbox, &c); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
-			has_account_column = $5, has_date_column = $6 WHERE run_id = $1`,
-			runID, rowsRead, c.New, c.Accepted, f.AccountColumn, f.DateColumn); err != nil {
-			return fmt.Errorf("record totals: %w", err)
-		}
-		return nil
+		c, err = settleAfter(ctx, tx, runID, f, lines, tag.RowsAffected(), perRow)
+		return err
 	})
+	return c, err
+}
+
+// settleBefore is what a settlement does before it inserts the run's new transactions, in tx,
+// under the settlement's lock: it counts the run's lines (their last seq), refreshes the
+// planner's statistics for a big run, and moves the in-file duplicates out unless f says there
+// is none. It returns the lines and the run's number (runs.num), or ErrRunNotFound.
+func settleBefore(ctx context.Context, tx pgx.Tx, runID string, f FileFacts) (lines, num int64, err error) {
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
+		return 0, 0, fmt.Errorf("set work_mem: %w", err)
+	}
+	err = tx.QueryRow(ctx, "SELECT num FROM runs WHERE run_id = $1", runID).Scan(&num)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, ErrRunNotFound
+	}
 	if err != nil {
-		return IngestCounts{}, db.wrap("finish ingest "+runID, err)
+		return 0, 0, fmt.Errorf("read run: %w", err)
+	}
+	// Fresh statistics: the run's lines were just loaded and the previous
+	// run may have grown transactions a lot; stale estimates give plans
+	// that are orders of magnitude off. Not for a small run: its
+	// statements cost little whatever their plans, while sampling the big
+	// tables costs it seconds when other runs keep the database busy.
+	if err := tx.QueryRow(ctx, sqlRunLastSeq, runID).Scan(&lines); err != nil {
+		return 0, 0, fmt.Errorf("count lines: %w", err)
+	}
+	if lines > analyzeAbove {
+		if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
+			return 0, 0, fmt.Errorf("analyze: %w", err)
+		}
+	}
+	// Most files hold no duplicate: a hash aggregate finds that out for
+	// half the cost of the sort the move needs, and the loader may know it already.
+	var dups bool
+	if !f.Distinct {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (
+			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
+			return 0, 0, fmt.Errorf("find duplicates: %w", err)
+		}
+	}
+	if dups {
+		if _, err := tx.Exec(ctx, sqlMoveDuplicates, runID, string(txn.ReasonDuplicateID)); err != nil {
+			return 0, 0, fmt.Errorf("move duplicates: %w", err)
+		}
+	}
+	return lines, num, nil
+}
+
+// settleAfter is what a settlement does once the run's new transactions are inserted, n of them
+// (by this call), in tx: it moves the lines in conflict out, counts, keys the lines of stored
+// transactions, writes the run's outbox_runs row (unless perRow: outbox rows were written with
+// the transactions) and records the totals on the run.
+func settleAfter(ctx context.Context, tx pgx.Tx, runID string, f FileFacts, lines, n int64, perRow bool) (IngestCounts, error) {
+	var c IngestCounts
+	var err error
+	// Every line 1..lines stored a new transaction (a new account's file, its history
+	// often, the biggest of all): none is under a key stored before, so none conflicts, and
+	// when this ingestion loaded them all its loader counted them already.
+	allNew := n == lines
+	if !allNew {
+		if _, err := tx.Exec(ctx, sqlMoveConflicts, runID, string(txn.ReasonIDConflict)); err != nil {
+			return c, fmt.Errorf("move conflicts: %w", err)
+		}
+	}
+	if allNew && f.Loaded {
+		c = IngestCounts{Accepted: n, Errors: f.ErrorLines, MaxSeq: lines}
+		err = rejectedTotals(ctx, tx, runID, &c)
+	} else {
+		c, err = runTotals(ctx, tx, runID)
+	}
+	if err != nil {
+		return c, err
+	}
+	c.New = n
+	// When every line stored its transaction, every line has its key already. Otherwise
+	// the lines of stored transactions take their keys, probing the primary key of
+	// transactions line by line: hashing the whole store would cost its size, not the run's.
+	if c.New < c.Accepted {
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return c, fmt.Errorf("set plan options: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sqlKeyExisting, runID); err != nil {
+			return c, fmt.Errorf("key lines of stored transactions: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "RESET enable_seqscan; RESET enable_hashjoin; RESET enable_mergejoin"); err != nil {
+			return c, fmt.Errorf("reset plan options: %w", err)
+		}
+	}
+	if !perRow {
+		if err := settleOutboxRun(ctx, tx, runID, f.Outbox, &c); err != nil {
+			return c, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE runs SET rows_read = $2, new_count = $3::bigint, all_new = ($3::bigint = $4::bigint),
+		has_account_column = $5, has_date_column = $6 WHERE run_id = $1`,
+		runID, f.RowsRead, c.New, c.Accepted, f.AccountColumn, f.DateColumn); err != nil {
+		return c, fmt.Errorf("record totals: %w", err)
 	}
 	return c, nil
 }
