@@ -30,7 +30,8 @@ import (
 //     runs.settling_new, in one transaction, on its own connection;
 //  3. one transaction does the rest, as a settlement in one transaction does after its insert
 //     (conflicts, counts, keys, the outbox_runs row's max_seq), with settling_new as the count of
-//     new transactions, sets settling_new back to 0 and marks the run settled (ingested_at).
+//     new transactions, sets settling_new back to 0 and marks the run settled (ingested_at: when
+//     the first step began, as a settlement in one transaction records when it began).
 //
 // The run is settled only once the last step commits. A settlement that fails or dies in between
 // leaves the transactions of the parts that committed stored, and counted in settling_new: the
@@ -72,7 +73,11 @@ func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID strin
 	}
 	defer unlockSettlementSession(ctx, conn)
 	var lines, num int64
+	var began time.Time // ingested_at, as a settlement in one transaction records it: when it began
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, "SELECT now()").Scan(&began); err != nil {
+			return fmt.Errorf("read the time: %w", err)
+		}
 		var err error
 		if f.Outbox {
 			var splits bool
@@ -119,7 +124,7 @@ func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID strin
 		if err != nil {
 			return fmt.Errorf("read the parts' count: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = now(), settling_new = 0 WHERE run_id = $1", runID); err != nil {
+		if _, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = $2, settling_new = 0 WHERE run_id = $1", runID, began); err != nil {
 			return fmt.Errorf("mark run: %w", err)
 		}
 		c, err = settleAfter(ctx, tx, runID, f, lines, n, false)

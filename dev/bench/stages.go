@@ -104,8 +104,8 @@ func printSpans(w io.Writer, spans []stageSpan) {
 }
 
 // printIngestPhases prints how the run's Ingest stage divided between loading the file and
-// settling the run: from the runs row's started_at (BeginIngest) to its ingested_at (the start of
-// the settlement's transaction), then to the stage's end. It prints nothing for a run without an
+// settling the run: from the runs row's started_at (BeginIngest) to its ingested_at (when the
+// settlement began, under its lock), then to the stage's end. It prints nothing for a run without an
 // Ingest activity or a settled row.
 func printIngestPhases(ctx context.Context, w io.Writer, dbURL, runID string, spans []stageSpan) error {
 	var ingest *stageSpan
