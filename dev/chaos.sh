@@ -3,6 +3,7 @@
 # nothing is lost or doubled.
 #
 # Usage: dev/chaos.sh [-rows N] [-kills K] [-chunk N] [-heartbeat D] [-seed S] [--kill worker|temporal]
+#                     [--first-kill-in-settlement]
 #
 # Starts its own Temporal server (devserver, headless) and local PostgreSQL cluster in a temporary
 # directory, generates a file of N rows (default 1,000,000), runs it once undisturbed in a fresh
@@ -11,11 +12,13 @@
 # default), or the Temporal dev server (--kill temporal), which then keeps its state in a SQLite
 # file and is restarted on the same port and file. It then checks that both runs wrote
 # byte-identical output_transactions.csv and error_report.csv and that no table holds a key twice,
-# and prints PASS or FAIL. Needs Go and the PostgreSQL server binaries. Keep the temporary
-# directory with KEEP=1.
+# and prints PASS or FAIL. With --first-kill-in-settlement, the first kill comes once a part of
+# the run's settlement in parts has committed and before its last step (a file of more than
+# 200,000 rows). Needs Go and the PostgreSQL server binaries. Keep the temporary directory with
+# KEEP=1.
 set -euo pipefail
 
-rows=1000000 kills=5 chunk=50000 heartbeat=5s seed=1 target=worker
+rows=1000000 kills=5 chunk=50000 heartbeat=5s seed=1 target=worker in_settlement=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rows) rows=$2; shift 2 ;;
@@ -24,7 +27,8 @@ while [ $# -gt 0 ]; do
 	-heartbeat) heartbeat=$2; shift 2 ;;
 	-seed) seed=$2; shift 2 ;;
 	-kill|--kill) target=$2; shift 2 ;;
-	-h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-first-kill-in-settlement|--first-kill-in-settlement) in_settlement=1; shift ;;
+	-h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "chaos.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -124,7 +128,13 @@ spread=$(( took / 2 > 2 ? took / 2 : 2 ))
 landed=0
 for i in $(seq 1 "$kills"); do
 	pause=$(( RANDOM % spread + 1 ))
-	sleep "$pause"
+	if [ "$i" = 1 ] && [ "$in_settlement" = 1 ]; then
+		parts=$("$kit" settling -url "$chaos_db") || { echo "FAIL: no settlement in parts seen"; exit 1; }
+		pause="a part's commit ($parts new transactions)"
+	else
+		sleep "$pause"
+		pause=${pause}s
+	fi
 	stage=$("$kit" stage "$id" 2>/dev/null || echo unknown)
 	if "$kit" wait -timeout 1ms "$id" >/dev/null 2>&1; then
 		log "kill $i: the run had already ended"
@@ -134,13 +144,13 @@ for i in $(seq 1 "$kills"); do
 	if [ "$target" = temporal ]; then
 		kill -9 "$devserver_pid"
 		wait "$devserver_pid" 2>/dev/null || true
-		log "kill $i after ${pause}s, during $stage; restarting Temporal on port $port and $work/temporal.db"
+		log "kill $i after $pause, during $stage; restarting Temporal on port $port and $work/temporal.db"
 		sleep 2 # the worker and the waiting clients see the server gone
 		start_devserver
 	else
 		kill -9 "$worker_pid"
 		wait "$worker_pid" 2>/dev/null || true
-		log "kill $i after ${pause}s, during $stage; restarting the worker"
+		log "kill $i after $pause, during $stage; restarting the worker"
 		start_worker "$chaos_db" "$work/chaos" "$work/worker-chaos.log"
 	fi
 done

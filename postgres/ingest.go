@@ -377,7 +377,7 @@ func settleOutboxRun(ctx context.Context, tx pgx.Tx, runID string, outbox bool, 
 			}
 			return nil
 		}
-		if _, err := tx.Exec(ctx, "UPDATE outbox_runs SET max_seq = $2 WHERE run_id = $1", runID, c.MaxSeq); err != nil {
+		if _, err := tx.Exec(ctx, "UPDATE outbox_runs SET max_seq = $2, created_at = now() WHERE run_id = $1", runID, c.MaxSeq); err != nil {
 			return fmt.Errorf("write outbox_runs: %w", err)
 		}
 		c.Pending += c.New

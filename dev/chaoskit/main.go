@@ -9,6 +9,7 @@
 //	chaoskit stage RUN_ID                   prints the activities running now
 //	chaoskit wait -timeout D RUN_ID         exits 1 unless the run completes
 //	chaoskit dups -url URL                  exits 1 if a table holds a key twice
+//	chaoskit settling -url URL -timeout D   waits until a settlement in parts committed a part
 //	chaoskit pgstop DIR                     stops the PostgreSQL server running in DIR, if any
 //
 // Temporal is reached through TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.
@@ -19,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/txflow/txflow/dev/internal/devstack"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +32,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/txflow/txflow/activities"
+	"github.com/txflow/txflow/dev/internal/devstack"
 	"github.com/txflow/txflow/dev/internal/devtemporal"
 	"github.com/txflow/txflow/internal/devpg"
 	"github.com/txflow/txflow/internal/gen"
@@ -40,7 +41,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: chaoskit freeport|gen|createdb|start|stage|wait|dups|pgstop ...")
+		fmt.Fprintln(os.Stderr, "usage: chaoskit freeport|gen|createdb|start|stage|wait|dups|settling|pgstop ...")
 		os.Exit(2)
 	}
 	ctx := context.Background()
@@ -64,6 +65,8 @@ func main() {
 		err = wait(ctx, args)
 	case "dups":
 		err = dups(ctx, args)
+	case "settling":
+		err = settling(ctx, args)
 	case "pgstop":
 		err = pgStop(ctx, args)
 	default:
@@ -237,6 +240,39 @@ func dups(ctx context.Context, args []string) error {
 		return fmt.Errorf("%d table(s) hold duplicates", bad)
 	}
 	return nil
+}
+
+// settling waits until a run of the database is half-way through a settlement in parts: a part
+// has committed (runs.settling_new > 0) and the last step has not. It prints how many new
+// transactions the parts committed so far.
+func settling(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("settling", flag.ExitOnError)
+	dbURL := fs.String("url", "", "database URL")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait")
+	_ = fs.Parse(args)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, *dbURL)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for {
+		var n int64
+		err := conn.QueryRow(ctx, "SELECT coalesce(max(settling_new), 0) FROM runs").Scan(&n)
+		if err != nil {
+			return fmt.Errorf("read runs: %w", err)
+		}
+		if n > 0 {
+			fmt.Println(n)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no settlement in parts within %s", *timeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // pgStop stops the PostgreSQL server running in the data directory args[0], which a dev server
