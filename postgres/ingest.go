@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"golang.org/x/text/unicode/norm"
@@ -464,17 +465,27 @@ func rejectedTotals(ctx context.Context, tx pgx.Tx, runID string, c *IngestCount
 // statement timeout still bounds the wait, and the lock timeout applies again
 // to the statements that follow.
 func lockSettlement(ctx context.Context, tx pgx.Tx) error {
+	return waitForSettlementLock(ctx, tx, "SELECT pg_advisory_xact_lock($1)", true)
+}
+
+// waitForSettlementLock runs lock (a statement taking the lock lockFinishIngest, $1) on q with no
+// lock timeout, then restores the lock timeout: for the transaction q when local is set, for the
+// session otherwise.
+func waitForSettlementLock(ctx context.Context, q interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, lock string, local bool) error {
 	var lockTimeout string
-	if err := tx.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
+	if err := q.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
 		return fmt.Errorf("read lock_timeout: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+	if _, err := q.Exec(ctx, "SELECT set_config('lock_timeout', '0', $1)", local); err != nil {
 		return fmt.Errorf("set lock_timeout: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockFinishIngest); err != nil {
+	if _, err := q.Exec(ctx, lock, lockFinishIngest); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", lockTimeout); err != nil {
+	if _, err := q.Exec(ctx, "SELECT set_config('lock_timeout', $1, $2)", lockTimeout, local); err != nil {
 		return fmt.Errorf("restore lock_timeout: %w", err)
 	}
 	return nil

@@ -207,22 +207,7 @@ func (db *DB) insertNewInParts(ctx context.Context, conn *pgxpool.Conn, runID st
 // conn's session, waiting as lockSettlement does. On error the lock may be held: conn is then
 // closed, which releases it.
 func lockSettlementSession(ctx context.Context, conn *pgxpool.Conn) error {
-	err := func() error {
-		var lockTimeout string
-		if err := conn.QueryRow(ctx, "SELECT current_setting('lock_timeout')").Scan(&lockTimeout); err != nil {
-			return fmt.Errorf("read lock_timeout: %w", err)
-		}
-		if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
-			return fmt.Errorf("set lock_timeout: %w", err)
-		}
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockFinishIngest); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		if _, err := conn.Exec(ctx, "SELECT set_config('lock_timeout', $1, false)", lockTimeout); err != nil {
-			return fmt.Errorf("restore lock_timeout: %w", err)
-		}
-		return nil
-	}()
+	err := waitForSettlementLock(ctx, conn, "SELECT pg_advisory_lock($1)", false)
 	if err != nil {
 		closeConn(ctx, conn)
 	}
