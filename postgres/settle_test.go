@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/txflow/txflow/internal/testdb"
 	"github.com/txflow/txflow/postgres"
 	"github.com/txflow/txflow/txn"
 )
@@ -191,4 +193,28 @@ func TestSettlementInPartsHoldsTheLock(t *testing.T) {
 	releaseParts()
 	require.NoError(t, <-settled)
 	require.NoError(t, <-purged)
+}
+
+func TestSettlementInPartsOnOneConnection(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.URL(t)
+	u, err := url.Parse(dbURL)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("pool_max_conns", "1") // the helper never gets a connection: the settlement's own does every part
+	u.RawQuery = q.Encode()
+	db, err := postgres.Open(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(db.Close)
+	require.NoError(t, db.Migrate(ctx))
+	var committed atomic.Int64
+	db.SettleInParts(2, 10, 3, func(int64) error { committed.Add(1); return nil })
+	settleScenario(t, db)
+
+	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	got, err := db.FinishIngestFile(settleCtx, "big", postgres.FileFacts{RowsRead: 40})
+	require.NoError(t, err)
+	require.Equal(t, partsWant, got)
+	require.Equal(t, int64(4), committed.Load())
 }
