@@ -563,9 +563,9 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 		}
 		var err error
 		if db.settleParts > 1 && lines > db.settleInPartsAbove {
-			c, err = db.settleInParts(ctx, conn, runID, f)
+			c, err = db.settleInParts(ctx, conn, runID, f, lines)
 		} else {
-			c, err = settleInOne(ctx, conn, runID, f)
+			c, err = settleInOne(ctx, conn, runID, f, lines)
 		}
 		return err
 	})
@@ -575,19 +575,20 @@ func (db *DB) FinishIngestFile(ctx context.Context, runID string, f FileFacts) (
 	return c, nil
 }
 
-// sqlRunLastSeq is the last seq of a run's lines (0 for none): the number of lines it loaded,
-// less none (a line is only ever moved out by the settlement).
+// sqlRunLastSeq is the last seq of a run's lines (0 for none): the number of lines it loaded. It
+// is read before the settlement's lock: a settlement of the same run running meanwhile (a
+// retried attempt's) can only move lines out, which makes the count larger than the lines left
+// and the settlement that follows take its careful path (it counts and looks for conflicts).
 const sqlRunLastSeq = "SELECT coalesce(max(seq), 0) FROM run_lines WHERE run_id = $1"
 
-// settleInOne is the settlement in one transaction on conn.
-func settleInOne(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFacts) (IngestCounts, error) {
+// settleInOne is the settlement in one transaction on conn, of a run of lines lines.
+func settleInOne(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFacts, lines int64) (IngestCounts, error) {
 	var c IngestCounts
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if err := lockSettlement(ctx, tx); err != nil {
 			return err
 		}
-		lines, _, err := settleBefore(ctx, tx, runID, f)
-		if err != nil {
+		if err := settleBefore(ctx, tx, runID, f, lines); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, "UPDATE runs SET ingested_at = now() WHERE run_id = $1", runID)
@@ -632,31 +633,20 @@ func settleInOne(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFa
 }
 
 // settleBefore is what a settlement does before it inserts the run's new transactions, in tx,
-// under the settlement's lock: it counts the run's lines (their last seq), refreshes the
-// planner's statistics for a big run, and moves the in-file duplicates out unless f says there
-// is none. It returns the lines and the run's number (runs.num), or ErrRunNotFound.
-func settleBefore(ctx context.Context, tx pgx.Tx, runID string, f FileFacts) (lines, num int64, err error) {
+// under the settlement's lock: it refreshes the planner's statistics for a run of more than
+// analyzeAbove lines, and moves the in-file duplicates out unless f says there is none.
+func settleBefore(ctx context.Context, tx pgx.Tx, runID string, f FileFacts, lines int64) error {
 	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
-		return 0, 0, fmt.Errorf("set work_mem: %w", err)
-	}
-	err = tx.QueryRow(ctx, "SELECT num FROM runs WHERE run_id = $1", runID).Scan(&num)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, ErrRunNotFound
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("read run: %w", err)
+		return fmt.Errorf("set work_mem: %w", err)
 	}
 	// Fresh statistics: the run's lines were just loaded and the previous
 	// run may have grown transactions a lot; stale estimates give plans
 	// that are orders of magnitude off. Not for a small run: its
 	// statements cost little whatever their plans, while sampling the big
 	// tables costs it seconds when other runs keep the database busy.
-	if err := tx.QueryRow(ctx, sqlRunLastSeq, runID).Scan(&lines); err != nil {
-		return 0, 0, fmt.Errorf("count lines: %w", err)
-	}
 	if lines > analyzeAbove {
 		if _, err := tx.Exec(ctx, "ANALYZE run_lines, transactions"); err != nil {
-			return 0, 0, fmt.Errorf("analyze: %w", err)
+			return fmt.Errorf("analyze: %w", err)
 		}
 	}
 	// Most files hold no duplicate: a hash aggregate finds that out for
@@ -665,15 +655,15 @@ func settleBefore(ctx context.Context, tx pgx.Tx, runID string, f FileFacts) (li
 	if !f.Distinct {
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (
 			SELECT 1 FROM run_lines WHERE run_id = $1 GROUP BY account, id HAVING count(*) > 1)`, runID).Scan(&dups); err != nil {
-			return 0, 0, fmt.Errorf("find duplicates: %w", err)
+			return fmt.Errorf("find duplicates: %w", err)
 		}
 	}
 	if dups {
 		if _, err := tx.Exec(ctx, sqlMoveDuplicates, runID, string(txn.ReasonDuplicateID)); err != nil {
-			return 0, 0, fmt.Errorf("move duplicates: %w", err)
+			return fmt.Errorf("move duplicates: %w", err)
 		}
 	}
-	return lines, num, nil
+	return nil
 }
 
 // settleAfter is what a settlement does once the run's new transactions are inserted, n of them

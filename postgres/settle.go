@@ -67,18 +67,24 @@ const sqlInsertNewPart = sqlInsertNew + `
 
 // settleInParts settles a big run in parts (see DefaultSettleParts), or in one transaction when
 // errSettleInOne says so.
-func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFacts) (IngestCounts, error) {
+func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID string, f FileFacts, lines int64) (IngestCounts, error) {
 	if err := lockSettlementSession(ctx, conn); err != nil {
 		return IngestCounts{}, err
 	}
 	defer unlockSettlementSession(ctx, conn)
-	var lines, num int64
+	var num int64
 	var began time.Time // ingested_at, as a settlement in one transaction records it: when it began
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "SELECT now()").Scan(&began); err != nil {
 			return fmt.Errorf("read the time: %w", err)
 		}
-		var err error
+		err := tx.QueryRow(ctx, "SELECT num FROM runs WHERE run_id = $1", runID).Scan(&num)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrRunNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read run: %w", err)
+		}
 		if f.Outbox {
 			var splits bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE run_id = $1)
@@ -90,7 +96,7 @@ func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID strin
 				return errSettleInOne
 			}
 		}
-		if lines, num, err = settleBefore(ctx, tx, runID, f); err != nil || !f.Outbox {
+		if err := settleBefore(ctx, tx, runID, f, lines); err != nil || !f.Outbox {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM outbox_acked WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM outbox_runs WHERE run_id = $1)", runID); err != nil {
@@ -103,7 +109,7 @@ func (db *DB) settleInParts(ctx context.Context, conn *pgxpool.Conn, runID strin
 	})
 	if errors.Is(err, errSettleInOne) {
 		// Its transaction takes the lock again, which this session holds already.
-		return settleInOne(ctx, conn, runID, f)
+		return settleInOne(ctx, conn, runID, f, lines)
 	}
 	if err != nil {
 		return IngestCounts{}, err
