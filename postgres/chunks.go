@@ -57,6 +57,21 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 	}
 )
 
+// sqlChunkLines reads whether the run ($1) is settled, whether its transactions are all its own
+// (runs.all_new), its number, and how many of its lines have $2 <= seq < $3. A settled run whose
+// every loaded line stored its transaction (new_count = next_seq - 1: each new transaction is one
+// line of the run, each line's seq is below next_seq) has every seq from 1 to next_seq - 1: its
+// lines in range are counted from the bounds instead of read from the index (a chunk of 100,000
+// lines, about 30 ms of PostgreSQL). Otherwise, a line moved out as a duplicate or a conflict, or
+// one whose transaction was stored before, they are counted.
+const sqlChunkLines = `
+SELECT r.ingested_at IS NOT NULL, r.all_new, r.num,
+       CASE WHEN r.ingested_at IS NOT NULL AND r.new_count = r.next_seq - 1
+            THEN greatest(0, least($3::bigint, r.next_seq) - greatest($2::bigint, 1))
+            ELSE (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND seq >= $2 AND seq < $3)
+       END
+FROM runs r WHERE r.run_id = $1`
+
 // TagChunk computes tags for the run_lines of runID with from <= seq < to
 // whose transaction has no row in tags yet: it reads (transaction key, wording) in one
 // query, calls tag(wording) for each, and writes the results with one COPY
@@ -172,10 +187,7 @@ func computeChunk(ctx context.Context, db *DB, t resultTable, runID string, from
 	var run runKeys
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var ingested, fresh bool
-		err := tx.QueryRow(ctx, `
-			SELECT r.ingested_at IS NOT NULL, r.all_new, r.num,
-			       (SELECT count(*) FROM run_lines WHERE run_id = r.run_id AND seq >= $2 AND seq < $3)
-			FROM runs r WHERE r.run_id = $1`, runID, from, to).Scan(&ingested, &fresh, &run.num, &c.Lines)
+		err := tx.QueryRow(ctx, sqlChunkLines, runID, from, to).Scan(&ingested, &fresh, &run.num, &c.Lines)
 		run.allNew = fresh
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
