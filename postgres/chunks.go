@@ -62,9 +62,10 @@ WHERE rl.run_id = $1 AND rl.seq >= $2 AND rl.seq < $3 AND rl.error IS NULL`,
 // every loaded line stored its transaction (new_count = next_seq - 1: each new transaction is one
 // line of the run, each line's seq is below next_seq) has every seq from 1 to next_seq - 1: its
 // lines in range are counted from the bounds instead of read from the index (a chunk of 100,000
-// lines, about 30 ms of PostgreSQL). Otherwise, a line moved out as a duplicate or a conflict, or
-// one whose transaction was stored before, they are counted. (An account purge deletes settled
-// lines too, but not while one of the account's runs is in progress: see PurgeAccount.)
+// lines, about 30 ms of PostgreSQL). The lines of any other run (one with a line moved out as a
+// duplicate or a conflict, or a line whose transaction was stored before) are counted. (An account
+// purge deletes settled lines too, but not while one of the account's runs is in progress: see
+// PurgeAccount.)
 const sqlChunkLines = `
 SELECT r.ingested_at IS NOT NULL, r.all_new, r.num,
        CASE WHEN r.ingested_at IS NOT NULL AND r.new_count = r.next_seq - 1
