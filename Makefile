@@ -3,7 +3,7 @@ GO ?= go
 ROWS ?= 1000000
 WORKERS ?= 1
 
-.PHONY: demo test test-short check build bench bench-delivery bench-broker bench-inbox clean-state
+.PHONY: demo test test-short check build bench bench-sql bench-delivery bench-broker bench-inbox clean-state
 
 ## demo: run the whole pipeline on the bundled sample files (local Temporal + PostgreSQL)
 demo:
@@ -25,6 +25,10 @@ check:
 ## bench: the pipeline on a generated file of ROWS rows, against the COPY floor (see README)
 bench:
 	$(GO) run ./dev/bench -rows $(ROWS) -workers $(WORKERS)
+
+## bench-sql: the same, then what PostgreSQL alone takes to store what a run stores (a bound on the ratio)
+bench-sql:
+	$(GO) run ./dev/bench -rows $(ROWS) -workers $(WORKERS) -sql-alone
 
 ## bench-delivery: the same, delivering every result to an embedded NATS server; adds messages published and messages/s
 bench-delivery:

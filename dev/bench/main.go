@@ -37,6 +37,7 @@ func main() {
 	flag.StringVar(&o.state, "state-dir", ".txflow/bench", "the benchmark's PostgreSQL cluster lives here (when DATABASE_URL is unset)")
 	flag.BoolVar(&o.delivery, "delivery", false, "deliver results to an embedded NATS server (TXFLOW_NATS_URL) and report the messages published")
 	flag.BoolVar(&o.keepDB, "keep-db", false, "keep the run's database (by default it is dropped at the end: 10M rows take about 6 GB)")
+	flag.BoolVar(&o.sqlAlone, "sql-alone", false, "after the pipeline, also measure what PostgreSQL alone takes to store what a run stores (sqlalone.go)")
 	flag.IntVar(&o.inboxFiles, "inbox-files", 0, "when set, run this many files of -rows rows through the inbox against one file of them all (inbox.go)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,6 +58,7 @@ type options struct {
 	chunk                   int64
 	dir, state              string
 	keepDB, delivery        bool
+	sqlAlone                bool
 }
 
 func run(ctx context.Context, o options) error {
@@ -166,6 +168,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	var pids []int
+	for _, w := range workers {
+		pids = append(pids, w.Pid())
+	}
+	probe := newCPUProbe(ctx, dbURL, pids)
+	cpuBefore, cpuErr := probe.sample()
 	type result struct {
 		wall time.Duration
 		err  error
@@ -188,6 +196,15 @@ func run(ctx context.Context, o options) error {
 	wall, err := res.wall, res.err
 	if err != nil {
 		return err
+	}
+	var cpu *cpuUse
+	if cpuAfter, err := probe.sample(); err == nil && cpuErr == nil {
+		selfName := "Temporal"
+		if o.delivery {
+			selfName = "Temporal, NATS"
+		}
+		u := cpuBefore.to(cpuAfter, selfName)
+		cpu = &u
 	}
 	var peak int64
 	for _, w := range workers {
@@ -215,6 +232,19 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	floorBest := min(floorBefore.total(), floorAfter.total())
+	var alone sqlAlone
+	if o.sqlAlone {
+		fmt.Println("measuring SQL alone ...")
+		if err := settle(ctx, dbURL, 5*time.Second); err != nil {
+			return err
+		}
+		if alone, err = measureSQLAlone(ctx, dbURL, file, floorOut, o.rows); err != nil {
+			return err
+		}
+		if err := os.Remove(floorOut); err != nil {
+			return err
+		}
+	}
 
 	fmt.Printf("\nrows                  %d (%.1f MB)\n", o.rows, float64(st.Size())/1e6)
 	until := "start to outputs written"
@@ -225,9 +255,17 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("rows/s                %.0f\n", float64(o.rows)/wall.Seconds())
 	fmt.Printf("worker peak RSS       %.1f MB (largest of %d)\n", float64(peak)/1e6, o.workers)
 	fmt.Printf("history length        %d events\n", events)
+	if cpu != nil {
+		fmt.Printf("CPU over the run      %s\n", cpu)
+	}
 	fmt.Printf("floor before the run  %s\n", floorBefore)
 	fmt.Printf("floor after the run   %s (after a CHECKPOINT and a pause)\n", floorAfter)
 	fmt.Printf("pipeline / floor      %.2f (the faster floor)\n", wall.Seconds()/floorBest.Seconds())
+	if o.sqlAlone {
+		fmt.Printf("SQL alone             %s\n", alone)
+		fmt.Printf("SQL alone / floor     %.2f (the pipeline / SQL alone: %.2f)\n",
+			alone.total().Seconds()/floorBest.Seconds(), wall.Seconds()/alone.total().Seconds())
+	}
 	fmt.Printf("10-row file           %s end to end\n", tinyTime.Round(time.Millisecond))
 	switch {
 	case o.delivery:
