@@ -56,24 +56,34 @@ func measureFloor(ctx context.Context, dbURL, path, outPath string) (floor, erro
 	}
 	f.In = time.Since(began)
 
-	out, err := os.Create(outPath)
-	if err != nil {
-		return f, fmt.Errorf("floor: %w", err)
-	}
-	defer out.Close()
-	began = time.Now()
-	bw := bufio.NewWriterSize(out, 1<<20)
-	if _, err := conn.PgConn().CopyTo(ctx, bw, "COPY "+floorTable+" TO STDOUT (FORMAT csv, HEADER true)"); err != nil {
+	if f.Out, err = copyOut(ctx, conn, "COPY "+floorTable+" TO STDOUT (FORMAT csv, HEADER true)", outPath); err != nil {
 		return f, fmt.Errorf("floor: copy out: %w", err)
 	}
+	return f, nil
+}
+
+// copyOut runs the COPY … TO STDOUT statement sql on conn into a new file at path, through a
+// 1 MiB buffer, and syncs the file, as the pipeline writes its outputs: it returns how long that
+// took from the file's creation.
+func copyOut(ctx context.Context, conn *pgx.Conn, sql, path string) (time.Duration, error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	began := time.Now()
+	bw := bufio.NewWriterSize(out, 1<<20)
+	if _, err := conn.PgConn().CopyTo(ctx, bw, sql); err != nil {
+		return 0, err
+	}
 	if err := bw.Flush(); err != nil {
-		return f, fmt.Errorf("floor: %w", err)
+		return 0, err
 	}
 	if err := out.Sync(); err != nil {
-		return f, fmt.Errorf("floor: %w", err)
+		return 0, err
 	}
-	f.Out = time.Since(began)
-	return f, out.Close()
+	d := time.Since(began)
+	return d, out.Close()
 }
 
 // settle lets the database calm down after the pipeline before the floor is measured again: a

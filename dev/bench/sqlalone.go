@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -104,26 +103,13 @@ CREATE TABLE `+sqlAnnotations+` (key bigint PRIMARY KEY, annotation text)`); err
 	}
 	s.Results = time.Since(began)
 
-	out, err := os.Create(outPath)
-	if err != nil {
-		return s, fmt.Errorf("sql alone: %w", err)
-	}
-	defer out.Close()
-	began = time.Now()
-	bw := bufio.NewWriterSize(out, 1<<20)
-	if _, err := conns[0].PgConn().CopyTo(ctx, bw, `COPY (SELECT l.id, l.amount, l.wording, t.tag, a.annotation
+	s.Export, err = copyOut(ctx, conns[0], `COPY (SELECT l.id, l.amount, l.wording, t.tag, a.annotation
 FROM `+sqlLines+` l JOIN `+sqlTags+` t ON t.key = l.seq JOIN `+sqlAnnotations+` a ON a.key = l.seq
-ORDER BY l.seq) TO STDOUT (FORMAT csv, HEADER true)`); err != nil {
+ORDER BY l.seq) TO STDOUT (FORMAT csv, HEADER true)`, outPath)
+	if err != nil {
 		return s, fmt.Errorf("sql alone: export: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
-		return s, fmt.Errorf("sql alone: %w", err)
-	}
-	if err := out.Sync(); err != nil {
-		return s, fmt.Errorf("sql alone: %w", err)
-	}
-	s.Export = time.Since(began)
-	return s, out.Close()
+	return s, nil
 }
 
 // both runs a on the first connection and b on the second at once, each with args.
